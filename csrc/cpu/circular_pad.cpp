@@ -1,0 +1,192 @@
+// circular_pad2d on the CPU, with at::parallel_for.
+//
+// Along a padded W row the sources form three runs of consecutive positions (left wrap, interior,
+// right wrap), whose starts come from the shared source_index / output_taps, so the inner
+// loops are plain strided copies and sums the compiler vectorises. The summation order per
+// element is the one backward_value uses on the GPU: the same bits on both devices.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "common/circular_pad.h"
+
+namespace pytexsynth {
+namespace {
+
+using circular_pad::Geometry;
+using circular_pad::output_taps;
+using circular_pad::source_index;
+
+template <typename T>
+inline void strided_copy(T* dst, const T* src, int64_t n, int64_t stride) {
+  if (stride == 1) {
+    std::copy(src, src + n, dst);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i * stride];
+  }
+}
+
+template <typename acc_t, typename T>
+inline void strided_accumulate(acc_t* acc, const T* src, int64_t n, int64_t stride) {
+  for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<acc_t>(src[i * stride]);
+}
+
+// Inputs whose innermost dimension is strided take the per-element path the CUDA kernels run
+// (same functions from circular_pad_math.h), so the CPU tests exercise the GPU arithmetic.
+template <bool ChannelsLast, typename scalar_t>
+void forward_elementwise(const scalar_t* x, scalar_t* out, const Geometry<int64_t>& g, int64_t numel) {
+  at::parallel_for(0, numel, 32768, [&](int64_t begin, int64_t end) {
+    for (int64_t l = begin; l < end; ++l) circular_pad::forward_element<ChannelsLast>(x, out, g, l);
+  });
+}
+
+template <bool ChannelsLast, typename scalar_t>
+void backward_elementwise(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, int64_t numel) {
+  using acc_t = at::opmath_type<scalar_t>;
+  at::parallel_for(0, numel, 16384, [&](int64_t begin, int64_t end) {
+    for (int64_t l = begin; l < end; ++l) circular_pad::backward_element<ChannelsLast, acc_t>(grad, out, g, l);
+  });
+}
+
+// Fast paths for a unit innermost stride.
+// NCHW: parallel over planes (n, c), rows in order inside; NHWC: parallel over image rows
+// (n, h), pixels in order inside. Coordinates are decoded once per plane or image row.
+template <typename scalar_t>
+void forward(const scalar_t* x, scalar_t* out, const Geometry<int64_t>& g, bool channels_last) {
+  if (channels_last) {
+    const int64_t row_elems = g.Wo * g.C;
+    at::parallel_for(0, g.N * g.Ho, std::max<int64_t>(1, 32768 / row_elems), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const auto p = circular_pad::decode<true>(r * row_elems, g.C, g.Ho, g.Wo);  // (n, h, 0, 0)
+        const scalar_t* src_row = x + p.n * g.sN + source_index(p.h, g.top, g.H) * g.sH;
+        scalar_t* dst = out + r * row_elems;
+        for (int64_t ow = 0; ow < g.Wo; ++ow, dst += g.C) {
+          strided_copy(dst, src_row + source_index(ow, g.left, g.W) * g.sW, g.C, g.sC);
+        }
+      }
+    });
+    return;
+  }
+  const int64_t plane_elems = g.Ho * g.Wo;
+  // Runs of the padded W axis: output [o0, o1) reads the input from source_index(o0) on.
+  const int64_t bounds[4] = {0, g.left, g.left + g.W, g.Wo};
+  at::parallel_for(0, g.N * g.C, std::max<int64_t>(1, 32768 / plane_elems), [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const auto p = circular_pad::decode<false>(plane * plane_elems, g.C, g.Ho, g.Wo);  // (n, c, 0, 0)
+      const scalar_t* src_plane = x + p.n * g.sN + p.c * g.sC;
+      scalar_t* dst = out + plane * plane_elems;
+      for (int64_t oh = 0; oh < g.Ho; ++oh, dst += g.Wo) {
+        const scalar_t* src_row = src_plane + source_index(oh, g.top, g.H) * g.sH;
+        for (int k = 0; k < 3; ++k) {
+          const int64_t o0 = bounds[k], len = bounds[k + 1] - bounds[k];
+          if (len > 0) strided_copy(dst + o0, src_row + source_index(o0, g.left, g.W) * g.sW, len, g.sW);
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void backward(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, bool channels_last) {
+  using acc_t = at::opmath_type<scalar_t>;
+  if (channels_last) {
+    const int64_t row_elems = g.W * g.C;
+    at::parallel_for(0, g.N * g.H, std::max<int64_t>(1, 16384 / row_elems), [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> acc(g.C);
+      for (int64_t r = begin; r < end; ++r) {
+        const auto p = circular_pad::decode<true>(r * row_elems, g.C, g.H, g.W);  // (n, h, 0, 0)
+        int64_t th[3], tw[3];
+        const int nh = output_taps(p.h, g.top, g.H, g.Ho, th);
+        scalar_t* dst = out + r * row_elems;
+        for (int64_t iw = 0; iw < g.W; ++iw, dst += g.C) {
+          const int nw = output_taps(iw, g.left, g.W, g.Wo, tw);
+          std::fill(acc.begin(), acc.end(), acc_t(0));
+          for (int a = 0; a < nh; ++a)
+            for (int b = 0; b < nw; ++b)
+              strided_accumulate(acc.data(), grad + p.n * g.sN + th[a] * g.sH + tw[b] * g.sW, g.C, g.sC);
+          for (int64_t c = 0; c < g.C; ++c) dst[c] = static_cast<scalar_t>(acc[c]);
+        }
+      }
+    });
+    return;
+  }
+  const int64_t plane_elems = g.H * g.W;
+  // Along W, output_taps gives each column its own position, plus the copy one period
+  // earlier for columns >= W - left and the one a period later for columns < right.
+  const int64_t right = g.Wo - g.W - g.left;
+  const int64_t i0 = g.W - g.left;
+  at::parallel_for(0, g.N * g.C, std::max<int64_t>(1, 16384 / plane_elems), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(g.W);
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const auto p = circular_pad::decode<false>(plane * plane_elems, g.C, g.H, g.W);  // (n, c, 0, 0)
+      const scalar_t* grad_plane = grad + p.n * g.sN + p.c * g.sC;
+      scalar_t* dst = out + plane * plane_elems;
+      for (int64_t ih = 0; ih < g.H; ++ih, dst += g.W) {
+        int64_t th[3];
+        const int nh = output_taps(ih, g.top, g.H, g.Ho, th);
+        std::fill(acc.begin(), acc.end(), acc_t(0));
+        for (int a = 0; a < nh; ++a) {
+          const scalar_t* row = grad_plane + th[a] * g.sH;
+          // In ascending output position per element, as backward_value sums them.
+          if (g.left > 0) strided_accumulate(acc.data() + i0, row, g.left, g.sW);
+          strided_accumulate(acc.data(), row + g.left * g.sW, g.W, g.sW);
+          if (right > 0) strided_accumulate(acc.data(), row + (g.left + g.W) * g.sW, right, g.sW);
+        }
+        for (int64_t iw = 0; iw < g.W; ++iw) dst[iw] = static_cast<scalar_t>(acc[iw]);
+      }
+    }
+  });
+}
+
+at::Tensor circular_pad2d_cpu(const at::Tensor& x, at::IntArrayRef pad) {
+  const auto pads = circular_pad::check_args(x, pad, "circular_pad2d", "x", /*padded=*/false);
+  const auto g = circular_pad::make_geometry<int64_t>(x, pads, /*src_is_padded=*/false);
+  at::Tensor out = circular_pad::empty_like_padded(x, g.Ho, g.Wo);
+  if (out.numel() == 0) return out;
+  const bool cl = output_memory_format(x) == at::MemoryFormat::ChannelsLast;
+  const bool unit_inner = (cl ? g.sC : g.sW) == 1;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "circular_pad2d_cpu", [&] {
+    const scalar_t* src = x.const_data_ptr<scalar_t>();
+    scalar_t* dst = out.mutable_data_ptr<scalar_t>();
+    if (unit_inner) {
+      forward<scalar_t>(src, dst, g, cl);
+    } else {
+      cl ? forward_elementwise<true>(src, dst, g, out.numel()) : forward_elementwise<false>(src, dst, g, out.numel());
+    }
+  });
+  return out;
+}
+
+at::Tensor circular_pad2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef pad) {
+  const auto pads = circular_pad::check_args(grad_output, pad, "_circular_pad2d_backward",
+                                             "grad_output", /*padded=*/true);
+  const auto g = circular_pad::make_geometry<int64_t>(grad_output, pads, /*src_is_padded=*/true);
+  at::Tensor out = circular_pad::empty_like_padded(grad_output, g.H, g.W);
+  if (out.numel() == 0) return out;
+  const bool cl = output_memory_format(grad_output) == at::MemoryFormat::ChannelsLast;
+  const bool unit_inner = (cl ? g.sC : g.sW) == 1;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
+                                  "circular_pad2d_backward_cpu", [&] {
+    const scalar_t* src = grad_output.const_data_ptr<scalar_t>();
+    scalar_t* dst = out.mutable_data_ptr<scalar_t>();
+    if (unit_inner) {
+      backward<scalar_t>(src, dst, g, cl);
+    } else {
+      cl ? backward_elementwise<true>(src, dst, g, out.numel()) : backward_elementwise<false>(src, dst, g, out.numel());
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
+  m.impl("circular_pad2d", &circular_pad2d_cpu);
+  m.impl("_circular_pad2d_backward", &circular_pad2d_backward_cpu);
+}
+
+}  // namespace pytexsynth

@@ -1,0 +1,50 @@
+// Every op of the pytexsynth namespace is declared here, once. Kernels are registered per
+// backend in cpu/<op>.cpp and cuda/<op>.cu; autograd and fake kernels in
+// pytexsynth/_registrations.py. Backward passes are ops of their own (leading underscore), so
+// autograd formulas call registered ops that also have fake kernels.
+#include <torch/library.h>
+
+#include <string>
+
+#ifdef PYTEXSYNTH_WITH_CUDA
+#include <cuda_runtime_api.h>
+#define PYTEXSYNTH_STR_(...) #__VA_ARGS__
+#define PYTEXSYNTH_STR(...) PYTEXSYNTH_STR_(__VA_ARGS__)
+#endif
+
+namespace pytexsynth {
+
+// CUDA runtime version the kernels were compiled with, -1 for a CPU-only build.
+int64_t cuda_version() {
+#ifdef PYTEXSYNTH_WITH_CUDA
+  return CUDART_VERSION;
+#else
+  return -1;
+#endif
+}
+
+// TORCH_CUDA_ARCH_LIST the kernels were compiled for, ';'-separated; empty for a CPU build.
+std::string cuda_archs() {
+#ifdef PYTEXSYNTH_WITH_CUDA
+  std::string archs = PYTEXSYNTH_STR(PYTEXSYNTH_CUDA_ARCHS);
+  for (auto& ch : archs) {
+    if (ch == ',') ch = ';';
+  }
+  return archs;
+#else
+  return "";
+#endif
+}
+
+}  // namespace pytexsynth
+
+TORCH_LIBRARY(pytexsynth, m) {
+  m.set_python_module("pytexsynth._registrations");
+
+  m.def("_cuda_version() -> int", &pytexsynth::cuda_version);
+  m.def("_cuda_archs() -> str", &pytexsynth::cuda_archs);
+
+  // pad = (left, right, top, bottom); x is (C, H, W) or (N, C, H, W).
+  m.def("circular_pad2d(Tensor x, int[] pad) -> Tensor");
+  m.def("_circular_pad2d_backward(Tensor grad_output, int[] pad) -> Tensor");
+}

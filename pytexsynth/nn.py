@@ -1,0 +1,90 @@
+"""Module twins of the functional ops, for building networks."""
+
+from __future__ import annotations
+
+from typing import Tuple, Union
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from . import ops
+
+__all__ = ["CircularPad2d", "CircularConv2d"]
+
+IntPair = Union[int, Tuple[int, int]]
+
+
+def _pair(v: IntPair, name: str) -> Tuple[int, int]:
+    if isinstance(v, bool) or not isinstance(v, (int, tuple, list)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    if isinstance(v, int):
+        return (v, v)
+    if len(v) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return (int(v[0]), int(v[1]))
+
+
+class CircularPad2d(nn.Module):
+    """Periodic padding of the last two dims (see :func:`pytexsynth.ops.circular_pad2d`).
+
+    Args:
+        padding: one int for all sides, or (left, right, top, bottom).
+
+    Example:
+        >>> pad = CircularPad2d(1)
+        >>> pad(torch.rand(2, 3, 8, 8)).shape
+        torch.Size([2, 3, 10, 10])
+    """
+
+    def __init__(self, padding):
+        super().__init__()
+        self.padding = ops._normalize_pad(padding, "CircularPad2d")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.circular_pad2d(x, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}"
+
+
+class CircularConv2d(nn.Conv2d):
+    """A Conv2d on a torus: circular padding then a convolution without padding.
+
+    Convolutions of this kind make a generator's output periodic, so its samples tile
+    seamlessly (Texture Networks). ``padding="same"`` (the default) keeps the spatial size at
+    stride 1, splitting an even total pad as PyTorch's ``"same"`` does (extra on the right/bottom).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, dilation, groups, bias: as nn.Conv2d.
+        padding: ``"same"``, one int, or (pad_h, pad_w), applied on both sides.
+
+    Example:
+        >>> conv = CircularConv2d(3, 8, 3)
+        >>> conv(torch.rand(1, 3, 16, 16)).shape
+        torch.Size([1, 8, 16, 16])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntPair, stride: IntPair = 1,
+                 padding: Union[str, IntPair] = "same", dilation: IntPair = 1, groups: int = 1,
+                 bias: bool = True, device=None, dtype=None):
+        kh, kw = _pair(kernel_size, "CircularConv2d: kernel_size")
+        dh, dw = _pair(dilation, "CircularConv2d: dilation")
+        if padding == "same":
+            th, tw = dh * (kh - 1), dw * (kw - 1)
+            pads = (tw // 2, tw - tw // 2, th // 2, th - th // 2)
+        elif isinstance(padding, str):
+            raise ValueError(f"CircularConv2d: padding must be 'same', an int or a pair of ints, got {padding!r}")
+        else:
+            ph, pw = _pair(padding, "CircularConv2d: padding")
+            pads = (pw, pw, ph, ph)
+        super().__init__(in_channels, out_channels, (kh, kw), stride=stride, padding=0, dilation=(dh, dw),
+                         groups=groups, bias=bias, device=device, dtype=dtype)
+        self.circular_padding = ops._normalize_pad(pads, "CircularConv2d")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(ops.circular_pad2d(x, self.circular_padding), self.weight, self.bias, self.stride, 0,
+                        self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", circular_padding={self.circular_padding}"

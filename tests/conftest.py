@@ -1,0 +1,64 @@
+"""Shared fixtures: devices (CUDA skipped with a reason), dtypes and input layouts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pytexsynth
+
+if not pytexsynth.has_extension():  # the tests are of the kernels: never run them on the fallback
+    raise RuntimeError(
+        "pytexsynth's compiled extension is not loaded; build it with `pip install .` "
+        f"(import error: {pytexsynth._ext.LOAD_ERROR})"
+    )
+
+
+def cuda_skip_reason() -> str | None:
+    if not torch.cuda.is_available():
+        return "no CUDA device visible"
+    if not pytexsynth.has_cuda():
+        return "pytexsynth was built without CUDA kernels"
+    return None
+
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(cuda_skip_reason() is not None, reason=str(cuda_skip_reason()))),
+]
+
+FLOAT_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values as x, stored contiguous, channels_last, or non-contiguous."""
+    if layout == "contiguous":
+        return x.contiguous()
+    if layout == "channels_last":
+        assert x.dim() == 4
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "noncontiguous":
+        # Every other element of a twice-as-wide buffer, whose other entries are poison.
+        wide = torch.full((*x.shape[:-1], 2 * x.shape[-1]), float("nan"), dtype=x.dtype, device=x.device)
+        wide[..., ::2] = x
+        out = wide[..., ::2]
+        assert not out.is_contiguous()
+        return out
+    if layout == "transposed":
+        # Stored with H and W swapped in memory.
+        out = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+        return out
+    raise ValueError(layout)
+
+
+LAYOUTS = ["contiguous", "channels_last", "noncontiguous", "transposed"]
