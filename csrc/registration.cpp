@@ -47,4 +47,12 @@ TORCH_LIBRARY(pytexsynth, m) {
   // pad = (left, right, top, bottom); x is (C, H, W) or (N, C, H, W).
   m.def("circular_pad2d(Tensor x, int[] pad) -> Tensor");
   m.def("_circular_pad2d_backward(Tensor grad_output, int[] pad) -> Tensor");
+
+  // ---- histogram matching (Risser et al. 2017) ----
+  // x is (C, H, W) or (B, C, H, W); lo, hi (C,) and cdf (C, bins + 1) are the style statistics
+  // of pytexsynth.ops.histogram_stats. histogram_loss returns (loss, D = x - R(x)); D is what
+  // the backward needs: grad = 2 * weight / x.numel() * D * grad_output.
+  m.def("histogram_match(Tensor x, Tensor lo, Tensor hi, Tensor cdf) -> Tensor");
+  m.def("histogram_loss(Tensor x, Tensor lo, Tensor hi, Tensor cdf, float weight) -> (Tensor, Tensor)");
+  m.def("_histogram_loss_backward(Tensor grad_output, Tensor diff, float weight) -> Tensor");
 }
