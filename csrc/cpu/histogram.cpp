@@ -89,27 +89,17 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const his
       s.k1[b] = histogram::find_style_bin(st.cdf, u1, s.k0[b], st.nb - 1);
     }
   }
-  const int32_t k_const = histogram::find_style_bin(st.cdf, acc_t(0.5), 0, st.nb - 1);
-  // R of the minimum, computed once with the same functions (the same bits as per element).
-  const acc_t r_lo = varies ? histogram::remap_value(lo, in, st) : acc_t(0);
-  // Pass 3: remap, as histogram::remap_value with the narrowed search.
+  const auto narrow = [&s](int32_t bin, int32_t& k0, int32_t& k1) {
+    k0 = s.k0[bin];
+    k1 = s.k1[bin];
+  };
+  // R of the minimum, computed once with the same function (the same bits as per element).
+  const acc_t r_lo = histogram::remap_value(lo, in, st, narrow);
+  // Pass 3: remap.
   double sum_sq = 0.0;
   for_each_value(x, p, [&](scalar_t v_, int64_t h, int64_t w) {
     const acc_t v = static_cast<acc_t>(v_);
-    acc_t r;
-    if (v != v) {
-      r = v;
-    } else if (varies && v == lo) {
-      r = r_lo;
-    } else if (!varies) {
-      r = histogram::style_value(st.cdf, acc_t(0.5), k_const, st.lo, st.step);
-    } else {
-      const auto bp = histogram::bin_position(v, lo, hi, nb);
-      const int64_t c0 = s.cum[bp.bin];
-      const acc_t u = histogram::cdf_position(c0, s.cum[bp.bin + 1] - c0, bp.frac, in.n);
-      const int32_t k = histogram::find_style_bin(st.cdf, u, s.k0[bp.bin], s.k1[bp.bin]);
-      r = histogram::style_value(st.cdf, u, k, st.lo, st.step);
-    }
+    const acc_t r = v == lo ? r_lo : histogram::remap_value(v, in, st, narrow);
     scalar_t* o = out + h * p.oH + w * p.oW;
     if (WriteDiff) {
       const acc_t d = v - r;

@@ -51,12 +51,15 @@ __device__ inline PlaneBase plane_base(const Geom& g, int64_t plane) {
   return {n * g.sN + c * g.sC, n * g.oN + c * g.oC};
 }
 
-__device__ inline int64_t x_offset(const Geom& g, const PlaneBase& pb, int32_t i) {
+// i < M < 2^31: the row/column split runs in int32 (loops count in int64 so i + step cannot wrap).
+__device__ inline int64_t x_offset(const Geom& g, const PlaneBase& pb, int64_t i64) {
+  const int32_t i = static_cast<int32_t>(i64);
   const int32_t h = i / g.W, w = i - h * g.W;
   return pb.x + h * g.sH + w * g.sW;
 }
 
-__device__ inline int64_t out_offset(const Geom& g, const PlaneBase& pb, int32_t i) {
+__device__ inline int64_t out_offset(const Geom& g, const PlaneBase& pb, int64_t i64) {
+  const int32_t i = static_cast<int32_t>(i64);
   const int32_t h = i / g.W, w = i - h * g.W;
   return pb.out + h * g.oH + w * g.oW;
 }
@@ -85,11 +88,11 @@ template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
 minmax_kernel(const scalar_t* __restrict__ x, const Geom g, acc_t* __restrict__ part_lo, acc_t* __restrict__ part_hi) {
   __shared__ acc_t shared[kWarps];
-  const int32_t step = kThreads * gridDim.x;
+  const int64_t step = int64_t(kThreads) * gridDim.x;
   for (int64_t plane = blockIdx.y; plane < g.planes; plane += gridDim.y) {
     const PlaneBase pb = plane_base(g, plane);
     acc_t lo = std::numeric_limits<acc_t>::infinity(), hi = -std::numeric_limits<acc_t>::infinity();
-    for (int32_t i = blockIdx.x * kThreads + threadIdx.x; i < g.M; i += step) {
+    for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < g.M; i += step) {
       const acc_t v = static_cast<acc_t>(x[x_offset(g, pb, i)]);
       lo = min_ignore_nan(lo, v);
       hi = max_ignore_nan(hi, v);
@@ -126,7 +129,7 @@ histogram_kernel(const scalar_t* __restrict__ x, const Geom g, const acc_t* __re
   extern __shared__ int32_t hist[];  // nb
   __shared__ acc_t range[2];
   const int lane = threadIdx.x & 31;
-  const int32_t step = kThreads * gridDim.x;
+  const int64_t step = int64_t(kThreads) * gridDim.x;
   for (int64_t plane = blockIdx.y; plane < g.planes; plane += gridDim.y) {
     plane_range(part_lo, part_hi, plane, gridDim.x, range);
     const acc_t lo = range[0], hi = range[1];
@@ -139,8 +142,8 @@ histogram_kernel(const scalar_t* __restrict__ x, const Geom g, const acc_t* __re
       for (int b = threadIdx.x; b < g.nb; b += kThreads) hist[b] = 0;
       __syncthreads();
       // Warp-uniform loop so every lane reaches __match_any_sync.
-      for (int32_t base = blockIdx.x * kThreads + (threadIdx.x - lane); base < g.M; base += step) {
-        const int32_t i = base + lane;
+      for (int64_t base = int64_t(blockIdx.x) * kThreads + (threadIdx.x - lane); base < g.M; base += step) {
+        const int64_t i = base + lane;
         int key = -1;
         if (i < g.M) {
           const acc_t v = static_cast<acc_t>(x[x_offset(g, pb, i)]);
@@ -186,12 +189,12 @@ __global__ void __launch_bounds__(kThreads)
 remap_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, const Geom g, const acc_t* __restrict__ ranges,
              const int32_t* __restrict__ counts, const acc_t* __restrict__ style_lo, const acc_t* __restrict__ style_step,
              const acc_t* __restrict__ style_cdf, double* __restrict__ partials) {
-  extern __shared__ unsigned char smem_raw[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
   acc_t* cdf = reinterpret_cast<acc_t*>(smem_raw);                 // nb + 1
   int32_t* cum = reinterpret_cast<int32_t*>(cdf + (g.nb + 1));     // nb + 1
   int32_t* scratch = cum + (g.nb + 1);                             // kThreads
   __shared__ double shared[kWarps];
-  const int32_t step = kThreads * gridDim.x;
+  const int64_t step = int64_t(kThreads) * gridDim.x;
   for (int64_t plane = blockIdx.y; plane < g.planes; plane += gridDim.y) {
     const int64_t c = plane % g.C;
     const PlaneBase pb = plane_base(g, plane);
@@ -200,7 +203,7 @@ remap_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, const G
     const InputPlane<acc_t, int32_t> in{ranges[2 * plane], ranges[2 * plane + 1], cum, static_cast<acc_t>(cum[g.nb]), g.nb};
     const StyleChannel<acc_t> st{cdf, style_lo[c], style_step[c], g.nb};
     double sum_sq = 0.0;
-    for (int32_t i = blockIdx.x * kThreads + threadIdx.x; i < g.M; i += step) {
+    for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < g.M; i += step) {
       const acc_t v = static_cast<acc_t>(x[x_offset(g, pb, i)]);
       const acc_t r = histogram::remap_value(v, in, st);
       if (WriteDiff) {
