@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+if __name__ == "__main__":  # run as a script from the checkout: import its pytexsynth
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pytexsynth import ops, reference
 
