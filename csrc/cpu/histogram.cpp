@@ -160,7 +160,7 @@ std::tuple<at::Tensor, at::Tensor> histogram_loss_cpu(const at::Tensor& x, const
   const auto sums = run<true>(x, lo, hi, cdf, diff, nb);
   double total = 0.0;
   for (double v : sums) total += v;  // fixed order: deterministic for any thread count
-  const double loss = weight * total / static_cast<double>(x.numel());
+  const double loss = total * (weight / static_cast<double>(x.numel()));  // as the CUDA loss_kernel
   return {at::full({}, loss, x.options()), diff};
 }
 
