@@ -47,4 +47,17 @@ TORCH_LIBRARY(pytexsynth, m) {
   // pad = (left, right, top, bottom); x is (C, H, W) or (N, C, H, W).
   m.def("circular_pad2d(Tensor x, int[] pad) -> Tensor");
   m.def("_circular_pad2d_backward(Tensor grad_output, int[] pad) -> Tensor");
+
+  // ---- style_swap ----
+  // content (B, C, H, W), style (1 or B, C, Hs, Ws) -> (swapped (B, C, H, W), indices
+  // (B, nH, nW) int64 of the chosen style patches). precision: ieee | tf32 | bf16;
+  // method: auto | patch (unfolded-patch GEMM) | pixel (pixel GEMM + k*k shifted sums).
+  m.def("style_swap(Tensor content, Tensor style, int patch_size=3, int stride=1, str precision=\"ieee\", "
+        "str method=\"auto\") -> (Tensor, Tensor)");
+  // The overlap average of the style patches `indices` names (linear in style).
+  m.def("_style_swap_decode(Tensor style, Tensor indices, SymInt height, SymInt width, int patch_size, "
+        "int stride) -> Tensor");
+  // Its adjoint: the gradient of the swapped features with respect to style.
+  m.def("_style_swap_backward(Tensor grad_output, Tensor indices, SymInt[] style_size, int patch_size, "
+        "int stride) -> Tensor");
 }
