@@ -51,9 +51,11 @@ TORCH_LIBRARY(pytexsynth, m) {
   // ---- style_swap ----
   // content (B, C, H, W), style (1 or B, C, Hs, Ws) -> (swapped (B, C, H, W), indices
   // (B, nH, nW) int64 of the chosen style patches). precision: ieee | tf32 | bf16;
-  // method: auto | patch (unfolded-patch GEMM) | pixel (pixel GEMM + k*k shifted sums).
+  // method: auto | patch (unfolded-patch GEMM) | pixel (pixel GEMM + k*k shifted sums);
+  // band_bytes: memory for one band of scores, 0 = the backend's default (tests set it small
+  // to exercise many bands).
   m.def("style_swap(Tensor content, Tensor style, int patch_size=3, int stride=1, str precision=\"ieee\", "
-        "str method=\"auto\") -> (Tensor, Tensor)");
+        "str method=\"auto\", int band_bytes=0) -> (Tensor, Tensor)");
   // The overlap average of the style patches `indices` names (linear in style).
   m.def("_style_swap_decode(Tensor style, Tensor indices, SymInt height, SymInt width, int patch_size, "
         "int stride) -> Tensor");

@@ -58,7 +58,7 @@ if _ext.HAS_EXTENSION:
 
 # ---- style_swap ----
 
-def _style_swap_fake(content, style, patch_size=3, stride=1, precision="ieee", method="auto"):
+def _style_swap_fake(content, style, patch_size=3, stride=1, precision="ieee", method="auto", band_bytes=0):
     B, C, H, W = content.shape
     n_h, n_w = (H - patch_size) // stride + 1, (W - patch_size) // stride + 1
     out = torch.empty((B, C, H, W), dtype=content.dtype, device=content.device,
@@ -95,7 +95,7 @@ def _style_swap_grad(ctx, grad_out, _grad_indices):
     if ctx.needs_input_grad[1]:
         grad_style = torch.ops.pytexsynth._style_swap_backward(grad_out, indices, ctx.style_size, ctx.patch_size,
                                                                ctx.stride)
-    return grad_content, grad_style, None, None, None, None
+    return grad_content, grad_style, None, None, None, None, None
 
 
 def _style_swap_decode_setup(ctx, inputs, output):

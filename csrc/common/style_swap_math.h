@@ -7,6 +7,7 @@
 #include <c10/macros/Macros.h>
 
 #include <cstdint>
+#include <limits>
 
 namespace pytexsynth {
 namespace style_swap {
@@ -27,10 +28,17 @@ struct Geometry {
 // comparison keeps the smallest index among equal scores (torch.argmax's rule). NaN never wins.
 template <typename acc_t>
 C10_HOST_DEVICE inline void update_best(acc_t& best, int64_t& best_index, acc_t score, int64_t index) {
-  if (score > best) {
+  if (score > best) {  // (not >=: the first of equal scores stays)
     best = score;
     best_index = index;
   }
+}
+
+// A patch score: the raw dot product times 1 / (||style patch|| + 1e-8), normalised after the
+// GEMM so equal style patches give bitwise equal scores whenever their dot products are exact.
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t normalized_score(acc_t dot, acc_t inv_norm) {
+  return dot * inv_norm;
 }
 
 // Merging two partial bests whose candidates interleave (the lanes of a CUDA warp): the higher
@@ -43,14 +51,40 @@ C10_HOST_DEVICE inline void merge_best(acc_t& best, int64_t& best_index, acc_t o
   }
 }
 
+// Running best over scores[0..n) (style indices index0..index0+n-1, all above those seen so
+// far) in L interleaved lanes, merged like the lanes of a CUDA warp. The lanes break the
+// compare-select dependency chain (the CPU scan's ILP); the result equals a sequential scan.
+template <int L, typename acc_t>
+C10_HOST_DEVICE inline void scan_best(const acc_t* scores, int64_t n, int64_t index0, acc_t& best,
+                                      int64_t& best_index) {
+  acc_t v[L];
+  int64_t ix[L];
+  for (int l = 0; l < L; ++l) {
+    v[l] = -std::numeric_limits<acc_t>::infinity();
+    ix[l] = -1;  // no candidate yet
+  }
+  int64_t c = 0;
+  for (; c + L <= n; c += L) {
+    for (int l = 0; l < L; ++l) update_best(v[l], ix[l], scores[c + l], index0 + c + l);
+  }
+  for (int l = 0; c + l < n; ++l) update_best(v[l], ix[l], scores[c + l], index0 + c + l);
+  for (int l = 1; l < L; ++l) {
+    if (ix[l] >= 0) merge_best(v[0], ix[0], v[l], ix[l]);
+  }
+  if (ix[0] >= 0) update_best(best, best_index, v[0], ix[0]);
+}
+
 // Score of a content patch against a style patch from a block of the pixel-level product
 // M = content_pixels^T style_pixels (rows: content pixels of a band of W-wide rows, columns:
 // style pixels of a band of Ws-wide rows, leading dimension ldm). row / col: the position of
 // the patches' top-left pixels in the block. The patch score is the sum of the k*k aligned
 // pixel products, taken in (dy, dx) order: k*k fewer GEMM FLOPs than the unfolded patch GEMM.
-template <typename acc_t>
+// K > 0 fixes the patch size at compile time (unrolled loops; the CPU vectorises across
+// neighbouring style patches), K = 0 takes k at run time; both sum in the same order.
+template <int K = 0, typename acc_t>
 C10_HOST_DEVICE inline acc_t pixel_block_score(const acc_t* M, int64_t ldm, int64_t row, int64_t col,
-                                               int64_t W, int64_t Ws, int64_t k) {
+                                               int64_t W, int64_t Ws, int64_t k_runtime) {
+  const int64_t k = K > 0 ? K : k_runtime;
   acc_t sum = acc_t(0);
   for (int64_t dy = 0; dy < k; ++dy) {
     const acc_t* m = M + (row + dy * W) * ldm + col + dy * Ws;

@@ -8,6 +8,8 @@
 #include <torch/library.h>
 
 #include <tuple>
+#include <type_traits>
+#include <vector>
 
 #include "common/style_swap.h"
 
@@ -19,6 +21,8 @@ using style_swap::Precision;
 
 // Score blocks of 32 MB stay in the last-level cache's neighbourhood and keep the GEMMs large.
 constexpr int64_t kBudgetBytes = int64_t(32) << 20;
+// Interleaved argmax lanes per scan (independent compare-select chains).
+constexpr int kLanes = 8;
 
 struct CpuBackend {
   // No tensor cores here: "tf32" runs the exact fp32 GEMM; "bf16" rounds the operands to
@@ -39,13 +43,11 @@ struct CpuBackend {
       scalar_t* bv = best.mutable_data_ptr<scalar_t>() + row0;
       int64_t* bi = best_index.mutable_data_ptr<int64_t>() + row0;
       at::parallel_for(0, rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+        std::vector<scalar_t> buf(cols);
         for (int64_t r = r0; r < r1; ++r) {
-          scalar_t v = bv[r];
-          int64_t ix = bi[r];
           const scalar_t* row = S + r * ld;
-          for (int64_t c = 0; c < cols; ++c) style_swap::update_best(v, ix, row[c] * inv[c], col0 + c);
-          bv[r] = v;
-          bi[r] = ix;
+          for (int64_t c = 0; c < cols; ++c) buf[c] = style_swap::normalized_score(row[c], inv[c]);
+          style_swap::scan_best<kLanes>(buf.data(), cols, col0, bv[r], bi[r]);
         }
       });
     });
@@ -62,26 +64,40 @@ struct CpuBackend {
       scalar_t* bv = best.mutable_data_ptr<scalar_t>() + b * g.nc() + i0 * g.nW;
       int64_t* bi = best_index.mutable_data_ptr<int64_t>() + b * g.nc() + i0 * g.nW;
       const int64_t work_per_row = (p1 - p0) * g.nWs * g.k * g.k;
-      at::parallel_for(0, n_rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(work_per_row, 1)),
-                       [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const int64_t i = r / g.nW, j = r - i * g.nW;  // i relative to i0
-          const int64_t row = i * g.s * g.W + j * g.s;
-          scalar_t v = bv[r];
-          int64_t ix = bi[r];
-          for (int64_t p = p0; p < p1; ++p) {
-            const int64_t col_p = (p - p0) * g.s * g.Ws;
-            for (int64_t q = 0; q < g.nWs; ++q) {
-              const int64_t m = p * g.nWs + q;
-              const scalar_t score =
-                  style_swap::pixel_block_score(Mp, ld, row, col_p + q * g.s, g.W, g.Ws, g.k) * inv[m];
-              style_swap::update_best(v, ix, score, m);
+      // Scores of one style row into a buffer (a loop the compiler vectorises when k and s are
+      // fixed), then the sequential argmax scan: the same sums in the same order as the GPU.
+      auto run = [&](auto k_tag, auto s_tag) {
+        constexpr int K = decltype(k_tag)::value;
+        constexpr int S = decltype(s_tag)::value;
+        const int64_t s = S > 0 ? S : g.s;
+        at::parallel_for(0, n_rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(work_per_row, 1)),
+                         [&](int64_t r0, int64_t r1) {
+          std::vector<scalar_t> buf(g.nWs);
+          for (int64_t r = r0; r < r1; ++r) {
+            const int64_t i = r / g.nW, j = r - i * g.nW;  // i relative to i0
+            const int64_t row = i * s * g.W + j * s;
+            scalar_t v = bv[r];
+            int64_t ix = bi[r];
+            for (int64_t p = p0; p < p1; ++p) {
+              const int64_t col_p = (p - p0) * s * g.Ws;
+              const scalar_t* inv_p = inv + p * g.nWs;
+              for (int64_t q = 0; q < g.nWs; ++q) {
+                buf[q] = style_swap::normalized_score(
+                    style_swap::pixel_block_score<K>(Mp, ld, row, col_p + q * s, g.W, g.Ws, g.k), inv_p[q]);
+              }
+              style_swap::scan_best<kLanes>(buf.data(), g.nWs, p * g.nWs, v, ix);
             }
+            bv[r] = v;
+            bi[r] = ix;
           }
-          bv[r] = v;
-          bi[r] = ix;
-        }
-      });
+        });
+      };
+      using I0 = std::integral_constant<int, 0>;
+      if (g.k == 3 && g.s == 1) {
+        run(std::integral_constant<int, 3>{}, std::integral_constant<int, 1>{});
+      } else {
+        run(I0{}, I0{});
+      }
     });
   }
 };
@@ -152,16 +168,18 @@ at::Tensor style_grad_cpu(const at::Tensor& grad, const at::Tensor& indices, con
 
 std::tuple<at::Tensor, at::Tensor> style_swap_cpu(const at::Tensor& content, const at::Tensor& style,
                                                   int64_t patch_size, int64_t stride, c10::string_view precision,
-                                                  c10::string_view method) {
+                                                  c10::string_view method, int64_t band_bytes) {
   const Geometry g = style_swap::check_args(content, style, patch_size, stride);
   const Precision prec = style_swap::parse_precision(precision);
   const auto meth = style_swap::parse_method(method);
+  TORCH_CHECK(band_bytes >= 0, "style_swap: band_bytes must be >= 0 (0: default), got ", band_bytes);
   const int64_t B = content.size(0);
   if (B == 0) {
     return {at::empty({0, g.C, g.H, g.W}, content.options().memory_format(output_memory_format(content))),
             at::empty({0, g.nH, g.nW}, content.options().dtype(at::kLong))};
   }
-  const at::Tensor indices = style_swap::match<CpuBackend>(content, style, g, prec, meth, kBudgetBytes);
+  const at::Tensor indices = style_swap::match<CpuBackend>(content, style, g, prec, meth,
+                                                                 band_bytes > 0 ? band_bytes : kBudgetBytes);
   return {decode_cpu(style, indices, g, B, output_memory_format(content)), indices};
 }
 

@@ -62,12 +62,12 @@ combine_scores_kernel(const scalar_t* __restrict__ S, int64_t ld, const scalar_t
   scalar_t v = -std::numeric_limits<scalar_t>::infinity();
   int64_t ix = -1;
   const scalar_t* row = S + r * ld;
-  for (int64_t c = lane; c < cols; c += 32) style_swap::update_best(v, ix, row[c] * inv[c], col0 + c);
+  for (int64_t c = lane; c < cols; c += 32) style_swap::update_best(v, ix, style_swap::normalized_score(row[c], inv[c]), col0 + c);
   warp_merge(v, ix);
   if (lane == 0 && ix >= 0) style_swap::update_best(best[r], best_index[r], v, ix);
 }
 
-template <typename scalar_t>
+template <typename scalar_t, int K>
 __global__ void __launch_bounds__(kThreads)
 combine_pixels_kernel(const scalar_t* __restrict__ M, int64_t ld, const scalar_t* __restrict__ inv,
                       scalar_t* __restrict__ best, int64_t* __restrict__ best_index, const Geometry g,
@@ -83,7 +83,8 @@ combine_pixels_kernel(const scalar_t* __restrict__ M, int64_t ld, const scalar_t
   for (int64_t t = lane; t < n; t += 32) {
     const int64_t pr = t / g.nWs, q = t - pr * g.nWs;
     const int64_t m = p0 * g.nWs + t;
-    const scalar_t score = style_swap::pixel_block_score(M, ld, row, pr * g.s * g.Ws + q * g.s, g.W, g.Ws, g.k) * inv[m];
+    const scalar_t score = style_swap::normalized_score(
+        style_swap::pixel_block_score<K>(M, ld, row, pr * g.s * g.Ws + q * g.s, g.W, g.Ws, g.k), inv[m]);
     style_swap::update_best(v, ix, score, m);
   }
   warp_merge(v, ix);
@@ -120,7 +121,8 @@ struct CudaBackend {
     const int64_t rows = (i1 - i0) * g.nW;
     const int64_t off = b * g.nc() + i0 * g.nW;
     AT_DISPATCH_FLOATING_TYPES(M.scalar_type(), "style_swap_combine_pixels_cuda", [&] {
-      combine_pixels_kernel<scalar_t><<<warp_blocks(rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+      auto kernel = g.k == 3 ? combine_pixels_kernel<scalar_t, 3> : combine_pixels_kernel<scalar_t, 0>;
+      kernel<<<warp_blocks(rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
           M.const_data_ptr<scalar_t>(), M.stride(0), inv_norm.const_data_ptr<scalar_t>(),
           best.mutable_data_ptr<scalar_t>() + off, best_index.mutable_data_ptr<int64_t>() + off, g, rows, p0, p1);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -224,17 +226,19 @@ at::Tensor style_grad_cuda(const at::Tensor& grad, const at::Tensor& indices, co
 
 std::tuple<at::Tensor, at::Tensor> style_swap_cuda(const at::Tensor& content, const at::Tensor& style,
                                                    int64_t patch_size, int64_t stride, c10::string_view precision,
-                                                   c10::string_view method) {
+                                                   c10::string_view method, int64_t band_bytes) {
   const Geometry g = style_swap::check_args(content, style, patch_size, stride);
   const Precision prec = style_swap::parse_precision(precision);
   const auto meth = style_swap::parse_method(method);
+  TORCH_CHECK(band_bytes >= 0, "style_swap: band_bytes must be >= 0 (0: default), got ", band_bytes);
   const c10::cuda::CUDAGuard guard(content.device());
   const int64_t B = content.size(0);
   if (B == 0) {
     return {at::empty({0, g.C, g.H, g.W}, content.options().memory_format(output_memory_format(content))),
             at::empty({0, g.nH, g.nW}, content.options().dtype(at::kLong))};
   }
-  const at::Tensor indices = style_swap::match<CudaBackend>(content, style, g, prec, meth, kBudgetBytes);
+  const at::Tensor indices = style_swap::match<CudaBackend>(content, style, g, prec, meth,
+                                                                  band_bytes > 0 ? band_bytes : kBudgetBytes);
   return {decode_cuda(style, indices, g, B, output_memory_format(content)), indices};
 }
 
