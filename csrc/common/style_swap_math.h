@@ -18,8 +18,8 @@ struct Geometry {
   int64_t C, H, W, Hs, Ws;
   int64_t k, s;
   int64_t nH, nW, nHs, nWs;
-  int64_t ns() const { return nHs * nWs; }
-  int64_t nc() const { return nH * nW; }
+  C10_HOST_DEVICE int64_t ns() const { return nHs * nWs; }
+  C10_HOST_DEVICE int64_t nc() const { return nH * nW; }
 };
 
 // ---- matching ---------------------------------------------------------------------------
