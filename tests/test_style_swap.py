@@ -386,3 +386,22 @@ def test_bad_input_backward_ops(device):
         torch.ops.pytexsynth._style_swap_decode(torch.randn(1, 2, 5, 5, device=device), idx.int(), 6, 6, 3, 1)
     with pytest.raises(RuntimeError, match=r"style_size \[1, 3, 5, 5\] has 3 channels but grad_output has 2"):
         torch.ops.pytexsynth._style_swap_backward(torch.randn(1, 2, 6, 6, device=device), idx, [1, 3, 5, 5], 3, 1)
+
+
+# ---- property test ---------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 2), c=st.integers(2, 5), k=st.integers(1, 4), s=st.integers(1, 3), data=st.data(),
+       shared_style=st.booleans(), method=st.sampled_from(METHODS), band_bytes=st.sampled_from([0, 300]))
+def test_property_matches_float64(b, c, k, s, data, shared_style, method, band_bytes):
+    h, w = data.draw(st.integers(k, 9)), data.draw(st.integers(k, 9))
+    hs, ws = data.draw(st.integers(k, 9)), data.draw(st.integers(k, 9))
+    content = torch.randn(b, c, h, w, dtype=torch.float64)
+    style = torch.randn(1 if shared_style else b, c, hs, ws, dtype=torch.float64)
+    out, idx = torch.ops.pytexsynth.style_swap(content, style, k, s, "ieee", method, band_bytes)
+    assert torch.equal(idx.flatten(1), _match64(content, style, k, s)[1])
+    torch.testing.assert_close(out, _decode64(style, idx, h, w, k, s), rtol=1e-12, atol=1e-12)
