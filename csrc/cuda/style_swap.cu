@@ -29,18 +29,26 @@ constexpr int kThreads = 256;
 constexpr int kWarpsPerBlock = kThreads / 32;
 
 // Sets the cuBLAS float32 matmul precision for one GEMM and restores the caller's setting.
+// It touches the global setting only when it differs from the one asked for ("none", torch's
+// default, already means full fp32: "ieee" with default settings touches nothing; restoring
+// "none" is what `torch.backends.cuda.matmul.fp32_precision = "none"` does). Not thread-safe against another
+// thread changing the setting at the same time, like torch's own flag.
 class MatmulPrecisionGuard {
  public:
   explicit MatmulPrecisionGuard(at::Float32Precision p)
-      : saved_(at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL)) {
-    at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, p);
+      : saved_(at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL)),
+        changed_(!(saved_ == p || (p == at::Float32Precision::IEEE && saved_ == at::Float32Precision::NONE))) {
+    if (changed_) at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, p);
   }
   ~MatmulPrecisionGuard() {
-    at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, saved_);
+    if (changed_) at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, saved_);
   }
+  MatmulPrecisionGuard(const MatmulPrecisionGuard&) = delete;
+  MatmulPrecisionGuard& operator=(const MatmulPrecisionGuard&) = delete;
 
  private:
   at::Float32Precision saved_;
+  bool changed_;
 };
 
 template <typename scalar_t>
