@@ -63,4 +63,18 @@ TORCH_LIBRARY(pytexsynth, m) {
   m.def("histogram_match(Tensor x, Tensor lo, Tensor hi, Tensor cdf) -> Tensor");
   m.def("histogram_loss(Tensor x, Tensor lo, Tensor hi, Tensor cdf, float weight) -> (Tensor, Tensor)");
   m.def("_histogram_loss_backward(Tensor grad_output, Tensor diff, float weight) -> Tensor");
+  // ---- style_swap ----
+  // content (B, C, H, W), style (1 or B, C, Hs, Ws) -> (swapped (B, C, H, W), indices
+  // (B, nH, nW) int64 of the chosen style patches). precision: ieee | tf32 | bf16;
+  // method: auto | patch (unfolded-patch GEMM) | pixel (pixel GEMM + k*k shifted sums);
+  // band_bytes: memory for one band of scores, 0 = the backend's default (tests set it small
+  // to exercise many bands).
+  m.def("style_swap(Tensor content, Tensor style, int patch_size=3, int stride=1, str precision=\"ieee\", "
+        "str method=\"auto\", int band_bytes=0) -> (Tensor, Tensor)");
+  // The overlap average of the style patches `indices` names (linear in style).
+  m.def("_style_swap_decode(Tensor style, Tensor indices, SymInt height, SymInt width, int patch_size, "
+        "int stride) -> Tensor");
+  // Its adjoint: the gradient of the swapped features with respect to style.
+  m.def("_style_swap_backward(Tensor grad_output, Tensor indices, SymInt[] style_size, int patch_size, "
+        "int stride) -> Tensor");
 }

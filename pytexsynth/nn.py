@@ -250,3 +250,39 @@ class HistogramLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"layers={self.layers}, weights={self.weights}, bins={self.bins}"
+# ---- style_swap ----
+__all__ += ["StyleSwap"]
+
+
+class StyleSwap(nn.Module):
+    """Style-swap against fixed style features (see :func:`pytexsynth.ops.style_swap`).
+
+    The style features are a buffer (they follow ``.to()`` and the state dict), so one module
+    swaps any number of content feature maps against the same style.
+
+    Args:
+        style: (1, C, Hs, Ws) or (C, Hs, Ws) style features (e.g. VGG relu3_1).
+        patch_size, stride, precision: as in :func:`pytexsynth.ops.style_swap`.
+
+    Example:
+        >>> swap = StyleSwap(torch.rand(1, 8, 12, 12))
+        >>> swap(torch.rand(2, 8, 10, 10)).shape
+        torch.Size([2, 8, 10, 10])
+    """
+
+    def __init__(self, style: torch.Tensor, patch_size: int = 3, stride: int = 1, precision: str = "ieee"):
+        super().__init__()
+        if isinstance(style, torch.Tensor) and style.dim() == 3:
+            style = style.unsqueeze(0)
+        ops._check_style_swap_args(style, style, patch_size, stride, precision, "StyleSwap")
+        if style.shape[0] != 1:
+            raise ValueError(f"StyleSwap: style must have batch size 1, got {style.shape[0]}")
+        self.register_buffer("style", style.detach().clone())
+        self.patch_size, self.stride, self.precision = int(patch_size), int(stride), precision
+
+    def forward(self, content: torch.Tensor) -> torch.Tensor:
+        return ops.style_swap(content, self.style, self.patch_size, self.stride, self.precision)
+
+    def extra_repr(self) -> str:
+        return (f"style_shape={tuple(self.style.shape)}, patch_size={self.patch_size}, stride={self.stride}, "
+                f"precision={self.precision!r}")
