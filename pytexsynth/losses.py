@@ -121,19 +121,22 @@ class GramStyleLoss(nn.Module):
     Args:
         style_feats: list of layer -> style features, one dict per style image.
         blend: weights of the styles (default equal).
-        layer_weights: None (equal, summing to 1), a float, a list or a dict.
+        layer_weights: ``"auto"`` (default: 1 / (L * mean(G_l**2)), so each layer's term is a
+            relative error and no layer dominates by scale), None (equal, summing to 1), a float,
+            a list or a dict.
         output_masks: (1, K, H, W) one-hot/soft masks of the output image, or None.
         style_masks: one (1, K, Hs, Ws) mask per style image (required with output_masks).
     """
 
     def __init__(self, style_feats: Sequence[Features], blend: Optional[Sequence[float]] = None,
-                 layer_weights: LayerWeights = None, output_masks: Optional[torch.Tensor] = None,
+                 layer_weights: LayerWeights = "auto", output_masks: Optional[torch.Tensor] = None,
                  style_masks: Optional[Sequence[torch.Tensor]] = None):
         super().__init__()
         if not style_feats:
             raise ValueError("GramStyleLoss: needs at least one style")
         self.layers = list(style_feats[0])
-        self.weights = _layer_weights(self.layers, layer_weights, "GramStyleLoss")
+        auto = isinstance(layer_weights, str) and layer_weights == "auto"
+        self.weights = _layer_weights(self.layers, None if auto else layer_weights, "GramStyleLoss")
         blend = _blend_weights(blend, len(style_feats), "GramStyleLoss")
         self.masked = output_masks is not None
         if self.masked:
@@ -153,6 +156,8 @@ class GramStyleLoss(nn.Module):
                 g = w * ops.gram(f, normalize="hw")
                 target = g if target is None else target + g
             self.register_buffer(f"target_{i}", target)
+            if auto:  # relative error per layer: each layer counts alike whatever its scale
+                self.weights[n] = 1.0 / (len(self.layers) * max(float(target.square().mean()), 1e-12))
 
     def forward(self, feats: Features) -> torch.Tensor:
         total = None
@@ -197,17 +202,23 @@ class HistogramStyleLoss(nn.Module):
     Args:
         style_feats: list of layer -> style features, one dict per style image.
         blend: weights of the styles (default equal).
-        layer_weights: None (equal, summing to 1), a float, a list or a dict.
+        layer_weights: ``"auto"`` (default: 1 / (L * mean(F_style**2))), None (equal, summing
+            to 1), a float, a list or a dict.
         bins: histogram bins.
     """
 
     def __init__(self, style_feats: Sequence[Features], blend: Optional[Sequence[float]] = None,
-                 layer_weights: LayerWeights = None, bins: int = 256):
+                 layer_weights: LayerWeights = "auto", bins: int = 256):
         super().__init__()
         if not style_feats:
             raise ValueError("HistogramStyleLoss: needs at least one style")
         self.layers = list(style_feats[0])
-        self.weights = _layer_weights(self.layers, layer_weights, "HistogramStyleLoss")
+        auto = isinstance(layer_weights, str) and layer_weights == "auto"
+        self.weights = _layer_weights(self.layers, None if auto else layer_weights, "HistogramStyleLoss")
+        if auto:  # relative to the style activations' energy, averaged over the styles
+            for n in self.layers:
+                energy = sum(float(f[n].float().square().mean()) for f in style_feats) / len(style_feats)
+                self.weights[n] = 1.0 / (len(self.layers) * max(energy, 1e-12))
         self.blend = _blend_weights(blend, len(style_feats), "HistogramStyleLoss")
         self.stats = [{n: ops.histogram_stats(feats[n].detach().float(), bins=bins) for n in self.layers}
                       for feats in style_feats]
