@@ -205,11 +205,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             if name == "texture":
-                img = synthesize_texture(load_image(inputs["brick"]), 128, iterations=40, tileable=True,
+                img = synthesize_texture(load_image(inputs["brick"]), 128, iterations=[50, 15], tileable=True, tv_weight=0.2,
                                          callback=callback, report_every=10, device=args.device)
             else:
                 img = transfer_style(load_image(inputs["chelsea"]), load_image(inputs["coffee"]), 128,
-                                     iterations=40, callback=callback, report_every=10, device=args.device)
+                                     iterations=[30, 15], min_side=32, callback=callback, report_every=10, device=args.device)
         finally:
             close()
         # The demo folder is the demo's own: its files are replaced on every run.

@@ -431,7 +431,7 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
                    blend: Optional[Sequence[float]] = None, iterations=None, optimizer: str = "lbfgs",
                    lr: Optional[float] = None, pyramid: bool = True, min_side: int = 64,
                    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS, content_weight: float = 1.0,
-                   style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = 5.0,
+                   style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = 1.0,
                    histogram_layers: Sequence[str] = DEFAULT_HISTOGRAM_LAYERS, histogram_weight: float = 0.0,
                    tv_weight: float = 0.0, style_scale: float = 1.0, preserve_color: Optional[str] = None,
                    content_labels: Optional[torch.Tensor] = None,
