@@ -2,20 +2,20 @@
 vs pastiche's CLI. Same layers as pastiche's defaults (content relu4_2, style relu1_1..relu5_1),
 L-BFGS, one image, no pyramid.
 
-pytest-benchmark (ours vs plain PyTorch, 3 L-BFGS iterations per round):
+pytest-benchmark (ours vs plain PyTorch vs pastiche, 3 L-BFGS iterations per round):
     pytest benchmarks/bench_synthesis.py --benchmark-enable --benchmark-json=out.json
     python benchmarks/report.py out.json
 
-pastiche's CLI (per iteration = (time of 1+K steps - time of 1 step) / K, so start-up and
-weight loading cancel; ours and plain PyTorch are timed the same way, in-process):
-    python benchmarks/bench_synthesis.py --size 256 --steps 10
+vs pastiche (its PasticheArtist, which its CLI runs, in-process: rounds of L-BFGS iterations
+interleaved across the three implementations, medians; start-up and weight loading excluded):
+    PYTHONPATH=. python benchmarks/bench_synthesis.py --size 256
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -105,51 +105,53 @@ def test_gatys_iterations(benchmark, size, impl):
     run_benchmark(benchmark, device, lambda: run(ITERS), rounds=3)
 
 
-# ---------------------------------------------------------------- vs pastiche's CLI
+# ---------------------------------------------------------------- vs pastiche
 
-def _pastiche_time(content, style, size, steps, out):
-    cmd = ["pastiche", "--device", "cpu", "--size", str(size), "--num-steps", str(steps), "--content", content,
-           "--styles", style, "--output", out, "--no-verbose", "--seed", "0", "--optimizer", "lbfgs"]
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    return time.perf_counter() - t
+def make_pastiche(size, device):
+    """pastiche's own PasticheArtist (what its CLI runs), same images and layers; run(iters) = draw() x iters."""
+    from pastiche.pastiche import PasticheArtist
+
+    from pytexsynth.io import save_image
+
+    d = tempfile.mkdtemp()
+    c, s = _images(size, "cpu")
+    cp, sp = os.path.join(d, "c.png"), os.path.join(d, "s.png")
+    save_image(c, cp)
+    save_image(s, sp)
+    artist = PasticheArtist(cp, [sp], optimizer="lbfgs", device=device, size=size)
+
+    def run(iters):
+        for _ in range(iters):
+            artist.draw()
+
+    return run
 
 
-def _per_iter(fn, steps):
-    t = time.perf_counter()
-    fn(1)
-    t1 = time.perf_counter() - t
-    t = time.perf_counter()
-    fn(1 + steps)
-    return ((time.perf_counter() - t) - t1) / steps
+IMPLS["pastiche"] = make_pastiche
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=2, help="take the best of this many measurements")
+    p.add_argument("--steps", type=int, default=3, help="iterations per timed round")
+    p.add_argument("--rounds", type=int, default=5, help="rounds, interleaved across the implementations")
     args = p.parse_args(argv)
-    from pytexsynth.io import save_image
-
-    c, s = _images(args.size, "cpu")
-    with tempfile.TemporaryDirectory() as d:
-        cp, sp, out = os.path.join(d, "c.png"), os.path.join(d, "s.png"), os.path.join(d, "o.png")
-        save_image(c, cp)
-        save_image(s, sp)
-        res = {}
-        ours, plain = make_ours(args.size, "cpu"), make_plain(args.size, "cpu")
-        ours(1), plain(1)  # warm-up
-        for _ in range(args.repeats):
-            for name, fn in (("pytexsynth", ours), ("plain-pytorch", plain),
-                             ("pastiche-cli", lambda n: _pastiche_time(cp, sp, args.size, n, out))):
-                v = _per_iter(fn, args.steps)
-                res[name] = min(res.get(name, float("inf")), v)
-    print(f"| impl | s / iteration ({args.size} px, CPU, {torch.get_num_threads()} threads, L-BFGS, "
-          f"content relu4_2, style relu1_1..relu5_1) | pastiche / impl |")
-    print("|---|---|---|")
-    for name, v in res.items():
-        print(f"| {name} | {v:.3f} | {res['pastiche-cli'] / v:.2f}x |")
+    runs = {"pytexsynth": make_ours(args.size, "cpu"), "plain-pytorch": make_plain(args.size, "cpu"),
+            "pastiche": make_pastiche(args.size, "cpu")}
+    times = {k: [] for k in runs}
+    for fn in runs.values():
+        fn(1)  # warm-up
+    for _ in range(args.rounds):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn(args.steps)
+            times[name].append((time.perf_counter() - t) / args.steps)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"| impl | median s / iteration ({args.size} px, CPU, {torch.get_num_threads()} threads, L-BFGS, content "
+          f"relu4_2, style relu1_1..relu5_1; {args.rounds} interleaved rounds of {args.steps}) | min | pastiche / impl |")
+    print("|---|---|---|---|")
+    for name, v in med.items():
+        print(f"| {name} | {v:.3f} | {min(times[name]):.3f} | {med['pastiche'] / v:.2f}x |")
     return 0
 
 
