@@ -71,7 +71,20 @@ def _add_common_options(p: argparse.ArgumentParser, default_size: Optional[int])
     p.add_argument("--report-every", type=_positive_int, default=10, metavar="N",
                    help="update the progress bar's loss every N iterations (each update waits for the device)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    _add_run_options(p)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads (default: torch's; on a busy machine fewer threads can be much faster)")
+
+
+def _apply_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def _check_output(path: str, force: bool) -> Path:
@@ -247,7 +260,7 @@ def add_synthesis_commands(sub) -> None:
     p = sub.add_parser("demo", help="run on the bundled sample images, writing to ./pytexsynth-demo/")
     p.add_argument("--output-dir", default="pytexsynth-demo", help=argparse.SUPPRESS)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_options(p)
     p.set_defaults(func=_cmd_demo)
 
 
@@ -270,6 +283,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .models.vgg import WeightsNotFoundError
 
     try:
+        _apply_threads(args)
         return args.func(args)
     except (CLIError, ImageLoadError, WeightsNotFoundError, FileExistsError, MemoryError, ValueError) as exc:
         print(f"pytexsynth: error: {exc}", file=sys.stderr)
