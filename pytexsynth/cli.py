@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

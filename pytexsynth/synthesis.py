@@ -12,7 +12,6 @@ so a GPU runs ahead; note that L-BFGS itself checks its convergence on the host 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -285,9 +284,7 @@ def _optimise_level(x: torch.Tensor, terms: List[_Term], scales: List[torch.Tens
                 step=step0 + it, total_steps=total_steps, loss=last_loss,
                 terms={t.name: float(v.detach()) for t, v in zip(terms, state["values"])},
                 image=x.detach().clamp(0, 1).clone()))
-    if last_loss is None and "loss" in state:
-        last_loss = None  # not read: keeps the loop free of host syncs when no one asked
-    return x.detach(), last_loss
+    return x.detach(), last_loss  # last_loss stays None without a callback: no host sync
 
 
 def _run(make_terms: Callable[[Tuple[int, int], float], Tuple[List[_Term], List[str]]],
