@@ -28,10 +28,14 @@ using gram::Features;
 using gram::Precision;
 
 constexpr int kThreads = 256;
+// Epilogue blocks are small so that a small C (64 x 64 entries) still spreads over 32+ SMs.
+constexpr int kEpilogueThreads = 128;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-unsigned int blocks_for(int64_t total) { return static_cast<unsigned int>(ceil_div(total, kThreads)); }
+unsigned int blocks_for(int64_t total, int threads = kThreads) {
+  return static_cast<unsigned int>(ceil_div(total, threads));
+}
 
 // ---- cuBLAS ---------------------------------------------------------------------------------
 
@@ -174,12 +178,12 @@ __device__ inline Entry decode(int64_t l, int64_t C) {
 }
 
 // Fixed-order tree sum of one value per thread; thread 0 gets the block's total.
-template <typename acc_t>
+template <int Threads, typename acc_t>
 __device__ inline acc_t block_sum(acc_t v) {
-  __shared__ acc_t shared[kThreads];
+  __shared__ acc_t shared[Threads];
   shared[threadIdx.x] = v;
   __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
+  for (int s = Threads / 2; s > 0; s >>= 1) {
     if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
     __syncthreads();
   }
@@ -187,10 +191,10 @@ __device__ inline acc_t block_sum(acc_t v) {
 }
 
 template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kEpilogueThreads)
 gram_epilogue_kernel(const acc_t* __restrict__ P, int64_t splits, int64_t C, acc_t norm, scalar_t* __restrict__ out,
                      int64_t total) {
-  const int64_t l = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const int64_t l = static_cast<int64_t>(blockIdx.x) * kEpilogueThreads + threadIdx.x;
   if (l >= total) return;
   const Entry e = decode(l, C);
   if (e.i > e.j) return;  // the upper entry's thread writes the mirror
@@ -198,11 +202,11 @@ gram_epilogue_kernel(const acc_t* __restrict__ P, int64_t splits, int64_t C, acc
 }
 
 template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kEpilogueThreads)
 gram_loss_epilogue_kernel(const acc_t* __restrict__ P, int64_t splits, int64_t C, acc_t norm,
                           const scalar_t* __restrict__ T, int64_t tb, int64_t ti, int64_t tj, acc_t* __restrict__ D,
                           acc_t* __restrict__ block_sq, int64_t total) {
-  const int64_t l = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  const int64_t l = static_cast<int64_t>(blockIdx.x) * kEpilogueThreads + threadIdx.x;
   acc_t sq = acc_t(0);
   if (l < total) {
     const Entry e = decode(l, C);
@@ -210,7 +214,7 @@ gram_loss_epilogue_kernel(const acc_t* __restrict__ P, int64_t splits, int64_t C
       sq = gram::loss_pair(P + e.b * splits * C * C, splits, C, e.i, e.j, norm, T + e.b * tb, ti, tj, D + e.b * C * C);
     }
   }
-  const acc_t sum = block_sum(sq);
+  const acc_t sum = block_sum<kEpilogueThreads>(sq);
   if (threadIdx.x == 0) block_sq[blockIdx.x] = sum;
 }
 
@@ -220,7 +224,7 @@ gram_loss_finish_kernel(const acc_t* __restrict__ block_sq, int64_t nblocks, acc
                         scalar_t* __restrict__ loss) {
   acc_t s = acc_t(0);
   for (int64_t k = threadIdx.x; k < nblocks; k += kThreads) s += block_sq[k];
-  const acc_t sum = block_sum(s);
+  const acc_t sum = block_sum<kThreads>(s);
   if (threadIdx.x == 0) *loss = static_cast<scalar_t>(gram::finish_loss(sum, count, weight));
 }
 
@@ -290,7 +294,8 @@ at::Tensor gram_cuda(const at::Tensor& x, c10::string_view normalize, c10::strin
   const int64_t total = B * C * C;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    gram_epilogue_kernel<scalar_t, acc_t><<<blocks_for(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    gram_epilogue_kernel<scalar_t, acc_t>
+        <<<blocks_for(total, kEpilogueThreads), kEpilogueThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         P.const_data_ptr<acc_t>(), splits, C, static_cast<acc_t>(norm), out.mutable_data_ptr<scalar_t>(), total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -310,7 +315,7 @@ std::tuple<at::Tensor, at::Tensor> gram_loss_cuda(const at::Tensor& x, const at:
   at::Tensor diff = at::empty({B, C, C}, x.options().dtype(acc));
   at::Tensor loss = at::empty({}, x.options());
   const int64_t total = B * C * C;
-  const int64_t nblocks = ceil_div(total, kThreads);
+  const int64_t nblocks = ceil_div(total, kEpilogueThreads);
   at::Tensor block_sq = at::empty({std::max<int64_t>(nblocks, 1)}, x.options().dtype(acc));
   int64_t splits = 1;
   at::Tensor P;
@@ -319,7 +324,7 @@ std::tuple<at::Tensor, at::Tensor> gram_loss_cuda(const at::Tensor& x, const at:
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_loss_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     if (total > 0) {
-      gram_loss_epilogue_kernel<scalar_t, acc_t><<<static_cast<unsigned int>(nblocks), kThreads, 0, stream>>>(
+      gram_loss_epilogue_kernel<scalar_t, acc_t><<<static_cast<unsigned int>(nblocks), kEpilogueThreads, 0, stream>>>(
           P.const_data_ptr<acc_t>(), splits, C, static_cast<acc_t>(norm), target.const_data_ptr<scalar_t>(), tb,
           target.stride(-2), target.stride(-1), diff.mutable_data_ptr<acc_t>(), block_sq.mutable_data_ptr<acc_t>(),
           total);
