@@ -61,7 +61,6 @@ def test_match_equals_float32_reference_bitwise(device, layout, xs, ss, bins):
         pytest.skip("channels_last needs a 4-D tensor")
     stats = _stats(ss, device, bins)
     x = make_layout(_act(xs, device), layout)
-    out = torch.full_like(x, float("nan"))  # poison: the op must allocate and fill its own
     out = ops.histogram_match(x, stats)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert torch.equal(out, reference.histogram_match(x.contiguous(), stats))
@@ -334,24 +333,33 @@ def test_layouts_give_the_same_bits(device, layout):
     assert torch.equal(loss, loss0) and torch.equal(xl.grad, x0.grad)
 
 
-def test_cpu_and_cuda_agree_bitwise():
+# Shapes for the CUDA comparison: one block per plane, many blocks per plane (the split
+# min/max and histogram paths), and more planes than blocks.
+CUDA_CASES = [((2, 6, 17, 23), 256), ((1, 4, 300, 301), 4096), ((3, 40, 9, 9), 1), ((2, 5, 64, 64), 2048)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("shape,bins", CUDA_CASES)
+def test_cpu_and_cuda_agree_bitwise(shape, bins, dtype):
     from conftest import cuda_skip_reason
 
     if cuda_skip_reason():
         pytest.skip(cuda_skip_reason())
-    for bins in (1, 256, 4096):
-        style = _act((1, 6, 30, 30), "cpu")
-        x = _act((2, 6, 17, 23), "cpu")
-        stats = ops.histogram_stats(style, bins)
-        assert torch.equal(ops.histogram_match(x, stats), ops.histogram_match(x.cuda(), stats.to("cuda")).cpu())
-        xc = x.cuda().requires_grad_()
-        loss_c = ops.histogram_loss(xc, stats.to("cuda"))
-        loss_c.backward()
-        xg = x.clone().requires_grad_()
-        loss = ops.histogram_loss(xg, stats)
-        loss.backward()
-        torch.testing.assert_close(loss_c.cpu(), loss, rtol=1e-6, atol=0)
-        assert torch.equal(xg.grad, xc.grad.cpu())
+    style = _act((1, shape[1], 30, 30), "cpu", dtype)
+    x = _act(shape, "cpu", dtype)
+    x[0, 0] = 1.5  # a constant plane
+    x[-1, -1, 0, 0] = float("nan")
+    stats = ops.histogram_stats(style, bins)
+    for layout in ("contiguous", "channels_last"):
+        xl = make_layout(x, layout)
+        assert torch.equal(ops.histogram_match(xl, stats).nan_to_num(), ops.histogram_match(xl.cuda(), stats.to("cuda")).cpu().nan_to_num())
+    xg = x.clone().nan_to_num_(0.25).requires_grad_()
+    xc = xg.detach().cuda().requires_grad_()
+    loss, loss_c = ops.histogram_loss(xg, stats), ops.histogram_loss(xc, stats.to("cuda"))
+    loss.backward()
+    loss_c.backward()
+    torch.testing.assert_close(loss_c.cpu(), loss, rtol=1e-6 if dtype != torch.float16 else 1e-3, atol=0)
+    assert torch.equal(xg.grad, xc.grad.cpu())
 
 
 # ---- op framework ----------------------------------------------------------------------------

@@ -146,21 +146,27 @@ struct StyleChannel {
   int32_t nb;
 };
 
-// u of value v (not NaN) in its plane; a constant plane (hi <= lo) puts every value at the
-// median, u = 0.5.
-template <typename acc_t, typename count_t>
-C10_HOST_DEVICE inline acc_t input_quantile(acc_t v, const InputPlane<acc_t, count_t>& in) {
-  if (!(in.hi > in.lo)) return acc_t(0.5);
-  const BinPos<acc_t> p = bin_position(v, in.lo, in.hi, in.nb);
-  return cdf_position(in.cum[p.bin], in.cum[p.bin + 1] - in.cum[p.bin], p.frac, in.n);
-}
+// The full style range as the search interval for every bin (what the CUDA kernel uses).
+struct FullSearch {
+  C10_HOST_DEVICE inline void operator()(int32_t /*bin*/, int32_t& /*k0*/, int32_t& /*k1*/) const {}
+};
 
-// R(v): the style value at v's quantile. NaN stays NaN (so the loss is NaN).
-template <typename acc_t, typename count_t>
-C10_HOST_DEVICE inline acc_t remap_value(acc_t v, const InputPlane<acc_t, count_t>& in, const StyleChannel<acc_t>& st) {
+// R(v): the style value at v's quantile u in its plane. NaN stays NaN (so the loss is NaN); a
+// constant plane (hi <= lo, also a plane of NaN only) puts every value at the median, u = 0.5.
+// narrow(bin, k0, k1) may shrink the style-bin search interval [0, nb - 1] to the interval of
+// v's input bin (the CPU precomputes them): the search is monotone in u, so the result is the same.
+template <typename acc_t, typename count_t, typename Narrow = FullSearch>
+C10_HOST_DEVICE inline acc_t remap_value(acc_t v, const InputPlane<acc_t, count_t>& in, const StyleChannel<acc_t>& st,
+                                         Narrow narrow = Narrow()) {
   if (v != v) return v;
-  const acc_t u = input_quantile(v, in);
-  return style_value(st.cdf, u, find_style_bin(st.cdf, u, 0, st.nb - 1), st.lo, st.step);
+  int32_t k0 = 0, k1 = st.nb - 1;
+  acc_t u = acc_t(0.5);
+  if (in.hi > in.lo) {
+    const BinPos<acc_t> p = bin_position(v, in.lo, in.hi, in.nb);
+    narrow(p.bin, k0, k1);
+    u = cdf_position(in.cum[p.bin], in.cum[p.bin + 1] - in.cum[p.bin], p.frac, in.n);
+  }
+  return style_value(st.cdf, u, find_style_bin(st.cdf, u, k0, k1), st.lo, st.step);
 }
 
 }  // namespace histogram

@@ -62,11 +62,19 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const his
   std::fill(s.cum.begin(), s.cum.end(), int64_t(0));
   const bool varies = hi > lo;
   if (varies) {
+    // Values at the minimum (ReLU's zeros: often half the plane) all fall in bin 0; counting them
+    // apart keeps them off the bin counters' store-to-load chain.
     int64_t* counts = s.cum.data() + 1;
+    int64_t at_lo = 0;
     for_each_value(x, p, [&](scalar_t v_, int64_t, int64_t) {
       const acc_t v = static_cast<acc_t>(v_);
-      if (v == v) counts[histogram::bin_position(v, lo, hi, nb).bin] += 1;
+      if (v == lo) {
+        ++at_lo;
+      } else if (v == v) {
+        counts[histogram::bin_position(v, lo, hi, nb).bin] += 1;
+      }
     });
+    counts[0] += at_lo;
     for (int32_t b = 0; b < nb; ++b) s.cum[b + 1] += s.cum[b];
   }
   const InputPlane<acc_t, int64_t> in{lo, hi, s.cum.data(), static_cast<acc_t>(s.cum[nb]), nb};
@@ -81,41 +89,27 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const his
       s.k1[b] = histogram::find_style_bin(st.cdf, u1, s.k0[b], st.nb - 1);
     }
   }
-  const int32_t k_const = histogram::find_style_bin(st.cdf, acc_t(0.5), 0, st.nb - 1);
-  // Pass 3: remap, as histogram::remap_value with the narrowed search.
+  const auto narrow = [&s](int32_t bin, int32_t& k0, int32_t& k1) {
+    k0 = s.k0[bin];
+    k1 = s.k1[bin];
+  };
+  // R of the minimum, computed once with the same function (the same bits as per element).
+  const acc_t r_lo = histogram::remap_value(lo, in, st, narrow);
+  // Pass 3: remap.
   double sum_sq = 0.0;
-  acc_t part = acc_t(0);
-  int64_t in_part = 0;
   for_each_value(x, p, [&](scalar_t v_, int64_t h, int64_t w) {
     const acc_t v = static_cast<acc_t>(v_);
-    acc_t r;
-    if (v != v) {
-      r = v;
-    } else if (!varies) {
-      r = histogram::style_value(st.cdf, acc_t(0.5), k_const, st.lo, st.step);
-    } else {
-      const auto bp = histogram::bin_position(v, lo, hi, nb);
-      const int64_t c0 = s.cum[bp.bin];
-      const acc_t u = histogram::cdf_position(c0, s.cum[bp.bin + 1] - c0, bp.frac, in.n);
-      const int32_t k = histogram::find_style_bin(st.cdf, u, s.k0[bp.bin], s.k1[bp.bin]);
-      r = histogram::style_value(st.cdf, u, k, st.lo, st.step);
-    }
+    const acc_t r = v == lo ? r_lo : histogram::remap_value(v, in, st, narrow);
     scalar_t* o = out + h * p.oH + w * p.oW;
     if (WriteDiff) {
       const acc_t d = v - r;
       *o = static_cast<scalar_t>(d);
-      part += d * d;
-      // Flush the fp32 partial to double every 1024 values: accurate without a double per element.
-      if (++in_part == 1024) {
-        sum_sq += static_cast<double>(part);
-        part = acc_t(0);
-        in_part = 0;
-      }
+      sum_sq += static_cast<double>(d) * static_cast<double>(d);  // as the CUDA kernel
     } else {
       *o = static_cast<scalar_t>(r);
     }
   });
-  return sum_sq + static_cast<double>(part);
+  return sum_sq;
 }
 
 // Runs every plane; returns the per-plane sums of D^2 (empty unless WriteDiff).
@@ -166,7 +160,7 @@ std::tuple<at::Tensor, at::Tensor> histogram_loss_cpu(const at::Tensor& x, const
   const auto sums = run<true>(x, lo, hi, cdf, diff, nb);
   double total = 0.0;
   for (double v : sums) total += v;  // fixed order: deterministic for any thread count
-  const double loss = weight * total / static_cast<double>(x.numel());
+  const double loss = total * (weight / static_cast<double>(x.numel()));  // as the CUDA loss_kernel
   return {at::full({}, loss, x.options()), diff};
 }
 
