@@ -329,12 +329,12 @@ def _vgg_factory(layers, pooling, tileable, weights, device):
 
 
 def _style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, hist_layers, style_weight,
-                 histogram_weight, masks=None) -> List[_Term]:
+                 histogram_weight, masks=None, layer_weights="auto") -> List[_Term]:
     terms: List[_Term] = []
     with torch.no_grad():
         feats = [vgg(s, tuple(dict.fromkeys((*style_layers, *hist_layers)))) for s in styles]
     if style_weight:
-        gram = GramStyleLoss([{n: f[n] for n in style_layers} for f in feats], blend=blend,
+        gram = GramStyleLoss([{n: f[n] for n in style_layers} for f in feats], blend=blend, layer_weights=layer_weights,
                              output_masks=masks[0] if masks else None, style_masks=masks[1] if masks else None)
         terms.append(_Term("style", float(style_weight), lambda fe, x, m=gram: m(fe)))
     if histogram_weight and hist_layers:
@@ -348,7 +348,7 @@ def _style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, hi
 def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None, optimizer: str = "lbfgs",
                        lr: Optional[float] = None, pyramid: bool = True, min_side: int = 64,
                        style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = 1.0,
-                       histogram_layers: Sequence[str] = DEFAULT_HISTOGRAM_LAYERS, histogram_weight: float = 0.0,
+                       style_layer_weights="auto", histogram_layers: Sequence[str] = DEFAULT_HISTOGRAM_LAYERS, histogram_weight: float = 0.0,
                        tv_weight: float = 0.0, style_scale: float = 1.0, tileable: bool = False,
                        pooling: str = "max", init: Union[str, torch.Tensor] = "noise", seed: Optional[int] = 0,
                        balance: bool = True, device=None, weights=None, callback: Optional[Callback] = None,
@@ -364,6 +364,8 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
         optimizer: ``"lbfgs"`` or ``"adam"``.  lr: Adam's (default 0.02) or L-BFGS' step (1.0).
         pyramid: coarse-to-fine (halving down to ``min_side``); False runs one level.
         style_layers, style_weight: Gram loss layers and weight.
+        style_layer_weights: per-layer weights of the Gram loss (see :class:`GramStyleLoss`;
+            default ``"auto"``: relative error per layer).
         histogram_layers, histogram_weight: histogram loss layers and weight (0 turns it off).
         tv_weight: total-variation weight.
         style_scale: exemplar resolution relative to its own pixels (2.0: features twice as big).
@@ -404,7 +406,8 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
         vgg = make_vgg()
         s_hw = (max(16, round(ex_hw[0] * factor)), max(16, round(ex_hw[1] * factor)))
         style = resize_image(ex, s_hw)
-        terms = _style_terms(vgg, [style], None, style_layers, hist_layers, style_weight, histogram_weight)
+        terms = _style_terms(vgg, [style], None, style_layers, hist_layers, style_weight, histogram_weight,
+                             layer_weights=style_layer_weights)
         if tv_weight:
             terms.append(_Term("tv", float(tv_weight), lambda fe, x: total_variation(x, circular=tileable)))
         return terms, all_layers
@@ -428,7 +431,9 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
                    blend: Optional[Sequence[float]] = None, iterations=None, optimizer: str = "lbfgs",
                    lr: Optional[float] = None, pyramid: bool = True, min_side: int = 64,
                    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS, content_weight: float = 1.0,
+                   content_layer_weights=None,
                    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = 1.0,
+                   style_layer_weights="auto",
                    histogram_layers: Sequence[str] = DEFAULT_HISTOGRAM_LAYERS, histogram_weight: float = 0.0,
                    tv_weight: float = 0.0, style_scale: float = 1.0, preserve_color: Optional[str] = None,
                    content_labels: Optional[torch.Tensor] = None,
@@ -444,7 +449,8 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
         size: output size: None keeps the content's; an int is the longer side; or (H, W).
         blend: weights of several styles (default equal).
         content_layers, content_weight: feature MSE layers and weight (relative to the style's
-            when ``balance``).
+            when ``balance``); content_layer_weights: per layer (default equal).
+        style_layer_weights: as in :func:`synthesize_texture`.
         style_layers, style_weight, histogram_layers, histogram_weight, tv_weight: as in
             :func:`synthesize_texture`.
         style_scale: style image size relative to the output's (2.0: bigger strokes).
@@ -508,11 +514,12 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
         c_l = resize_image(content_for_loss, hw)
         with torch.no_grad():
             cf = vgg(c_l, content_layers)
-        closs = ContentLoss(cf)
+        closs = ContentLoss(cf, layer_weights=content_layer_weights)
         terms = [_Term("content", float(content_weight), lambda fe, x, m=closs: m(fe))] if content_weight else []
         long = max(16, round(target_long * factor))
         st = [resize_image(s, long) for s in styles]
-        terms += _style_terms(vgg, st, blend, style_layers, hist_layers, style_weight, histogram_weight, masks)
+        terms += _style_terms(vgg, st, blend, style_layers, hist_layers, style_weight, histogram_weight, masks,
+                              layer_weights=style_layer_weights)
         if tv_weight:
             terms.append(_Term("tv", float(tv_weight), lambda fe, x: total_variation(x, circular=tileable)))
         return terms, all_layers
