@@ -4,3 +4,10 @@ from . import nn, ops, reference
 from ._info import __version__, has_cuda, has_extension, info
 
 __all__ = ["__version__", "has_cuda", "has_extension", "info", "nn", "ops", "reference"]
+
+# ---- optimisation-based synthesis ----
+from . import io, losses, models  # noqa: E402
+from .models import VGG19  # noqa: E402
+from .synthesis import synthesize_texture, transfer_style  # noqa: E402
+
+__all__ += ["io", "losses", "models", "VGG19", "synthesize_texture", "transfer_style"]

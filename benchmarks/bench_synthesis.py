@@ -1,0 +1,159 @@
+"""Gatys style-transfer iteration time: pytexsynth vs a plain-PyTorch loop on the same VGG, and
+vs pastiche's CLI. Same layers as pastiche's defaults (content relu4_2, style relu1_1..relu5_1),
+L-BFGS, one image, no pyramid.
+
+pytest-benchmark (ours vs plain PyTorch vs pastiche, 3 L-BFGS iterations per round):
+    pytest benchmarks/bench_synthesis.py --benchmark-enable --benchmark-json=out.json
+    python benchmarks/report.py out.json
+
+vs pastiche (its PasticheArtist, which its CLI runs, in-process: rounds of L-BFGS iterations
+interleaved across the three implementations, medians; start-up and weight loading excluded):
+    PYTHONPATH=. python benchmarks/bench_synthesis.py --size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pytexsynth.losses import ContentLoss, GramStyleLoss
+from pytexsynth.models import VGG19
+from pytexsynth.synthesis import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, _balance, _optimise_level, _Term
+
+ITERS = 3
+LAYERS = tuple(dict.fromkeys((*DEFAULT_CONTENT_LAYERS, *DEFAULT_STYLE_LAYERS)))
+
+
+def _images(size, device):
+    g = torch.Generator().manual_seed(0)
+    c = torch.rand(1, 3, size, size, generator=g)
+    s = torch.rand(1, 3, size, size, generator=g)
+    return c.to(device), s.to(device)
+
+
+def make_ours(size, device):
+    """One L-BFGS level of pytexsynth.transfer_style, set up once; returns run(iters)."""
+    vgg = VGG19(LAYERS).to(device)
+    c, s = _images(size, device)
+    with torch.no_grad():
+        cf = vgg(c, DEFAULT_CONTENT_LAYERS)
+        sf = vgg(s, DEFAULT_STYLE_LAYERS)
+    closs, sloss = ContentLoss(cf), GramStyleLoss([sf])
+    terms = [_Term("content", 1.0, lambda fe, x: closs(fe)), _Term("style", 1.0, lambda fe, x: sloss(fe))]
+    scales = _balance(terms, c, vgg, LAYERS, True, torch.Generator().manual_seed(0))
+
+    def run(iters):
+        _optimise_level(c, terms, scales, vgg, LAYERS, iters, "lbfgs", None, 10**9, None, 0, 1, 0, iters, False)
+
+    return run
+
+
+def make_plain(size, device):
+    """The usual Gatys loop: bmm Gram + mse_loss through autograd, on the same VGG module."""
+    vgg = VGG19(LAYERS).to(device)
+    c, s = _images(size, device)
+
+    def gram(f):
+        b, ch, h, w = f.shape
+        f = f.reshape(b, ch, h * w)
+        return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+
+    with torch.no_grad():
+        ct = vgg(c, DEFAULT_CONTENT_LAYERS)
+        st = {n: gram(f) for n, f in vgg(s, DEFAULT_STYLE_LAYERS).items()}
+
+    def run(iters):
+        x = c.clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=50, tolerance_grad=0.0, tolerance_change=0.0)
+
+        def closure():
+            opt.zero_grad()
+            feats = vgg(x)
+            loss = sum(0.01 * F.mse_loss(feats[n], ct[n]) for n in DEFAULT_CONTENT_LAYERS)
+            for n in DEFAULT_STYLE_LAYERS:
+                loss = loss + 10.0 / feats[n].shape[1] ** 2 * F.mse_loss(gram(feats[n]), st[n])
+            loss.backward()
+            return loss
+
+        for _ in range(iters):
+            opt.step(closure)
+
+    return run
+
+
+IMPLS = {"ours": make_ours, "plain-pytorch": make_plain}
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("size", [256, pytest.param(512, marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="512 px on CPU takes minutes per round; CUDA only"))])
+def test_gatys_iterations(benchmark, size, impl):
+    from conftest import DEVICES, run_benchmark  # noqa: F401
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    run = IMPLS[impl](size, device)
+    benchmark.group = f"gatys-lbfgs-{ITERS}it-{size}px-{device}"
+    benchmark.extra_info["iterations_per_round"] = ITERS
+    run_benchmark(benchmark, device, lambda: run(ITERS), rounds=3)
+
+
+# ---------------------------------------------------------------- vs pastiche
+
+def make_pastiche(size, device):
+    """pastiche's own PasticheArtist (what its CLI runs), same images and layers; run(iters) = draw() x iters."""
+    from pastiche.pastiche import PasticheArtist
+
+    from pytexsynth.io import save_image
+
+    d = tempfile.mkdtemp()
+    c, s = _images(size, "cpu")
+    cp, sp = os.path.join(d, "c.png"), os.path.join(d, "s.png")
+    save_image(c, cp)
+    save_image(s, sp)
+    artist = PasticheArtist(cp, [sp], optimizer="lbfgs", device=device, size=size)
+
+    def run(iters):
+        for _ in range(iters):
+            artist.draw()
+
+    return run
+
+
+IMPLS["pastiche"] = make_pastiche
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=3, help="iterations per timed round")
+    p.add_argument("--rounds", type=int, default=5, help="rounds, interleaved across the implementations")
+    args = p.parse_args(argv)
+    runs = {"pytexsynth": make_ours(args.size, "cpu"), "plain-pytorch": make_plain(args.size, "cpu"),
+            "pastiche": make_pastiche(args.size, "cpu")}
+    times = {k: [] for k in runs}
+    for fn in runs.values():
+        fn(1)  # warm-up
+    for _ in range(args.rounds):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn(args.steps)
+            times[name].append((time.perf_counter() - t) / args.steps)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"| impl | median s / iteration ({args.size} px, CPU, {torch.get_num_threads()} threads, L-BFGS, content "
+          f"relu4_2, style relu1_1..relu5_1; {args.rounds} interleaved rounds of {args.steps}) | min | pastiche / impl |")
+    print("|---|---|---|---|")
+    for name, v in med.items():
+        print(f"| {name} | {v:.3f} | {min(times[name]):.3f} | {med['pastiche'] / v:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
