@@ -4,3 +4,9 @@ from . import nn, ops, reference
 from ._info import __version__, has_cuda, has_extension, info
 
 __all__ = ["__version__", "has_cuda", "has_extension", "info", "nn", "ops", "reference"]
+
+# ---- texture networks (feed-forward generators, training) ----
+from . import networks, training  # noqa: E402
+from .networks import load_model, save_model  # noqa: E402
+
+__all__ += ["load_model", "networks", "save_model", "training"]
