@@ -47,4 +47,13 @@ TORCH_LIBRARY(pytexsynth, m) {
   // pad = (left, right, top, bottom); x is (C, H, W) or (N, C, H, W).
   m.def("circular_pad2d(Tensor x, int[] pad) -> Tensor");
   m.def("_circular_pad2d_backward(Tensor grad_output, int[] pad) -> Tensor");
+
+  // ---- gram ----
+  // x is (B, C, H, W); normalize in {hw, chw, none}; precision in {ieee, tf32, bf16}.
+  // gram_loss returns (loss, diff): diff = G - T, (B, C, C) in float32 (float64 for float64 x),
+  // the only thing its backward needs besides x.
+  m.def("gram(Tensor x, str normalize=\"hw\", str precision=\"ieee\") -> Tensor");
+  m.def("_gram_backward(Tensor grad_output, Tensor x, str normalize, str precision) -> Tensor");
+  m.def("gram_loss(Tensor x, Tensor target, float weight=1.0, str normalize=\"hw\", str precision=\"ieee\") -> (Tensor, Tensor)");
+  m.def("_gram_loss_backward(Tensor grad_loss, Tensor diff, Tensor x, float weight, str normalize, str precision) -> Tensor");
 }

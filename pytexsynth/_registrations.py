@@ -54,3 +54,141 @@ if _ext.HAS_EXTENSION:
     torch.library.register_autograd(
         "pytexsynth::_circular_pad2d_backward", _circular_pad2d_backward_grad, setup_context=_save_pad
     )
+
+
+# ---- gram --------------------------------------------------------------------------------------
+
+def _gram_acc_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _gram_fake(x, normalize="hw", precision="ieee"):
+    b, c = x.shape[:2]
+    return x.new_empty((b, c, c))
+
+
+def _gram_backward_fake(grad_output, x, normalize, precision):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_output_memory_format(x))
+
+
+def _gram_loss_fake(x, target, weight=1.0, normalize="hw", precision="ieee"):
+    b, c = x.shape[:2]
+    return x.new_empty(()), x.new_empty((b, c, c), dtype=_gram_acc_dtype(x))
+
+
+def _gram_loss_backward_fake(grad_loss, diff, x, weight, normalize, precision):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_output_memory_format(x))
+
+
+def _gram_setup(ctx, inputs, output):
+    x, normalize, precision = inputs
+    ctx.save_for_backward(x)
+    ctx.normalize, ctx.precision = normalize, precision
+
+
+def _gram_grad(ctx, grad):
+    (x,) = ctx.saved_tensors
+    return torch.ops.pytexsynth._gram_backward(grad, x, ctx.normalize, ctx.precision), None, None
+
+
+def _gram_loss_setup(ctx, inputs, output):
+    x, target, weight, normalize, precision = inputs
+    ctx.save_for_backward(x, output[1])  # x and D = G - T only
+    ctx.set_materialize_grads(False)  # an unused diff output costs no GEMM in the backward
+    ctx.weight, ctx.normalize, ctx.precision = weight, normalize, precision
+    ctx.target_shape = target.shape
+
+
+def _gram_loss_grad(ctx, grad_loss, grad_diff):
+    # Both outputs are differentiable: loss = w * mean(D^2) and D = G - T itself (the double
+    # backward reaches x through the saved D). The wrapper returns only the loss, so grad_diff
+    # is None there.
+    x, diff = ctx.saved_tensors
+    grad_x = grad_target = None
+    if ctx.needs_input_grad[0]:
+        if grad_loss is not None:
+            grad_x = torch.ops.pytexsynth._gram_loss_backward(grad_loss, diff, x, ctx.weight, ctx.normalize,
+                                                              ctx.precision)
+        if grad_diff is not None:
+            g = torch.ops.pytexsynth._gram_backward(grad_diff.to(x.dtype), x, ctx.normalize, ctx.precision)
+            grad_x = g if grad_x is None else grad_x + g
+    if ctx.needs_input_grad[1]:
+        # dL/dT = -2 w / (B C^2) * D (and -grad_diff), summed over the batch where T was broadcast.
+        grad_target = torch.zeros_like(diff)
+        if grad_loss is not None:
+            grad_target = grad_target + diff * (grad_loss.to(diff.dtype) * (-2.0 * ctx.weight / diff.numel()))
+        if grad_diff is not None:
+            grad_target = grad_target - grad_diff
+        if len(ctx.target_shape) == 2 or ctx.target_shape[0] != diff.shape[0]:
+            grad_target = grad_target.sum(0)
+        grad_target = grad_target.reshape(ctx.target_shape).to(x.dtype)
+    return grad_x, grad_target, None, None, None
+
+
+# Double backward, with plain torch ops (differentiable again). R is the gradient of grad_x.
+def _gram_divisor(x: torch.Tensor, normalize: str) -> float:
+    c, n = x.shape[1], x.shape[2] * x.shape[3]
+    return float({"hw": n, "chw": c * n, "none": 1}[normalize])
+
+
+def _cross(r: torch.Tensor, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """R F^T + F R^T, (B, C, C)."""
+    rf, f = r.flatten(2).to(dtype), x.flatten(2).to(dtype)
+    m = rf @ f.mT
+    return m + m.mT
+
+
+def _gram_backward_setup(ctx, inputs, output):
+    grad_output, x, normalize, precision = inputs
+    ctx.save_for_backward(grad_output, x)
+    ctx.normalize = normalize
+
+
+def _gram_backward_grad(ctx, r):
+    # grad_x = (gO + gO^T) F / norm: linear in gO and in F.
+    grad_output, x = ctx.saved_tensors
+    norm = _gram_divisor(x, ctx.normalize)
+    g_go = g_x = None
+    if ctx.needs_input_grad[0]:
+        g_go = (_cross(r, x, grad_output.dtype) / norm).to(grad_output.dtype)
+    if ctx.needs_input_grad[1]:
+        s = (grad_output + grad_output.mT).to(r.dtype) / norm
+        g_x = (s @ r.flatten(2)).reshape(x.shape)
+    return g_go, g_x, None, None
+
+
+def _gram_loss_backward_setup(ctx, inputs, output):
+    grad_loss, diff, x, weight, normalize, precision = inputs
+    ctx.save_for_backward(grad_loss, diff, x)
+    ctx.coef = 2.0 * weight / (diff.numel() * _gram_divisor(x, normalize)) if diff.numel() else 0.0
+
+
+def _gram_loss_backward_grad(ctx, r):
+    # grad_x = coef * gl * (D + D^T) F.
+    grad_loss, diff, x = ctx.saved_tensors
+    acc = diff.dtype
+    gl = grad_loss.to(acc).reshape(())
+    g_gl = g_diff = g_x = None
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+        cross = _cross(r, x, acc)
+        if ctx.needs_input_grad[0]:
+            g_gl = (ctx.coef * (cross * diff).sum()).reshape(grad_loss.shape).to(grad_loss.dtype)
+        if ctx.needs_input_grad[1]:
+            g_diff = ctx.coef * gl * cross
+    if ctx.needs_input_grad[2]:
+        s = (ctx.coef * gl) * (diff + diff.mT)
+        g_x = (s @ r.flatten(2).to(acc)).reshape(x.shape).to(x.dtype)
+    return g_gl, g_diff, g_x, None, None, None
+
+
+if _ext.HAS_EXTENSION:
+    torch.library.register_fake("pytexsynth::gram")(_gram_fake)
+    torch.library.register_fake("pytexsynth::_gram_backward")(_gram_backward_fake)
+    torch.library.register_fake("pytexsynth::gram_loss")(_gram_loss_fake)
+    torch.library.register_fake("pytexsynth::_gram_loss_backward")(_gram_loss_backward_fake)
+    torch.library.register_autograd("pytexsynth::gram", _gram_grad, setup_context=_gram_setup)
+    torch.library.register_autograd("pytexsynth::gram_loss", _gram_loss_grad, setup_context=_gram_loss_setup)
+    torch.library.register_autograd("pytexsynth::_gram_backward", _gram_backward_grad,
+                                    setup_context=_gram_backward_setup)
+    torch.library.register_autograd("pytexsynth::_gram_loss_backward", _gram_loss_backward_grad,
+                                    setup_context=_gram_loss_backward_setup)

@@ -88,3 +88,93 @@ class CircularConv2d(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", circular_padding={self.circular_padding}"
+
+
+# ---- gram ----------------------------------------------------------------------------------------
+
+from typing import Dict, List, Mapping, Sequence  # noqa: E402
+
+__all__ += ["GramLoss"]
+
+
+class GramLoss(nn.Module):
+    """Gram (style) loss over several feature layers, targets precomputed once from a style image.
+
+    ``forward(features) = sum_l weight[l] * ops.gram_loss(features[l], target[l])``. The targets are
+    computed by :func:`pytexsynth.ops.gram` with the same normalize and precision as the loss, so
+    the loss is exactly 0 at the style's own features. A style batch of one is broadcast over the
+    batch of the features; a larger style batch gives one target per sample. Targets are buffers:
+    ``.to(device)`` moves them.
+
+    Args:
+        style_features: dict layer name -> (B, C, H, W) tensor, or a list of them (detached).
+        weights: one float for all layers, or a dict (name -> weight) / list matching the layers.
+            Default 1.0 each.
+        normalize, precision: as in :func:`pytexsynth.ops.gram`.
+
+    Example:
+        >>> style = {"relu1_1": torch.rand(1, 4, 8, 8), "relu2_1": torch.rand(1, 8, 4, 4)}
+        >>> loss = GramLoss(style, weights={"relu1_1": 1.0, "relu2_1": 0.5})
+        >>> loss(style).item()
+        0.0
+    """
+
+    def __init__(self, style_features, weights=1.0, normalize: str = "hw", precision: str = "ieee"):
+        super().__init__()
+        name = "GramLoss"
+        ops._check_choice(normalize, ops._GRAM_NORMALIZE, name, "normalize")
+        ops._check_choice(precision, ops._GRAM_PRECISION, name, "precision")
+        self.normalize, self.precision = normalize, precision
+        if isinstance(style_features, Mapping):
+            self.keyed = True
+            self.layers: List = list(style_features.keys())
+            feats = [style_features[k] for k in self.layers]
+        elif isinstance(style_features, Sequence) and not isinstance(style_features, (str, torch.Tensor)):
+            self.keyed = False
+            self.layers = list(range(len(style_features)))
+            feats = list(style_features)
+        else:
+            raise TypeError(f"{name}: style_features must be a dict of layer -> tensor or a list of tensors, "
+                            f"got {type(style_features).__name__}")
+        if not feats:
+            raise ValueError(f"{name}: style_features is empty")
+        self.weights = self._layer_weights(weights, name)
+        with torch.no_grad():
+            for i, f in enumerate(feats):
+                g = ops.gram(f.detach(), normalize, precision)
+                self.register_buffer(f"target_{i}", g[0] if g.shape[0] == 1 else g)
+
+    def _layer_weights(self, weights, name: str) -> List[float]:
+        if isinstance(weights, Mapping):
+            missing = [k for k in self.layers if k not in weights]
+            if missing:
+                raise ValueError(f"{name}: weights has no entry for layers {missing}")
+            values = [weights[k] for k in self.layers]
+        elif isinstance(weights, Sequence) and not isinstance(weights, str):
+            if len(weights) != len(self.layers):
+                raise ValueError(f"{name}: {len(weights)} weights for {len(self.layers)} layers")
+            values = list(weights)
+        else:
+            values = [weights] * len(self.layers)
+        return [ops._check_weight(w, name) for w in values]
+
+    def targets(self) -> List[torch.Tensor]:
+        return [getattr(self, f"target_{i}") for i in range(len(self.layers))]
+
+    def forward(self, features) -> torch.Tensor:
+        if self.keyed:
+            if not isinstance(features, Mapping):
+                raise TypeError(f"GramLoss: was built from a dict of layers; forward takes a dict, got "
+                                f"{type(features).__name__}")
+            missing = [k for k in self.layers if k not in features]
+            if missing:
+                raise KeyError(f"GramLoss: features has no layers {missing}")
+            feats = [features[k] for k in self.layers]
+        else:
+            feats = list(features)
+            if len(feats) != len(self.layers):
+                raise ValueError(f"GramLoss: expected {len(self.layers)} feature tensors, got {len(feats)}")
+        return ops.gram_loss_multi(feats, self.targets(), self.weights, self.normalize, self.precision)
+
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}, weights={self.weights}, normalize={self.normalize!r}, precision={self.precision!r}"

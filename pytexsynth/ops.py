@@ -82,3 +82,137 @@ def circular_pad2d(x: torch.Tensor, pad: PadArg) -> torch.Tensor:
     if _ext.use_kernel(x, op):
         return torch.ops.pytexsynth.circular_pad2d(x, list(pads))
     return reference.circular_pad2d(x, pads)
+
+
+# ---- gram ----------------------------------------------------------------------------------------
+
+__all__ += ["gram", "gram_loss", "gram_loss_multi"]
+
+_GRAM_NORMALIZE = ("hw", "chw", "none")
+_GRAM_PRECISION = ("ieee", "tf32", "bf16")
+
+
+def _check_choice(value: object, choices: Tuple[str, ...], op: str, arg: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{op}: {arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{op}: {arg} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def _check_gram_target(x: torch.Tensor, target: object, op: str) -> None:
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"{op}: target must be a torch.Tensor, got {type(target).__name__}")
+    b, c = x.shape[:2]
+    if target.device != x.device:
+        raise ValueError(f"{op}: x and target must be on the same device, got {x.device} and {target.device}")
+    if target.dtype != x.dtype:
+        raise TypeError(f"{op}: target must have the dtype of x ({x.dtype}), got {target.dtype}")
+    if target.dim() not in (2, 3):
+        raise ValueError(f"{op}: target must be (C, C) or (B, C, C), got a {target.dim()}-D tensor of shape "
+                         f"{tuple(target.shape)}")
+    if tuple(target.shape[-2:]) != (c, c):
+        raise ValueError(f"{op}: target of shape {tuple(target.shape)} does not match x's {c} channels; "
+                         f"expected ({c}, {c}) or ({b}, {c}, {c})")
+    if target.dim() == 3 and target.shape[0] not in (1, b):
+        raise ValueError(f"{op}: target of shape {tuple(target.shape)} has batch {target.shape[0]} but x has "
+                         f"batch {b}; expected 1 or {b}")
+
+
+def _check_weight(weight: object, op: str) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise TypeError(f"{op}: weight must be a float, got {weight!r}")
+    return float(weight)
+
+
+def gram(x: torch.Tensor, normalize: str = "hw", precision: str = "ieee") -> torch.Tensor:
+    """Gram matrices of feature maps: ``G[b] = F[b] F[b]^T / divisor`` with F = x[b] as (C, H*W).
+
+    G is exactly symmetric (the upper triangle is computed and mirrored). Its backward is one
+    GEMM, ``(dG + dG^T) F / divisor``.
+
+    Args:
+        x: (B, C, H, W) features, float32/float64/float16/bfloat16, any strides.
+        normalize: divisor ``"hw"`` = H*W (Gatys et al.), ``"chw"`` = C*H*W (Ulyanov et al.) or
+            ``"none"``.
+        precision: ``"ieee"`` (full fp32, the default), ``"tf32"`` (TF32 tensor cores on CUDA; the
+            same as ieee on the CPU) or ``"bf16"`` (F rounded to bfloat16, fp32 accumulation).
+            float64 input always computes in float64.
+
+    Returns:
+        (B, C, C) in x's dtype.
+
+    Example:
+        >>> x = torch.ones(1, 2, 3, 3)
+        >>> gram(x)
+        tensor([[[1., 1.],
+                 [1., 1.]]])
+    """
+    op = "gram"
+    _check_tensor(x, op, "x", (4,), "4-D (B, C, H, W)")
+    _check_choice(normalize, _GRAM_NORMALIZE, op, "normalize")
+    _check_choice(precision, _GRAM_PRECISION, op, "precision")
+    if _ext.use_kernel(x, op):
+        return torch.ops.pytexsynth.gram(x, normalize, precision)
+    return reference.gram(x, normalize, precision)
+
+
+def gram_loss(x: torch.Tensor, target: torch.Tensor, weight: float = 1.0, normalize: str = "hw",
+              precision: str = "ieee") -> torch.Tensor:
+    """Gram (style) loss ``weight * mean((gram(x) - target)**2)`` as one fused op.
+
+    The forward computes G from its upper triangle, D = G - T and the loss in one epilogue that
+    reduces in a fixed order (deterministic); it saves only D and x. The backward is one GEMM,
+    ``2 w / (B C^2 divisor) (D + D^T) F``, scaled by the incoming gradient on the device.
+    A target made by :func:`gram` from the same x (same normalize, precision) gives exactly 0.
+
+    Args:
+        x: (B, C, H, W) features (see :func:`gram`).
+        target: (C, C), broadcast over the batch, or (B, C, C) (or (1, C, C)); x's dtype and device.
+        weight: the loss weight.
+        normalize, precision: as in :func:`gram`.
+
+    Returns:
+        A 0-dim tensor in x's dtype.
+
+    Example:
+        >>> style = torch.rand(1, 8, 16, 16)
+        >>> target = gram(style)[0]
+        >>> gram_loss(style, target).item()
+        0.0
+    """
+    op = "gram_loss"
+    _check_tensor(x, op, "x", (4,), "4-D (B, C, H, W)")
+    _check_gram_target(x, target, op)
+    weight = _check_weight(weight, op)
+    _check_choice(normalize, _GRAM_NORMALIZE, op, "normalize")
+    _check_choice(precision, _GRAM_PRECISION, op, "precision")
+    if _ext.use_kernel(x, op):
+        return torch.ops.pytexsynth.gram_loss(x, target, weight, normalize, precision)[0]
+    return reference.gram_loss(x, target, weight, normalize, precision)
+
+
+def gram_loss_multi(xs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], weights: Sequence[float],
+                    normalize: str = "hw", precision: str = "ieee") -> torch.Tensor:
+    """Sum of :func:`gram_loss` over several layers: ``sum_l weights[l] * gram_loss(xs[l], targets[l])``.
+
+    One call for all style layers (what :class:`pytexsynth.nn.GramLoss` uses). Today it runs the
+    fused op per layer; the argument lists are the entry point for a grouped launch.
+
+    Example:
+        >>> feats = [torch.rand(1, 4, 8, 8), torch.rand(1, 8, 4, 4)]
+        >>> gram_loss_multi(feats, [gram(f)[0] for f in feats], [1.0, 0.5]).item()
+        0.0
+    """
+    op = "gram_loss_multi"
+    xs, targets, weights = list(xs), list(targets), list(weights)
+    if not xs:
+        raise ValueError(f"{op}: xs must hold at least one tensor")
+    if len(targets) != len(xs) or len(weights) != len(xs):
+        raise ValueError(f"{op}: xs, targets and weights must have the same length, got {len(xs)}, "
+                         f"{len(targets)} and {len(weights)}")
+    total = None
+    for x, t, w in zip(xs, targets, weights):
+        term = gram_loss(x, t, w, normalize, precision)
+        total = term if total is None else total + term
+    return total

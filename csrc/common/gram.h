@@ -1,0 +1,101 @@
+// Host-side argument checks, options and operand layout of gram / gram_loss, shared by the CPU
+// and CUDA kernels so both reject the same inputs with the same messages and read F alike.
+#pragma once
+
+#include <string>
+
+#include "common/checks.h"
+#include "common/gram_math.h"
+
+namespace pytexsynth {
+namespace gram {
+
+enum class Precision { kIEEE, kTF32, kBF16 };
+
+// The divisor of F F^T: H*W (Gatys), C*H*W (Ulyanov) or 1.
+inline double normalizer(const std::string& normalize, int64_t C, int64_t n, const char* op) {
+  if (normalize == "hw") return static_cast<double>(n);
+  if (normalize == "chw") return static_cast<double>(C) * static_cast<double>(n);
+  if (normalize == "none") return 1.0;
+  TORCH_CHECK(false, op, ": normalize must be 'hw', 'chw' or 'none', got '", normalize, "'");
+}
+
+inline Precision parse_precision(const std::string& precision, const char* op) {
+  if (precision == "ieee") return Precision::kIEEE;
+  if (precision == "tf32") return Precision::kTF32;
+  if (precision == "bf16") return Precision::kBF16;
+  TORCH_CHECK(false, op, ": precision must be 'ieee', 'tf32' or 'bf16', got '", precision, "'");
+}
+
+inline void check_x(const at::Tensor& x, const char* op) {
+  check_dim_in(x, {4}, op, "x", "4-D (B, C, H, W)");
+  check_floating(x, op, "x");
+}
+
+// Accumulation (and D) dtype: float64 for float64 input, else float32.
+inline at::ScalarType acc_type(const at::Tensor& x) {
+  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// The dtype the GEMMs read F in. float64 always runs in float64 (gradcheck); "bf16" rounds F to
+// bfloat16; otherwise half and bfloat16 inputs are read as they are and float32 stays float32.
+// Accumulation is in acc_type in every case.
+inline at::ScalarType operand_type(const at::Tensor& x, Precision p) {
+  if (x.scalar_type() == at::kDouble) return at::kDouble;
+  if (p == Precision::kBF16) return at::kBFloat16;
+  return x.scalar_type();
+}
+
+// F, the (B, C, n) features as a dense buffer: NCHW (rows of length n per channel) or, for a
+// channels_last x, NHWC (rows of C per pixel). Other strides are copied to NCHW first.
+struct Features {
+  at::Tensor data;  // contiguous in its layout, dtype = operand type
+  bool channels_last;
+  int64_t B, C, n;
+};
+
+inline Features features(const at::Tensor& x, at::ScalarType operand) {
+  Features f;
+  f.B = x.size(0);
+  f.C = x.size(1);
+  f.n = x.size(2) * x.size(3);
+  f.channels_last = output_memory_format(x) == at::MemoryFormat::ChannelsLast;
+  at::Tensor t = f.channels_last ? x : x.contiguous();
+  if (t.scalar_type() != operand) t = t.to(operand);  // keeps the dense layout
+  f.data = t;
+  return f;
+}
+
+// target is (C, C), (1, C, C) or (B, C, C): returns the batch stride (0 when broadcast).
+inline int64_t check_target(const at::Tensor& x, const at::Tensor& target, const char* op) {
+  check_same_device(x, target, op, "x", "target");
+  TORCH_CHECK(target.scalar_type() == x.scalar_type(), op, ": target must have the dtype of x (",
+              x.scalar_type(), "), got ", target.scalar_type());
+  const int64_t B = x.size(0), C = x.size(1);
+  TORCH_CHECK(target.dim() == 2 || target.dim() == 3, op, ": target must be (C, C) or (B, C, C), got a ",
+              target.dim(), "-D tensor of shape ", shape_str(target));
+  TORCH_CHECK(target.size(-1) == C && target.size(-2) == C, op, ": target of shape ", shape_str(target),
+              " does not match x's ", C, " channels; expected (", C, ", ", C, ") or (", B, ", ", C, ", ", C, ")");
+  if (target.dim() == 2) return 0;
+  TORCH_CHECK(target.size(0) == B || target.size(0) == 1, op, ": target of shape ", shape_str(target),
+              " has batch ", target.size(0), " but x has batch ", B, "; expected 1 or ", B);
+  return target.size(0) == 1 ? 0 : target.stride(0);
+}
+
+inline void check_diff(const at::Tensor& x, const at::Tensor& diff, const char* op) {
+  check_same_device(x, diff, op, "x", "diff");
+  const int64_t B = x.size(0), C = x.size(1);
+  TORCH_CHECK(diff.dim() == 3 && diff.size(0) == B && diff.size(1) == C && diff.size(2) == C, op,
+              ": diff must be (", B, ", ", C, ", ", C, "), got ", shape_str(diff));
+  TORCH_CHECK(diff.scalar_type() == acc_type(x), op, ": diff must be ", acc_type(x), ", got ", diff.scalar_type());
+}
+
+// grad_x with x's sizes in the layout of F (NCHW, or channels_last for an NHWC F).
+inline at::Tensor grad_like(const Features& f, int64_t H, int64_t W, at::ScalarType dtype, const at::Tensor& x) {
+  auto opts = x.options().dtype(dtype);
+  if (f.channels_last) return at::empty({f.B, f.C, H, W}, opts.memory_format(at::MemoryFormat::ChannelsLast));
+  return at::empty({f.B, f.C, H, W}, opts);
+}
+
+}  // namespace gram
+}  // namespace pytexsynth
