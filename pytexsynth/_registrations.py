@@ -192,3 +192,60 @@ if _ext.HAS_EXTENSION:
                                     setup_context=_gram_backward_setup)
     torch.library.register_autograd("pytexsynth::_gram_loss_backward", _gram_loss_backward_grad,
                                     setup_context=_gram_loss_backward_setup)
+# ---- histogram matching ----------------------------------------------------------------------
+
+def _histogram_match_fake(x, lo, hi, cdf):
+    return torch.empty_like(x, memory_format=_output_memory_format(x))
+
+
+def _histogram_loss_fake(x, lo, hi, cdf, weight):
+    return x.new_empty(()), torch.empty_like(x, memory_format=_output_memory_format(x))
+
+
+def _histogram_loss_backward_fake(grad_output, diff, weight):
+    return torch.empty_like(diff)
+
+
+def _histogram_match_setup(ctx, inputs, output):
+    pass
+
+
+def _histogram_match_grad(ctx, grad):
+    # R(x) is a constant of the loss (Risser et al.): no gradient flows through the remap.
+    return None, None, None, None
+
+
+def _histogram_loss_setup(ctx, inputs, output):
+    ctx.weight = inputs[4]
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1])
+
+
+def _histogram_loss_grad(ctx, grad_loss, grad_diff):
+    (diff,) = ctx.saved_tensors
+    return torch.ops.pytexsynth._histogram_loss_backward(grad_loss, diff, ctx.weight), None, None, None, None
+
+
+def _histogram_loss_backward_setup(ctx, inputs, output):
+    ctx.weight = inputs[2]
+    ctx.save_for_backward(inputs[0], inputs[1])
+
+
+def _histogram_loss_backward_grad(ctx, grad):
+    # Linear in grad_output and in diff (diff is treated as data: no second derivative through R).
+    grad_output, diff = ctx.saved_tensors
+    n = max(diff.numel(), 1)
+    g_out = (grad * diff).sum() * (2.0 * ctx.weight / n) if ctx.needs_input_grad[0] else None
+    g_diff = torch.ops.pytexsynth._histogram_loss_backward(grad_output, grad, ctx.weight) if ctx.needs_input_grad[1] else None
+    return g_out.reshape(grad_output.shape).to(grad_output.dtype) if g_out is not None else None, g_diff, None
+
+
+if _ext.HAS_EXTENSION:
+    torch.library.register_fake("pytexsynth::histogram_match")(_histogram_match_fake)
+    torch.library.register_fake("pytexsynth::histogram_loss")(_histogram_loss_fake)
+    torch.library.register_fake("pytexsynth::_histogram_loss_backward")(_histogram_loss_backward_fake)
+    torch.library.register_autograd("pytexsynth::histogram_match", _histogram_match_grad, setup_context=_histogram_match_setup)
+    torch.library.register_autograd("pytexsynth::histogram_loss", _histogram_loss_grad, setup_context=_histogram_loss_setup)
+    torch.library.register_autograd(
+        "pytexsynth::_histogram_loss_backward", _histogram_loss_backward_grad, setup_context=_histogram_loss_backward_setup
+    )

@@ -178,3 +178,75 @@ class GramLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"layers={self.layers}, weights={self.weights}, normalize={self.normalize!r}, precision={self.precision!r}"
+# ---- histogram loss --------------------------------------------------------------------------
+
+from typing import Mapping  # noqa: E402
+
+__all__ += ["HistogramLoss"]
+
+
+class _LayerHistogram(nn.Module):
+    """The style statistics of one layer, as buffers (so they follow .to() and state_dict)."""
+
+    def __init__(self, stats: ops.HistogramStats):
+        super().__init__()
+        self.register_buffer("lo", stats.lo)
+        self.register_buffer("hi", stats.hi)
+        self.register_buffer("cdf", stats.cdf)
+
+    def stats(self) -> ops.HistogramStats:
+        return ops.HistogramStats(self.lo, self.hi, self.cdf)
+
+
+class HistogramLoss(nn.Module):
+    """Sum over layers of ``weight[l] * mean((F_l - R(F_l))^2)`` (Risser et al. 2017).
+
+    The style statistics (:func:`pytexsynth.ops.histogram_stats`) are computed once here, kept as
+    buffers; each forward runs :func:`pytexsynth.ops.histogram_loss` per layer.
+
+    Args:
+        style_features: layer name -> style activations (C, H, W) or (B, C, H, W).
+        weights: one weight for every layer, or layer name -> weight (layers left out weigh 1).
+        bins: histogram bins per channel, 1 to 4096.
+
+    Example:
+        >>> loss_fn = HistogramLoss({"relu1_1": torch.rand(1, 64, 32, 32)}, weights={"relu1_1": 0.5})
+        >>> loss_fn({"relu1_1": torch.rand(1, 64, 32, 32)}).shape
+        torch.Size([])
+    """
+
+    def __init__(self, style_features: Mapping[str, torch.Tensor], weights=1.0, bins: int = 256):
+        super().__init__()
+        if not isinstance(style_features, Mapping) or len(style_features) == 0:
+            raise ValueError("HistogramLoss: style_features must be a non-empty mapping layer name -> tensor")
+        if isinstance(weights, Mapping):
+            unknown = set(weights) - set(style_features)
+            if unknown:
+                raise ValueError(f"HistogramLoss: weights name layers without style features: {sorted(unknown)}")
+            self.weights = {name: float(weights.get(name, 1.0)) for name in style_features}
+        elif isinstance(weights, (int, float)) and not isinstance(weights, bool):
+            self.weights = {name: float(weights) for name in style_features}
+        else:
+            raise TypeError(f"HistogramLoss: weights must be a float or a mapping layer -> float, got {weights!r}")
+        self.bins = bins
+        self.layers = list(style_features)
+        # Module names cannot hold '.', so layers are stored by position.
+        self.targets = nn.ModuleList(
+            _LayerHistogram(ops.histogram_stats(style_features[name].detach(), bins)) for name in self.layers
+        )
+
+    def stats(self, layer: str) -> ops.HistogramStats:
+        return self.targets[self.layers.index(layer)].stats()
+
+    def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        missing = [name for name in self.layers if name not in features]
+        if missing:
+            raise KeyError(f"HistogramLoss: features lack the layers {missing}")
+        total = None
+        for name, target in zip(self.layers, self.targets):
+            loss = ops.histogram_loss(features[name], target.stats(), self.weights[name])
+            total = loss if total is None else total + loss
+        return total
+
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}, weights={self.weights}, bins={self.bins}"

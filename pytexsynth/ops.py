@@ -216,3 +216,127 @@ def gram_loss_multi(xs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
         term = gram_loss(x, t, w, normalize, precision)
         total = term if total is None else total + term
     return total
+# ---- histogram matching ----------------------------------------------------------------------
+
+from . import histogram as _histogram  # noqa: E402
+from .histogram import HistogramStats  # noqa: E402
+
+__all__ += ["HistogramStats", "histogram_stats", "histogram_match", "histogram_loss"]
+
+_HISTOGRAM_MODES = ("interpolated", "exact")
+
+
+def _check_bins(bins: object, op: str) -> int:
+    if isinstance(bins, bool) or not isinstance(bins, int):
+        raise TypeError(f"{op}: bins must be an int, got {bins!r}")
+    if not 1 <= bins <= _histogram.MAX_BINS:
+        raise ValueError(f"{op}: bins = {bins}; expected bins from 1 to {_histogram.MAX_BINS}")
+    return bins
+
+
+def _check_stats(x: torch.Tensor, stats: object, op: str) -> HistogramStats:
+    if not isinstance(stats, HistogramStats):
+        raise TypeError(f"{op}: stats must be a HistogramStats (from histogram_stats), got {type(stats).__name__}")
+    if stats.lo.device != x.device:
+        raise ValueError(f"{op}: stats live on {stats.lo.device} but x on {x.device}; move them with stats.to(x.device)")
+    if stats.channels != x.shape[-3]:
+        raise ValueError(
+            f"{op}: stats have {stats.channels} channels but x of shape {tuple(x.shape)} has {x.shape[-3]}"
+        )
+    return stats
+
+
+def histogram_stats(style: torch.Tensor, bins: int = 256) -> HistogramStats:
+    """Per-channel min, max and normalised CDF of style activations, computed once.
+
+    Args:
+        style: (C, H, W) or (B, C, H, W) activations, float32/float64/float16/bfloat16, finite.
+            Statistics pool over the batch and space of each channel.
+        bins: number of equal-width bins between each channel's min and max, 1 to 4096.
+
+    Returns:
+        :class:`HistogramStats` (lo, hi: (C,), cdf: (C, bins + 1)) on style's device, float64 for
+        a float64 style, float32 otherwise. Move it with ``.to(device)``; save it with
+        ``torch.save`` or its ``state_dict()``.
+
+    Example:
+        >>> stats = histogram_stats(torch.rand(1, 64, 32, 32), bins=128)
+        >>> stats.cdf.shape
+        torch.Size([64, 129])
+    """
+    op = "histogram_stats"
+    _check_tensor(style, op, "style", (3, 4), "3-D (C, H, W) or 4-D (B, C, H, W)")
+    bins = _check_bins(bins, op)
+    if style.numel() == 0:
+        raise ValueError(f"{op}: style of shape {tuple(style.shape)} is empty")
+    if not torch.isfinite(style).all():
+        raise ValueError(f"{op}: style must be finite (it holds NaN or inf)")
+    return _histogram.stats(style, bins)
+
+
+def histogram_match(x: torch.Tensor, stats: HistogramStats, mode: str = "interpolated") -> torch.Tensor:
+    """Remaps each channel of x so that its histogram is the style's: R(x) (Risser et al. 2017).
+
+    ``"interpolated"`` (kernel): each value's quantile u in its own (n, c) plane's piecewise-linear
+    CDF (its bin's lower CDF plus the fraction through the bin) is sent to the style value at u
+    (the style CDF inverted with linear interpolation inside the bin). Style and x may have
+    different element counts. A constant plane maps to the style median; NaN stays NaN.
+    ``"exact"``: sort-based, rank r of M goes to the style quantile (r + 0.5) / M (reference
+    implementation, for comparison and small layers).
+
+    R is treated as a constant: no gradient flows through it.
+
+    Args:
+        x: (B, C, H, W) or (C, H, W), float32/float64/float16/bfloat16, any strides; each
+            batch element is matched on its own.
+        stats: from :func:`histogram_stats`, on x's device, C channels.
+        mode: "interpolated" or "exact".
+
+    Returns:
+        R(x), x's shape and dtype (channels_last in, channels_last out).
+
+    Example:
+        >>> stats = histogram_stats(torch.rand(8, 16, 16))
+        >>> histogram_match(torch.randn(2, 8, 16, 16), stats).shape
+        torch.Size([2, 8, 16, 16])
+    """
+    op = "histogram_match"
+    _check_tensor(x, op, "x", (3, 4), "3-D (C, H, W) or 4-D (B, C, H, W)")
+    stats = _check_stats(x, stats, op)
+    if mode not in _HISTOGRAM_MODES:
+        raise ValueError(f"{op}: mode must be 'interpolated' or 'exact', got {mode!r}")
+    x = x.detach()
+    if mode == "exact":
+        return reference.histogram_match_exact(x, stats)
+    if _ext.use_kernel(x, op):
+        return torch.ops.pytexsynth.histogram_match(x, stats.lo, stats.hi, stats.cdf)
+    return reference.histogram_match(x, stats)
+
+
+def histogram_loss(x: torch.Tensor, stats: HistogramStats, weight: float = 1.0) -> torch.Tensor:
+    """Histogram loss ``weight * mean((x - R(x))^2)`` with R(x) (:func:`histogram_match`) held constant.
+
+    One pass computes R and the loss and keeps D = x - R(x); the backward is
+    ``2 * weight / x.numel() * D * grad_output``. Deterministic. NaN in x gives a NaN loss.
+
+    Args:
+        x: (B, C, H, W) or (C, H, W) activations, float32/float64/float16/bfloat16.
+        stats: from :func:`histogram_stats` of the style activations of the same layer.
+        weight: the loss weight.
+
+    Returns:
+        A 0-dim tensor of x's dtype.
+
+    Example:
+        >>> stats = histogram_stats(torch.rand(1, 8, 16, 16))
+        >>> x = torch.randn(1, 8, 16, 16, requires_grad=True)
+        >>> histogram_loss(x, stats, weight=2.0).backward()
+    """
+    op = "histogram_loss"
+    _check_tensor(x, op, "x", (3, 4), "3-D (C, H, W) or 4-D (B, C, H, W)")
+    stats = _check_stats(x, stats, op)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise TypeError(f"{op}: weight must be a float, got {weight!r}")
+    if _ext.use_kernel(x, op):
+        return torch.ops.pytexsynth.histogram_loss(x, stats.lo, stats.hi, stats.cdf, float(weight))[0]
+    return reference.histogram_loss(x, stats, float(weight))

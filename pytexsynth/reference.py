@@ -63,3 +63,82 @@ def gram_loss_unfused(x: torch.Tensor, target: torch.Tensor, weight: float = 1.0
     f = x.reshape(b, c, -1)
     g = torch.bmm(f, f.transpose(1, 2)) / _gram_divisor(x, normalize)
     return weight * F.mse_loss(g, target.expand_as(g))
+# ---- histogram matching ----------------------------------------------------------------------
+
+from .histogram import HistogramStats, bin_position, compute_dtype  # noqa: E402
+
+
+def _planes(x: torch.Tensor) -> torch.Tensor:
+    """x as (planes, H * W) in the compute dtype: one row per (n, c) plane."""
+    return x.detach().to(compute_dtype(x.dtype)).reshape(-1, x.shape[-2] * x.shape[-1])
+
+
+def _style_rows(stats: HistogramStats, planes: int, channels: int, dtype: torch.dtype):
+    """The style statistics of each plane's channel: lo, step (P, 1) and cdf (P, bins + 1)."""
+    bins = stats.bins
+    lo = stats.lo.to(dtype)
+    step = (stats.hi.to(dtype) - lo) / bins
+    idx = torch.arange(planes, device=lo.device) % channels
+    return lo[idx, None], step[idx, None], stats.cdf.to(dtype)[idx].contiguous()
+
+
+def _style_inverse(u: torch.Tensor, lo, step, cdf, bins: int) -> torch.Tensor:
+    """Style value at quantile u (P, M): bin k = first with cdf[k + 1] >= u, then lo + (k + f) * step
+    with f the linear position of u between cdf[k] and cdf[k + 1]."""
+    k = torch.searchsorted(cdf[:, 1:].contiguous(), u.contiguous(), side="left").clamp(max=bins - 1)
+    c0 = cdf.gather(1, k)
+    c1 = cdf.gather(1, k + 1)
+    f = torch.where(c1 > c0, (u - c0) / (c1 - c0), torch.zeros_like(u)).clamp(0, 1)
+    return lo + (k.to(u.dtype) + f) * step
+
+
+def histogram_match(x: torch.Tensor, stats: HistogramStats) -> torch.Tensor:
+    """R(x), the spec of the kernels (vectorised): per (n, c) plane of x (C, H, W) or (B, C, H, W),
+    each value's quantile u in the plane's own piecewise-linear CDF (cum[b] + frac * count[b]) / n,
+    then the style value at u by inverting the style CDF with linear interpolation. A constant plane
+    maps to the style median (u = 0.5); NaN stays NaN and is left out of the counts. Computed in
+    float32 (float64 for float64 x), returned in x's dtype. No gradient (R is a constant)."""
+    bins = stats.bins
+    xf = _planes(x)
+    dt = xf.dtype
+    nan = torch.isnan(xf)
+    lo = torch.where(nan, torch.full_like(xf, float("inf")), xf).amin(dim=1, keepdim=True)
+    hi = torch.where(nan, torch.full_like(xf, float("-inf")), xf).amax(dim=1, keepdim=True)
+    varies = hi > lo
+    b, frac = bin_position(xf, lo, hi, bins)
+    valid = ~nan & varies
+    counts = torch.zeros(xf.shape[0], bins, dtype=torch.long, device=xf.device)
+    counts.scatter_add_(1, b, valid.long())
+    cum = torch.cat([counts.new_zeros(xf.shape[0], 1), counts.cumsum(1)], dim=1)
+    n = cum[:, -1:].to(dt)
+    u = ((cum.gather(1, b).to(dt) + frac * counts.gather(1, b).to(dt)) / n).clamp(max=1)
+    u = torch.where(varies, u, torch.full_like(u, 0.5))
+    s_lo, s_step, s_cdf = _style_rows(stats, xf.shape[0], x.shape[-3], dt)
+    r = _style_inverse(u, s_lo, s_step, s_cdf, bins)
+    r = torch.where(nan, xf, r)
+    return r.reshape(x.shape).to(x.dtype)
+
+
+def histogram_match_exact(x: torch.Tensor, stats: HistogramStats) -> torch.Tensor:
+    """Sort-based matching: the value of rank r (0-based, ties broken by position) in its plane of
+    M values goes to the style quantile u = (r + 0.5) / M. With as many values as the style, the
+    histogram of the result equals the style's exactly. NaN stays NaN. No gradient."""
+    bins = stats.bins
+    xf = _planes(x)
+    dt = xf.dtype
+    m = xf.shape[1]
+    order = torch.sort(xf, dim=1, stable=True).indices  # NaN sorts last
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(m, device=xf.device).expand_as(order))
+    u = (ranks.to(dt) + 0.5) / m
+    s_lo, s_step, s_cdf = _style_rows(stats, xf.shape[0], x.shape[-3], dt)
+    r = _style_inverse(u, s_lo, s_step, s_cdf, bins)
+    r = torch.where(torch.isnan(xf), xf, r)
+    return r.reshape(x.shape).to(x.dtype)
+
+
+def histogram_loss(x: torch.Tensor, stats: HistogramStats, weight: float = 1.0, mode: str = "interpolated") -> torch.Tensor:
+    """weight * mean((x - R(x))^2) with R(x) held constant: its gradient is 2 * weight / N * (x - R)."""
+    match = histogram_match if mode == "interpolated" else histogram_match_exact
+    r = match(x, stats).to(x.dtype)
+    return weight * (x - r).pow(2).mean()

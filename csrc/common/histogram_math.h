@@ -1,0 +1,167 @@
+// Per-element arithmetic of histogram matching (Risser et al. 2017), shared by the CPU and CUDA
+// kernels so that the CPU tests exercise exactly what the GPU computes, and the two agree on
+// every bin index. pytexsynth/reference.py:histogram_match does the same operations in the same
+// order with PyTorch tensor ops.
+//
+// Every operation is an explicit, correctly rounded add/sub/mul/div: nvcc would otherwise
+// contract a * b + c into an FMA (one rounding instead of two) and move values across bin
+// boundaries relative to the CPU. The CPU build does not enable FMA (no -march), so plain
+// operators are the same IEEE operations there.
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cstdint>
+
+namespace pytexsynth {
+namespace histogram {
+
+constexpr int32_t kMaxBins = 4096;
+
+C10_HOST_DEVICE inline float add_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+C10_HOST_DEVICE inline float sub_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+C10_HOST_DEVICE inline float mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+C10_HOST_DEVICE inline float div_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+C10_HOST_DEVICE inline double add_rn(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+C10_HOST_DEVICE inline double sub_rn(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+C10_HOST_DEVICE inline double mul_rn(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+C10_HOST_DEVICE inline double div_rn(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __ddiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+template <typename acc_t>
+struct BinPos {
+  int32_t bin;
+  acc_t frac;  // position inside the bin, in [0, 1]
+};
+
+// Bin of v in an nb-bin histogram of [lo, hi] (hi > lo): t = (v - lo) / (hi - lo) * nb,
+// bin = floor(t) clamped to [0, nb - 1], so v == hi lands in the last bin with frac 1.
+// NaN gives bin 0 (callers skip NaN values before counting).
+template <typename acc_t>
+C10_HOST_DEVICE inline BinPos<acc_t> bin_position(acc_t v, acc_t lo, acc_t hi, int32_t nb) {
+  const acc_t t = mul_rn(div_rn(sub_rn(v, lo), sub_rn(hi, lo)), static_cast<acc_t>(nb));
+  const int32_t b = t >= acc_t(0) ? (t < static_cast<acc_t>(nb) ? static_cast<int32_t>(t) : nb - 1) : 0;
+  acc_t frac = sub_rn(t, static_cast<acc_t>(b));
+  frac = frac < acc_t(0) ? acc_t(0) : (frac > acc_t(1) ? acc_t(1) : frac);
+  return {b, frac};
+}
+
+// Position of a value in its channel's piecewise-linear CDF: (cum[b] + frac * count[b]) / n,
+// i.e. cdf[b] + frac * h[b] / n, with integer cumulative counts so cdf(hi) is exactly 1 (then
+// clamped: rounding may overshoot 1 by an ulp).
+template <typename acc_t, typename count_t>
+C10_HOST_DEVICE inline acc_t cdf_position(count_t cum_b, count_t count_b, acc_t frac, acc_t n) {
+  const acc_t u = div_rn(add_rn(static_cast<acc_t>(cum_b), mul_rn(frac, static_cast<acc_t>(count_b))), n);
+  return u < acc_t(1) ? u : acc_t(1);
+}
+
+// Smallest k in [k0, k1] with cdf[k + 1] >= u (k1 when none): the style bin that holds
+// quantile u. cdf has nb + 1 entries, non-decreasing, cdf[0] = 0, cdf[nb] = 1. Monotone in u, so
+// a search restricted to the range found for the ends of an interval of u gives the same k.
+template <typename acc_t>
+C10_HOST_DEVICE inline int32_t find_style_bin(const acc_t* cdf, acc_t u, int32_t k0, int32_t k1) {
+  while (k0 < k1) {
+    const int32_t mid = k0 + ((k1 - k0) >> 1);
+    if (cdf[mid + 1] >= u) {
+      k1 = mid;
+    } else {
+      k0 = mid + 1;
+    }
+  }
+  return k0;
+}
+
+// Style value at quantile u inside style bin k: linear interpolation between the bin's edges,
+// lo + (k + f) * step with f = (u - cdf[k]) / (cdf[k + 1] - cdf[k]) and step = (hi - lo) / nb.
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t style_value(const acc_t* cdf, acc_t u, int32_t k, acc_t lo, acc_t step) {
+  const acc_t c0 = cdf[k];
+  const acc_t c1 = cdf[k + 1];
+  acc_t f = c1 > c0 ? div_rn(sub_rn(u, c0), sub_rn(c1, c0)) : acc_t(0);
+  f = f < acc_t(0) ? acc_t(0) : (f > acc_t(1) ? acc_t(1) : f);
+  return add_rn(lo, mul_rn(add_rn(static_cast<acc_t>(k), f), step));
+}
+
+// One channel of the input being matched: its range and cumulative bin counts.
+template <typename acc_t, typename count_t>
+struct InputPlane {
+  acc_t lo, hi;        // min and max of the plane's non-NaN values
+  const count_t* cum;  // nb + 1 cumulative counts, cum[0] = 0, cum[nb] = n
+  acc_t n;             // number of non-NaN values
+  int32_t nb;
+};
+
+// The style channel it is matched to (from histogram_stats).
+template <typename acc_t>
+struct StyleChannel {
+  const acc_t* cdf;  // nb + 1 entries
+  acc_t lo, step;    // step = (hi - lo) / nb
+  int32_t nb;
+};
+
+// u of value v (not NaN) in its plane; a constant plane (hi <= lo) puts every value at the
+// median, u = 0.5.
+template <typename acc_t, typename count_t>
+C10_HOST_DEVICE inline acc_t input_quantile(acc_t v, const InputPlane<acc_t, count_t>& in) {
+  if (!(in.hi > in.lo)) return acc_t(0.5);
+  const BinPos<acc_t> p = bin_position(v, in.lo, in.hi, in.nb);
+  return cdf_position(in.cum[p.bin], in.cum[p.bin + 1] - in.cum[p.bin], p.frac, in.n);
+}
+
+// R(v): the style value at v's quantile. NaN stays NaN (so the loss is NaN).
+template <typename acc_t, typename count_t>
+C10_HOST_DEVICE inline acc_t remap_value(acc_t v, const InputPlane<acc_t, count_t>& in, const StyleChannel<acc_t>& st) {
+  if (v != v) return v;
+  const acc_t u = input_quantile(v, in);
+  return style_value(st.cdf, u, find_style_bin(st.cdf, u, 0, st.nb - 1), st.lo, st.step);
+}
+
+}  // namespace histogram
+}  // namespace pytexsynth
