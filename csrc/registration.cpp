@@ -56,6 +56,7 @@ TORCH_LIBRARY(pytexsynth, m) {
   m.def("_gram_backward(Tensor grad_output, Tensor x, str normalize, str precision) -> Tensor");
   m.def("gram_loss(Tensor x, Tensor target, float weight=1.0, str normalize=\"hw\", str precision=\"ieee\") -> (Tensor, Tensor)");
   m.def("_gram_loss_backward(Tensor grad_loss, Tensor diff, Tensor x, float weight, str normalize, str precision) -> Tensor");
+
   // ---- histogram matching (Risser et al. 2017) ----
   // x is (C, H, W) or (B, C, H, W); lo, hi (C,) and cdf (C, bins + 1) are the style statistics
   // of pytexsynth.ops.histogram_stats. histogram_loss returns (loss, D = x - R(x)); D is what

@@ -10,3 +10,9 @@ from . import networks, training  # noqa: E402
 from .networks import load_model, save_model  # noqa: E402
 
 __all__ += ["load_model", "networks", "save_model", "training"]
+# ---- optimisation-based synthesis ----
+from . import io, losses, models  # noqa: E402
+from .models import VGG19  # noqa: E402
+from .synthesis import synthesize_texture, transfer_style  # noqa: E402
+
+__all__ += ["io", "losses", "models", "VGG19", "synthesize_texture", "transfer_style"]

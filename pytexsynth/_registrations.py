@@ -192,6 +192,7 @@ if _ext.HAS_EXTENSION:
                                     setup_context=_gram_backward_setup)
     torch.library.register_autograd("pytexsynth::_gram_loss_backward", _gram_loss_backward_grad,
                                     setup_context=_gram_loss_backward_setup)
+
 # ---- histogram matching ----------------------------------------------------------------------
 
 def _histogram_match_fake(x, lo, hi, cdf):

@@ -178,6 +178,7 @@ class GramLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"layers={self.layers}, weights={self.weights}, normalize={self.normalize!r}, precision={self.precision!r}"
+
 # ---- histogram loss --------------------------------------------------------------------------
 
 from typing import Mapping  # noqa: E402

@@ -216,6 +216,7 @@ def gram_loss_multi(xs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
         term = gram_loss(x, t, w, normalize, precision)
         total = term if total is None else total + term
     return total
+
 # ---- histogram matching ----------------------------------------------------------------------
 
 from . import histogram as _histogram  # noqa: E402

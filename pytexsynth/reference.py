@@ -63,6 +63,7 @@ def gram_loss_unfused(x: torch.Tensor, target: torch.Tensor, weight: float = 1.0
     f = x.reshape(b, c, -1)
     g = torch.bmm(f, f.transpose(1, 2)) / _gram_divisor(x, normalize)
     return weight * F.mse_loss(g, target.expand_as(g))
+
 # ---- histogram matching ----------------------------------------------------------------------
 
 from .histogram import HistogramStats, bin_position, compute_dtype  # noqa: E402

@@ -1,0 +1,161 @@
+"""Image loading and saving: any Pillow-readable image in, RGB float tensors out; atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["load_image", "save_image", "resize_image", "ImageLoadError"]
+
+PathLike = Union[str, os.PathLike]
+
+
+class ImageLoadError(ValueError):
+    """An image file could not be read (the message names the file and the reason)."""
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> float32 (H, W, 3) in [0, 1]; alpha is composited over white."""
+    mode = img.mode
+    if mode == "P" or mode == "PA":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit grayscale
+        a = np.asarray(img, dtype=np.float32) / 65535.0
+        return np.repeat(a[..., None], 3, axis=2)
+    if mode == "I":  # 32-bit int: Pillow's 16-bit PNG path often lands here
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if a.max(initial=0) > 255 else 255.0
+        return np.repeat((np.clip(a, 0, top) / top).astype(np.float32)[..., None], 3, axis=2)
+    if mode == "F":
+        a = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        return np.repeat(a[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        rgb, alpha = rgba[..., :3], rgba[..., 3:]
+        return rgb * alpha + (1.0 - alpha)
+    if mode == "1" or mode == "L":
+        a = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        return np.repeat(a[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_image(path: PathLike, size: Optional[Union[int, Tuple[int, int]]] = None,
+               device: Union[str, torch.device, None] = None) -> torch.Tensor:
+    """Reads an image as a (1, 3, H, W) float32 RGB tensor in [0, 1].
+
+    Accepts 8- and 16-bit, grayscale, RGBA (composited over white) and palette images.
+
+    Args:
+        path: the image file.
+        size: None keeps the size; an int scales the longer side to it (aspect kept);
+            (H, W) resizes exactly.
+        device: where the tensor goes.
+
+    Raises:
+        ImageLoadError: the file is missing or is not a readable image; the message names it.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageLoadError(f"cannot read image {str(p)!r}: no such file")
+    if p.is_dir():
+        raise ImageLoadError(f"cannot read image {str(p)!r}: it is a directory")
+    try:
+        with Image.open(p) as img:
+            img.load()
+            arr = _to_rgb_array(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"cannot read image {str(p)!r}: {exc}") from exc
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0).contiguous()
+    if size is not None:
+        x = resize_image(x, size)
+    return x.to(device) if device is not None else x
+
+
+def _target_size(h: int, w: int, size: Union[int, Tuple[int, int]]) -> Tuple[int, int]:
+    if isinstance(size, bool) or not isinstance(size, (int, tuple, list)):
+        raise TypeError(f"size must be an int (longer side) or (height, width), got {size!r}")
+    if isinstance(size, int):
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        s = size / max(h, w)
+        return max(1, round(h * s)), max(1, round(w * s))
+    if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size):
+        raise ValueError(f"size must be (height, width) with positive ints, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def resize_image(x: torch.Tensor, size: Union[int, Tuple[int, int]]) -> torch.Tensor:
+    """Resizes (N, C, H, W) images: an int is the longer side; antialiased when shrinking."""
+    h, w = x.shape[-2:]
+    th, tw = _target_size(h, w, size)
+    if (th, tw) == (h, w):
+        return x
+    return F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False,
+                         antialias=th < h or tw < w).clamp_(0.0, 1.0)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_image(x: torch.Tensor, path: PathLike, force: bool = False, bits: int = 8) -> Path:
+    """Writes a (1, 3, H, W), (3, H, W) or (H, W) image in [0, 1] atomically (temp file + rename).
+
+    The format follows the extension (.png, .jpg, .tif, ...); ``bits=16`` writes 16-bit PNG.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``force`` is False.
+    """
+    p = Path(path)
+    if p.exists() and not force:
+        raise FileExistsError(f"{str(p)!r} exists; pass force=True (CLI: --force) to overwrite it")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"save_image: x must be a torch.Tensor, got {type(x).__name__}")
+    t = x.detach().float().cpu()
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"save_image: expects one image, got a batch of {t.shape[0]}")
+        t = t[0]
+    if t.dim() == 3:
+        if t.shape[0] not in (1, 3):
+            raise ValueError(f"save_image: expects 1 or 3 channels, got {t.shape[0]}")
+        t = t.expand(3, -1, -1).permute(1, 2, 0)
+    elif t.dim() != 2:
+        raise ValueError(f"save_image: expects (1, 3, H, W), (3, H, W) or (H, W), got shape {tuple(x.shape)}")
+    a = t.clamp(0, 1).numpy()
+    if bits == 16:
+        if p.suffix.lower() != ".png":
+            raise ValueError("save_image: bits=16 needs a .png path")
+        gray = a if a.ndim == 2 else a.mean(axis=2)  # Pillow writes 16-bit only for one channel
+        img = Image.fromarray(np.round(gray * 65535).astype(np.uint16))
+    elif bits == 8:
+        img = Image.fromarray(np.round(a * 255).astype(np.uint8))
+    else:
+        raise ValueError(f"save_image: bits must be 8 or 16, got {bits}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(p.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"save_image: unknown image extension {p.suffix!r} in {str(p)!r}; use .png, .jpg, ...")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            img.save(fh, format=fmt)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p

