@@ -16,3 +16,7 @@ from .models import VGG19  # noqa: E402
 from .synthesis import synthesize_texture, transfer_style  # noqa: E402
 
 __all__ += ["io", "losses", "models", "VGG19", "synthesize_texture", "transfer_style"]
+# ---- texture networks: training ----
+from .networks.trainers import train_stylization_network, train_texture_network  # noqa: E402
+
+__all__ += ["train_stylization_network", "train_texture_network"]

@@ -205,3 +205,110 @@ def test_ddp_two_processes_gloo(tmp_path):
         opt.step()
     torch.testing.assert_close(torch.tensor(r0["losses"]), torch.tensor(losses), rtol=1e-3, atol=1e-5)
     assert losses[-1] < 0.5 * losses[0]
+
+
+# ---- the Texture Networks trainers (VGG-19 losses; tiny sizes) ----------------------------------
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import pytexsynth  # noqa: E402
+from pytexsynth.networks import StylizationGenerator  # noqa: E402
+
+TINY_LAYERS = ("relu1_1", "relu2_1")
+
+
+def _stripes(h=48, w=48):
+    """A strongly structured exemplar: coloured diagonal stripes."""
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    t = ((xx + yy) % 8 < 4).float()
+    return torch.stack([t, 0.3 + 0.4 * t, 1 - t])[None]
+
+
+def test_train_texture_network_lowers_the_gram_loss(tmp_path):
+    out = tmp_path / "tex.pt"
+    kw = dict(size=16, batch_size=2, scales=2, channels=4, style_layers=TINY_LAYERS, lr=0.05, progress=False,
+              device="cpu")
+    net = pytexsynth.train_texture_network(_stripes(), steps=25, output=out, **kw)
+    first, last = sum(net.losses[:3]) / 3, sum(net.losses[-3:]) / 3
+    assert last < 0.6 * first, (first, last)
+    loaded = pytexsynth.load_model(out)
+    assert isinstance(loaded, TextureGenerator) and loaded.config["channels"] == 4
+    meta = torch.load(out, weights_only=True)["metadata"]
+    assert meta["kind"] == "texture" and meta["steps"] == 25
+    assert torch.equal(loaded.generate(2, 32, seed=0), net.generate(2, 32, seed=0))
+
+
+def test_train_texture_network_with_histogram_loss_and_resume(tmp_path):
+    ck = tmp_path / "ck.pt"
+    kw = dict(size=16, batch_size=1, scales=2, channels=4, style_layers=TINY_LAYERS, histogram_layers=("relu1_1",),
+              histogram_weight=0.5, lr=0.05, lr_schedule="constant", progress=False, device="cpu")
+    torch.manual_seed(0)
+    full = pytexsynth.train_texture_network(_stripes(), steps=4, **kw)
+    torch.manual_seed(0)
+    pytexsynth.train_texture_network(_stripes(), steps=2, checkpoint=ck, checkpoint_every=2, **kw)
+    torch.manual_seed(1)  # another initialisation: the weights must come from the checkpoint
+    resumed = pytexsynth.train_texture_network(_stripes(), steps=4, checkpoint=ck, resume=True, **kw)
+    assert resumed.losses == full.losses
+    assert _same_state(resumed, full)
+
+
+def test_train_texture_network_errors():
+    kw = dict(steps=1, progress=False, device="cpu", scales=2)
+    with pytest.raises(ValueError, match=r"output height 18 is not a positive multiple of 2\*\*2 = 4"):
+        pytexsynth.train_texture_network(_stripes(), size=18, **kw)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        pytexsynth.train_texture_network(_stripes(), size=16, batch_size=0, **kw)
+    with pytest.raises(ValueError, match=r"exemplar must be a \(3, H, W\) or \(1, 3, H, W\)"):
+        pytexsynth.train_texture_network(torch.rand(2, 3, 8, 8), size=16, **kw)
+    with pytest.raises(ValueError, match="nothing to train for"):
+        pytexsynth.train_texture_network(_stripes(), size=16, style_weight=0.0, style_layers=TINY_LAYERS, **kw)
+    with pytest.raises(pytexsynth.io.ImageLoadError, match="no such file"):
+        pytexsynth.train_texture_network("/nonexistent/exemplar.png", size=16, **kw)
+
+
+def _content_folder(path, n_good=3, junk=True):
+    path.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n_good):
+        arr = (rng.random((20 + 4 * i, 28, 3)) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(path / f"img{i}.png")
+    if junk:
+        (path / "notes.txt").write_text("not an image")
+        (path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return path
+
+
+def test_train_stylization_network(tmp_path):
+    folder = _content_folder(tmp_path / "photos")
+    out = tmp_path / "sty.pt"
+    with pytest.warns(RuntimeWarning, match=r"skipped 2 unreadable file\(s\): broken.jpg .*notes.txt"):
+        net = pytexsynth.train_stylization_network(
+            _stripes(), folder, size=16, steps=12, batch_size=2, scales=2, channels=4, style_layers=TINY_LAYERS,
+            content_layers=("relu2_1",), lr=0.05, progress=False, device="cpu", output=out)
+    assert len(net.skipped_images) == 2
+    assert sum(net.losses[-3:]) < sum(net.losses[:3])
+    meta = torch.load(out, weights_only=True)["metadata"]
+    assert meta["skipped_images"] == 2 and meta["content_images"] == 3
+    loaded = pytexsynth.load_model(out)
+    assert isinstance(loaded, StylizationGenerator)
+    photo = torch.rand(1, 3, 21, 30)
+    assert torch.equal(loaded.stylize(photo), net.stylize(photo))
+
+
+def test_train_stylization_network_folder_errors(tmp_path):
+    kw = dict(size=16, steps=1, scales=2, progress=False, device="cpu")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="holds no readable images \\(0 file"):
+        pytexsynth.train_stylization_network(_stripes(), empty, **kw)
+    junk_only = tmp_path / "junk"
+    junk_only.mkdir()
+    (junk_only / "a.png").write_bytes(b"nope")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="holds no readable images \\(1 file\\(s\\), 1 unreadable\\)"):
+            pytexsynth.train_stylization_network(_stripes(), junk_only, **kw)
+    with pytest.raises(NotADirectoryError, match="is not a folder"):
+        pytexsynth.train_stylization_network(_stripes(), tmp_path / "missing", **kw)
