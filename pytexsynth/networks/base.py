@@ -88,6 +88,9 @@ def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files: give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
