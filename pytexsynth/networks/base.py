@@ -74,7 +74,9 @@ def build_network(architecture: Dict[str, Any]) -> SavableNetwork:
 
 
 def _import_builtin_networks() -> None:
-    from . import texture  # noqa: F401  (registers its classes)
+    # The package's __init__ imports every network module, which registers its classes
+    # (a new network only needs @register_network and an import there).
+    import pytexsynth.networks  # noqa: F401
 
 
 def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> None:
