@@ -1,0 +1,144 @@
+"""What every trainable network shares: it records its architecture, so a saved file rebuilds it.
+
+A network class registers itself with :func:`register_network`; its constructor stores its own
+keyword arguments (plain ints, floats, strings, bools and lists of them) in ``self.config``.
+:func:`save_model` writes {class name, config, weights}; :func:`load_model` rebuilds the class
+from that record, so loading needs no arguments. Checkpoints written by
+:mod:`pytexsynth.training` carry the same record and load the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Type, Union
+
+import torch
+from torch import nn
+
+__all__ = ["SavableNetwork", "register_network", "network_classes", "save_model", "load_model", "MODEL_FORMAT"]
+
+MODEL_FORMAT = "pytexsynth-model"
+_REGISTRY: Dict[str, Type["SavableNetwork"]] = {}
+
+
+def register_network(cls: Type["SavableNetwork"]) -> Type["SavableNetwork"]:
+    """Class decorator: lets :func:`load_model` rebuild ``cls`` by name."""
+    if cls.__name__ in _REGISTRY and _REGISTRY[cls.__name__] is not cls:
+        raise ValueError(f"register_network: a different class named {cls.__name__!r} is already registered")
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def network_classes() -> Dict[str, Type["SavableNetwork"]]:
+    """The registered network classes by name."""
+    return dict(_REGISTRY)
+
+
+class SavableNetwork(nn.Module):
+    """Base class: subclasses call ``super().__init__(**their_kwargs)`` to record them."""
+
+    def __init__(self, **config: Any):
+        super().__init__()
+        _check_plain(config, type(self).__name__)
+        self.config: Dict[str, Any] = dict(config)
+
+    def architecture(self) -> Dict[str, Any]:
+        """{"class": name, "kwargs": constructor arguments}: enough to rebuild the network."""
+        return {"class": type(self).__name__, "kwargs": dict(self.config)}
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Constructor arguments must survive torch.load(weights_only=True)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: config keys must be strings, got {k!r}")
+            _check_plain(v, where)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_plain(v, where)
+    elif not (value is None or isinstance(value, (bool, int, float, str))):
+        raise TypeError(f"{where}: constructor argument {value!r} ({type(value).__name__}) cannot be recorded; "
+                        "use ints, floats, strings, bools or lists of them")
+
+
+def build_network(architecture: Dict[str, Any]) -> SavableNetwork:
+    """Rebuilds an (untrained) network from an :meth:`SavableNetwork.architecture` record."""
+    _import_builtin_networks()
+    name = architecture.get("class")
+    if name not in _REGISTRY:
+        raise ValueError(f"load_model: unknown network class {name!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**architecture.get("kwargs", {}))
+
+
+def _import_builtin_networks() -> None:
+    # The package's __init__ imports every network module, which registers its classes
+    # (a new network only needs @register_network and an import there).
+    import pytexsynth.networks  # noqa: F401
+
+
+def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``:
+    a reader (or a crash) never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files: give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def save_model(model: SavableNetwork, path: Union[str, os.PathLike], **metadata: Any) -> None:
+    """Writes the network's architecture and weights (atomically) for :func:`load_model`.
+
+    Args:
+        model: a registered network (a DDP wrapper is unwrapped).
+        path: the file to write.
+        metadata: plain extra information stored beside it (e.g. the training settings).
+    """
+    model = _unwrap(model)
+    if not isinstance(model, SavableNetwork):
+        raise TypeError(f"save_model: model must be a pytexsynth network (SavableNetwork), got {type(model).__name__}")
+    _check_plain(metadata, "save_model")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"format": MODEL_FORMAT, "version": 1, "architecture": model.architecture(),
+                       "state_dict": state, "metadata": metadata}, path)
+
+
+def load_model(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu") -> SavableNetwork:
+    """Loads a network saved by :func:`save_model` or a training checkpoint; no other arguments.
+
+    Returns the network in eval mode.
+
+    Example:
+        >>> model = pytexsynth.load_model("bricks.pt")          # doctest: +SKIP
+        >>> samples = model.generate(4, 256, seed=0)             # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_model: no such file: {path}")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"load_model: {path} is not a pytexsynth model or checkpoint ({exc})") from exc
+    if not isinstance(data, dict) or "architecture" not in data or data.get("format") not in (MODEL_FORMAT, "pytexsynth-checkpoint"):
+        raise ValueError(f"load_model: {path} is not a pytexsynth model or checkpoint (no architecture record)")
+    model = build_network(data["architecture"])
+    model.load_state_dict(data["state_dict"] if "state_dict" in data else data["model"])
+    return model.to(map_location).eval()

@@ -1,0 +1,276 @@
+"""One training loop for every network of the package (texture, stylisation, inverse networks).
+
+:func:`train` knows nothing about what it trains: it gets a model, a loss callable and a batch
+source, and does the rest the same way for all of them: Adam with a learning-rate schedule, a
+progress bar with the loss, atomic checkpoints every N steps, ``resume=`` that continues exactly
+as an uninterrupted run would (model, optimiser, scheduler, every RNG, the batch generator, the
+step), and data-parallel training through torch.distributed when launched with torchrun.
+
+Determinism: batches are drawn from a per-rank ``torch.Generator`` (seeded from ``seed`` and the
+rank) that the loop owns and checkpoints, and the global RNGs (torch CPU and CUDA, numpy,
+Python) are checkpointed too, so a loss that uses them resumes identically as well.
+
+Distributed: when the environment says WORLD_SIZE > 1 (torchrun) and no process group exists,
+one is created from the environment (NCCL on CUDA, gloo on CPU) and destroyed at the end. The
+model is wrapped in DistributedDataParallel (gradients averaged over ranks); each rank draws its
+own batches; rank 0 alone writes checkpoints, holding every rank's RNG states.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .networks.base import SavableNetwork, _check_plain, _unwrap, atomic_torch_save, build_network
+
+__all__ = ["train", "TrainResult", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "pytexsynth-checkpoint"
+LossFn = Callable[[nn.Module, Any], Union[torch.Tensor, Tuple[torch.Tensor, Dict[str, float]]]]
+BatchFn = Callable[[torch.Generator, int], Any]
+_SCHEDULES = ("constant", "step", "cosine")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained (unwrapped) model, the rank-averaged loss of
+    every step from the start (resumed runs included), and the number of steps done."""
+
+    model: nn.Module
+    losses: List[float] = field(default_factory=list)
+    step: int = 0
+
+
+# ---- RNG states ---------------------------------------------------------------------------------
+def _rng_state(batch_gen: torch.Generator) -> Dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": random.getstate(),
+        "batches": batch_gen.get_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any], batch_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    batch_gen.set_state(state["batches"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+# ---- distributed --------------------------------------------------------------------------------
+def _init_distributed() -> Tuple[int, int, bool]:
+    """(rank, world size, whether this call created the process group)."""
+    if not dist.is_available():
+        return 0, 1, False
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend, init_method="env://")
+        return dist.get_rank(), dist.get_world_size(), True
+    return 0, 1, False
+
+
+def _default_device(world: int) -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else torch.cuda.current_device()
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+# ---- checkpoints --------------------------------------------------------------------------------
+def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Reads a checkpoint written by :func:`train` (a plain dict; weights_only, so safe)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"train: checkpoint {path} does not exist")
+    data = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"train: {path} is not a pytexsynth training checkpoint")
+    return data
+
+
+def _make_scheduler(opt: torch.optim.Optimizer, schedule: str, steps: int, decay: float,
+                    decay_every: Optional[int]) -> torch.optim.lr_scheduler.LRScheduler:
+    if schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=decay_every or max(1, steps // 4), gamma=decay)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def _check_args(steps: int, lr: float, lr_schedule: str, lr_decay: float, checkpoint_every: int) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"train: steps must be a positive int, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"train: lr must be a positive number, got {lr!r}")
+    if lr_schedule not in _SCHEDULES:
+        raise ValueError(f"train: lr_schedule must be one of {_SCHEDULES}, got {lr_schedule!r}")
+    if not 0 < lr_decay <= 1:
+        raise ValueError(f"train: lr_decay must be in (0, 1], got {lr_decay!r}")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"train: checkpoint_every must be a positive int, got {checkpoint_every!r}")
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr: float = 1e-2,
+          lr_schedule: str = "step", lr_decay: float = 0.5, lr_decay_every: Optional[int] = None,
+          betas: Tuple[float, float] = (0.9, 0.999), checkpoint: Union[str, os.PathLike, None] = None,
+          checkpoint_every: int = 100, resume: Union[bool, str, os.PathLike, None] = None, seed: int = 0,
+          device: Union[str, torch.device, None] = None, progress: bool = True, desc: str = "training",
+          callback: Optional[Callable[[int, float], None]] = None,
+          metadata: Optional[Dict[str, Any]] = None) -> TrainResult:
+    """Trains ``model`` to minimise ``loss_fn`` over batches, with checkpoints, resume and DDP.
+
+    Args:
+        model: the network (a :class:`~pytexsynth.networks.SavableNetwork` records its
+            architecture in the checkpoints, so :func:`pytexsynth.load_model` reads them).
+        loss_fn: ``loss_fn(model, batch) -> loss`` (a scalar tensor) or ``(loss, parts)``. It gets
+            the model to call (the DDP wrapper when distributed), so gradients are synchronised.
+        batches: ``batches(generator, step) -> batch``; draw all randomness from ``generator``
+            (a CPU torch.Generator owned and checkpointed by the loop, different on each rank).
+        steps: total number of optimisation steps (a resumed run stops at the same total).
+        lr, betas: Adam's settings.
+        lr_schedule: "step" (times ``lr_decay`` every ``lr_decay_every`` steps, default steps/4),
+            "cosine" (to 0 at ``steps``) or "constant".
+        checkpoint: file to write (atomically) every ``checkpoint_every`` steps and at the end.
+        resume: a checkpoint file to continue from, or True for ``checkpoint`` when it exists.
+            Continues exactly as an uninterrupted run (bitwise on CPU with the same settings).
+        seed: seeds the model-independent randomness (the batch generator, per rank).
+        device: where to train; default CUDA (the LOCAL_RANK device under torchrun) if available.
+        progress: show a tqdm bar with the loss (rank 0 only).
+        callback: ``callback(step, loss)`` after every step (rank 0 only).
+        metadata: plain values stored in the checkpoints (e.g. the training settings).
+
+    Returns:
+        A :class:`TrainResult`.
+    """
+    _check_args(steps, lr, lr_schedule, lr_decay, checkpoint_every)
+    if metadata is not None:
+        _check_plain(metadata, "train: metadata")
+    if resume is True:
+        if checkpoint is None:
+            raise ValueError("train: resume=True needs checkpoint= (the file to resume from)")
+        resume = checkpoint if Path(checkpoint).is_file() else None
+    rank, world, owns_group = _init_distributed()
+    try:
+        device = torch.device(device) if device is not None else _default_device(world)
+        model = _unwrap(model).to(device)
+        batch_gen = torch.Generator()
+        batch_gen.manual_seed(int(seed) * 1_000_003 + rank)
+        opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+        sched = _make_scheduler(opt, lr_schedule, steps, lr_decay, lr_decay_every)
+        start, losses = 0, []
+        if resume:
+            ck = load_checkpoint(resume, map_location=device)
+            if isinstance(model, SavableNetwork) and ck.get("architecture") not in (None, model.architecture()):
+                raise ValueError(f"train: checkpoint {resume} is of {ck['architecture']}, the model is "
+                                 f"{model.architecture()}")
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            start, losses = int(ck["step"]), list(ck["losses"])
+            rngs = ck["rng"]
+            if len(rngs) != world:
+                warnings.warn(f"train: checkpoint {resume} was written by {len(rngs)} processes, this run has {world}; "
+                              "ranks without a saved RNG state are re-seeded (the run is not bit-identical)",
+                              RuntimeWarning, stacklevel=2)
+            if rank < len(rngs):
+                _set_rng_state(rngs[rank], batch_gen)
+        runner: nn.Module = model
+        if world > 1:
+            ddp_kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
+            runner = nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+        model.train()
+
+        def save(step: int) -> None:
+            rng = _rng_state(batch_gen)
+            if world > 1:
+                gathered: List[Any] = [None] * world
+                dist.all_gather_object(gathered, rng)
+                rng_all = gathered
+            else:
+                rng_all = [rng]
+            if rank == 0 and checkpoint is not None:
+                data = {"format": CHECKPOINT_FORMAT, "version": 1, "step": step, "losses": list(losses),
+                        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_all,
+                        "world_size": world, "metadata": dict(metadata or {})}
+                if isinstance(model, SavableNetwork):
+                    data["architecture"] = model.architecture()
+                atomic_torch_save(data, checkpoint)
+            if world > 1:
+                dist.barrier()
+
+        bar = None
+        if progress and rank == 0:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=steps, initial=start, desc=desc, dynamic_ncols=True)
+        try:
+            for step in range(start, steps):
+                batch = batches(batch_gen, step)
+                out = loss_fn(runner, batch)
+                loss, parts = out if isinstance(out, tuple) else (out, {})
+                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                    raise TypeError(f"train: loss_fn must return a scalar tensor, got {type(loss).__name__}")
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"train: the loss is {loss.item()} at step {step}; lower lr (now {lr})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                value = loss.detach().double()
+                if world > 1:
+                    dist.all_reduce(value)
+                    value /= world
+                losses.append(float(value))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.4g}", **{k: f"{float(v):.3g}" for k, v in parts.items()})
+                if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+                    save(step + 1)
+                if callback is not None and rank == 0:
+                    callback(step + 1, losses[-1])
+            if checkpoint is not None:
+                save(steps)
+        finally:
+            if bar is not None:
+                bar.close()
+        return TrainResult(model=model, losses=losses, step=max(start, steps))
+    finally:
+        if owns_group:
+            dist.destroy_process_group()
+
+
+def model_from_checkpoint(path: Union[str, os.PathLike]) -> nn.Module:
+    """The network of a checkpoint, rebuilt from its architecture record, with its weights."""
+    ck = load_checkpoint(path)
+    if "architecture" not in ck:
+        raise ValueError(f"train: checkpoint {path} has no architecture record (the model was not a SavableNetwork)")
+    model = build_network(ck["architecture"])
+    model.load_state_dict(ck["model"])
+    return model
