@@ -269,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_info_command(sub)
     add_synthesis_commands(sub)
-    # Further command groups: one call each, e.g. add_network_commands(sub).
+    # Further command groups: one call each.
+    from .cli_networks import add_network_commands
+
+    add_network_commands(sub)
     return parser
 
 
