@@ -13,17 +13,9 @@ import argparse
 from pathlib import Path
 from typing import List, Tuple, Union
 
+from .cli import _positive_int
+
 __all__ = ["add_network_commands"]
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
 
 
 def _size(s: str) -> Union[int, Tuple[int, int]]:
