@@ -46,6 +46,44 @@ inline at::ScalarType operand_type(const at::Tensor& x, Precision p) {
   return x.scalar_type();
 }
 
+// What both backward ops derive from their arguments (after their own checks), in the order
+// the checks report errors: sizes, then precision, then normalize.
+struct BackwardArgs {
+  int64_t B, C, H, W;
+  Precision precision;
+  double norm;
+  at::ScalarType operand;
+};
+
+inline BackwardArgs backward_args(const at::Tensor& x, c10::string_view normalize, c10::string_view precision,
+                                  const char* op) {
+  BackwardArgs a;
+  a.B = x.size(0);
+  a.C = x.size(1);
+  a.H = x.size(2);
+  a.W = x.size(3);
+  a.precision = parse_precision(std::string(precision), op);
+  a.norm = normalizer(std::string(normalize), a.C, a.H * a.W, op);
+  a.operand = operand_type(x, a.precision);
+  return a;
+}
+
+// _gram_backward's grad_output: a floating (B, C, C) tensor on x's device.
+inline void check_grad_gram(const at::Tensor& grad_output, const at::Tensor& x, const char* op) {
+  check_floating(grad_output, op, "grad_output");
+  check_same_device(x, grad_output, op, "x", "grad_output");
+  const int64_t B = x.size(0), C = x.size(1);
+  TORCH_CHECK(grad_output.dim() == 3 && grad_output.size(0) == B && grad_output.size(1) == C &&
+                  grad_output.size(2) == C,
+              op, ": grad_output must be (", B, ", ", C, ", ", C, "), got ", shape_str(grad_output));
+}
+
+// _gram_loss_backward's grad_loss: one value on x's device.
+inline void check_grad_loss(const at::Tensor& grad_loss, const at::Tensor& x, const char* op) {
+  check_same_device(x, grad_loss, op, "x", "grad_loss");
+  TORCH_CHECK(grad_loss.numel() == 1, op, ": grad_loss must hold one value, got shape ", shape_str(grad_loss));
+}
+
 // F, the (B, C, n) features as a dense buffer: NCHW (rows of length n per channel) or, for a
 // channels_last x, NHWC (rows of C per pixel). Other strides are copied to NCHW first.
 struct Features {

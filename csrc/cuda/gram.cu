@@ -342,16 +342,9 @@ at::Tensor gram_backward_cuda(const at::Tensor& grad_output, const at::Tensor& x
                               c10::string_view precision) {
   const char* op = "_gram_backward";
   gram::check_x(x, op);
-  check_floating(grad_output, op, "grad_output");
-  check_same_device(x, grad_output, op, "x", "grad_output");
-  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  TORCH_CHECK(grad_output.dim() == 3 && grad_output.size(0) == B && grad_output.size(1) == C &&
-                  grad_output.size(2) == C,
-              op, ": grad_output must be (", B, ", ", C, ", ", C, "), got ", shape_str(grad_output));
-  const auto p = gram::parse_precision(std::string(precision), op);
-  const double norm = gram::normalizer(std::string(normalize), C, H * W, op);
+  gram::check_grad_gram(grad_output, x, op);
+  const auto [B, C, H, W, p, norm, operand] = gram::backward_args(x, normalize, precision, op);
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::ScalarType operand = gram::operand_type(x, p);
   const Features f = gram::features(x, operand);
   if (x.numel() == 0) return gram::grad_like(f, H, W, x.scalar_type(), x).zero_();
   const at::Tensor go = grad_output.scalar_type() == x.scalar_type() ? grad_output : grad_output.to(x.scalar_type());
@@ -369,13 +362,9 @@ at::Tensor gram_loss_backward_cuda(const at::Tensor& grad_loss, const at::Tensor
   const char* op = "_gram_loss_backward";
   gram::check_x(x, op);
   gram::check_diff(x, diff, op);
-  check_same_device(x, grad_loss, op, "x", "grad_loss");
-  TORCH_CHECK(grad_loss.numel() == 1, op, ": grad_loss must hold one value, got shape ", shape_str(grad_loss));
-  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const auto p = gram::parse_precision(std::string(precision), op);
-  const double norm = gram::normalizer(std::string(normalize), C, H * W, op);
+  gram::check_grad_loss(grad_loss, x, op);
+  const auto [B, C, H, W, p, norm, operand] = gram::backward_args(x, normalize, precision, op);
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::ScalarType operand = gram::operand_type(x, p);
   const Features f = gram::features(x, operand);
   if (x.numel() == 0) return gram::grad_like(f, H, W, x.scalar_type(), x).zero_();
   const double coef = 2.0 * weight / (static_cast<double>(B * C * C) * norm);
