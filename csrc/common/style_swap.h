@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <limits>
 #include <string>
+#include <tuple>
 
 #include "common/checks.h"
 #include "common/style_swap_math.h"
@@ -88,6 +89,54 @@ inline Geometry check_indices(const at::Tensor& indices, int64_t B, int64_t C, i
 }
 
 // ---- band plan --------------------------------------------------------------------------
+
+// The arguments of the style_swap op, checked the same way on every device.
+struct Request {
+  Geometry g;
+  Precision precision;
+  Method method;
+  int64_t band_bytes;  // score-band budget; 0 asks for the device's default
+};
+
+inline Request check_request(const at::Tensor& content, const at::Tensor& style, int64_t patch_size, int64_t stride,
+                             c10::string_view precision, c10::string_view method, int64_t band_bytes,
+                             int64_t default_band_bytes) {
+  Request r;
+  r.g = check_args(content, style, patch_size, stride);
+  r.precision = parse_precision(precision);
+  r.method = parse_method(method);
+  TORCH_CHECK(band_bytes >= 0, "style_swap: band_bytes must be >= 0 (0: default), got ", band_bytes);
+  r.band_bytes = band_bytes > 0 ? band_bytes : default_band_bytes;
+  return r;
+}
+
+// style_swap's result for an empty batch: nothing to match.
+inline std::tuple<at::Tensor, at::Tensor> empty_result(const at::Tensor& content, const Geometry& g) {
+  return {at::empty({0, g.C, g.H, g.W}, content.options().memory_format(output_memory_format(content))),
+          at::empty({0, g.nH, g.nW}, content.options().dtype(at::kLong))};
+}
+
+inline Geometry check_decode_args(const at::Tensor& style, const at::Tensor& indices, int64_t height, int64_t width,
+                                  int64_t patch_size, int64_t stride, const char* op) {
+  check_dim_in(style, {4}, op, "style", "4-D (B, C, H, W)");
+  check_floating(style, op, "style");
+  check_same_device(style, indices, op, "style", "indices");
+  const int64_t B = indices.dim() > 0 ? indices.size(0) : 0;
+  return check_indices(indices, B, style.size(1), height, width, style.size(0), style.size(2), style.size(3),
+                       patch_size, stride, op);
+}
+
+inline Geometry check_backward_args(const at::Tensor& grad_output, const at::Tensor& indices,
+                                    at::IntArrayRef style_size, int64_t patch_size, int64_t stride, const char* op) {
+  check_dim_in(grad_output, {4}, op, "grad_output", "4-D (B, C, H, W)");
+  check_floating(grad_output, op, "grad_output");
+  check_same_device(grad_output, indices, op, "grad_output", "indices");
+  TORCH_CHECK(style_size.size() == 4, op, ": style_size must have 4 entries, got ", style_size);
+  TORCH_CHECK(style_size[1] == grad_output.size(1), op, ": style_size ", style_size, " has ", style_size[1],
+              " channels but grad_output has ", grad_output.size(1));
+  return check_indices(indices, grad_output.size(0), grad_output.size(1), grad_output.size(2), grad_output.size(3),
+                       style_size[0], style_size[2], style_size[3], patch_size, stride, op);
+}
 
 // Rows of content patches and of style patches handled per GEMM. pixel: the GEMM is over
 // pixels (a band of bi patch rows spans (bi - 1) * s + k pixel rows); patch: over unfolded

@@ -169,44 +169,25 @@ at::Tensor style_grad_cpu(const at::Tensor& grad, const at::Tensor& indices, con
 std::tuple<at::Tensor, at::Tensor> style_swap_cpu(const at::Tensor& content, const at::Tensor& style,
                                                   int64_t patch_size, int64_t stride, c10::string_view precision,
                                                   c10::string_view method, int64_t band_bytes) {
-  const Geometry g = style_swap::check_args(content, style, patch_size, stride);
-  const Precision prec = style_swap::parse_precision(precision);
-  const auto meth = style_swap::parse_method(method);
-  TORCH_CHECK(band_bytes >= 0, "style_swap: band_bytes must be >= 0 (0: default), got ", band_bytes);
+  const auto r = style_swap::check_request(content, style, patch_size, stride, precision, method, band_bytes,
+                                          kBudgetBytes);
   const int64_t B = content.size(0);
-  if (B == 0) {
-    return {at::empty({0, g.C, g.H, g.W}, content.options().memory_format(output_memory_format(content))),
-            at::empty({0, g.nH, g.nW}, content.options().dtype(at::kLong))};
-  }
-  const at::Tensor indices = style_swap::match<CpuBackend>(content, style, g, prec, meth,
-                                                                 band_bytes > 0 ? band_bytes : kBudgetBytes);
-  return {decode_cpu(style, indices, g, B, output_memory_format(content)), indices};
+  if (B == 0) return style_swap::empty_result(content, r.g);
+  const at::Tensor indices = style_swap::match<CpuBackend>(content, style, r.g, r.precision, r.method, r.band_bytes);
+  return {decode_cpu(style, indices, r.g, B, output_memory_format(content)), indices};
 }
 
 at::Tensor style_swap_decode_cpu(const at::Tensor& style, const at::Tensor& indices, int64_t height, int64_t width,
                                  int64_t patch_size, int64_t stride) {
-  const char* op = "_style_swap_decode";
-  check_dim_in(style, {4}, op, "style", "4-D (B, C, H, W)");
-  check_floating(style, op, "style");
-  check_same_device(style, indices, op, "style", "indices");
-  const int64_t B = indices.dim() > 0 ? indices.size(0) : 0;
-  const Geometry g = style_swap::check_indices(indices, B, style.size(1), height, width, style.size(0), style.size(2),
-                                               style.size(3), patch_size, stride, op);
-  return decode_cpu(style, indices, g, B, output_memory_format(style));
+  const Geometry g =
+      style_swap::check_decode_args(style, indices, height, width, patch_size, stride, "_style_swap_decode");
+  return decode_cpu(style, indices, g, indices.size(0), output_memory_format(style));
 }
 
 at::Tensor style_swap_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
                                    at::IntArrayRef style_size, int64_t patch_size, int64_t stride) {
-  const char* op = "_style_swap_backward";
-  check_dim_in(grad_output, {4}, op, "grad_output", "4-D (B, C, H, W)");
-  check_floating(grad_output, op, "grad_output");
-  check_same_device(grad_output, indices, op, "grad_output", "indices");
-  TORCH_CHECK(style_size.size() == 4, op, ": style_size must have 4 entries, got ", style_size);
-  TORCH_CHECK(style_size[1] == grad_output.size(1), op, ": style_size ", style_size, " has ", style_size[1],
-              " channels but grad_output has ", grad_output.size(1));
-  const Geometry g = style_swap::check_indices(indices, grad_output.size(0), grad_output.size(1), grad_output.size(2),
-                                               grad_output.size(3), style_size[0], style_size[2], style_size[3],
-                                               patch_size, stride, op);
+  const Geometry g = style_swap::check_backward_args(grad_output, indices, style_size, patch_size, stride,
+                                                     "_style_swap_backward");
   return style_grad_cpu(grad_output, indices, g, style_size[0]);
 }
 
