@@ -17,24 +17,20 @@ using circular_pad::Geometry;
 
 constexpr int kThreads = 256;
 
-template <typename scalar_t, typename index_t, bool ChannelsLast>
+// One thread per written element: a padded element (forward, src = x) or an unpadded one
+// (backward, src = grad_output), in the output's memory order.
+template <bool Backward, typename scalar_t, typename index_t, bool ChannelsLast>
 __global__ void __launch_bounds__(kThreads)
-circular_pad_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
-                            const Geometry<index_t> g, const index_t numel) {
-  const index_t step = static_cast<index_t>(blockDim.x) * gridDim.x;
-  for (index_t l = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
-    circular_pad::forward_element<ChannelsLast>(x, out, g, l);
-  }
-}
-
-template <typename scalar_t, typename index_t, bool ChannelsLast>
-__global__ void __launch_bounds__(kThreads)
-circular_pad_backward_kernel(const scalar_t* __restrict__ grad, scalar_t* __restrict__ out,
-                             const Geometry<index_t> g, const index_t numel) {
+circular_pad_kernel(const scalar_t* __restrict__ src, scalar_t* __restrict__ out, const Geometry<index_t> g,
+                    const index_t numel) {
   using acc_t = at::opmath_type<scalar_t>;
   const index_t step = static_cast<index_t>(blockDim.x) * gridDim.x;
   for (index_t l = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
-    circular_pad::backward_element<ChannelsLast, acc_t>(grad, out, g, l);
+    if constexpr (Backward) {
+      circular_pad::backward_element<ChannelsLast, acc_t>(src, out, g, l);
+    } else {
+      circular_pad::forward_element<ChannelsLast>(src, out, g, l);
+    }
   }
 }
 
@@ -44,51 +40,38 @@ unsigned int grid_size(int64_t numel) {
   return static_cast<unsigned int>(std::min<int64_t>((numel + kThreads - 1) / kThreads, max_blocks));
 }
 
-// Instantiates kernel for (scalar_t, index_t, layout) and launches it on the current stream.
-template <template <typename, typename, bool> class Launcher>
-void launch(const at::Tensor& src, at::Tensor& out, const std::array<int64_t, 4>& pads,
-            bool src_is_padded) {
+template <bool Backward, typename scalar_t, typename index_t, bool ChannelsLast>
+void run(const at::Tensor& src, at::Tensor& out, const Geometry<index_t>& g) {
+  const index_t numel = static_cast<index_t>(out.numel());
+  circular_pad_kernel<Backward, scalar_t, index_t, ChannelsLast>
+      <<<grid_size(numel), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          src.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), g, numel);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Picks dtype, index width and layout, and launches on the current stream. The backward reads
+// the padded tensor.
+template <bool Backward>
+void launch(const at::Tensor& src, at::Tensor& out, const std::array<int64_t, 4>& pads) {
   const bool cl = output_memory_format(src) == at::MemoryFormat::ChannelsLast;
   const bool small = fits_int32({src, out});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "circular_pad2d_cuda", [&] {
     if (small) {
-      const auto g = circular_pad::make_geometry<int32_t>(src, pads, src_is_padded);
-      cl ? Launcher<scalar_t, int32_t, true>::run(src, out, g) : Launcher<scalar_t, int32_t, false>::run(src, out, g);
+      const auto g = circular_pad::make_geometry<int32_t>(src, pads, /*src_is_padded=*/Backward);
+      cl ? run<Backward, scalar_t, int32_t, true>(src, out, g) : run<Backward, scalar_t, int32_t, false>(src, out, g);
     } else {
-      const auto g = circular_pad::make_geometry<int64_t>(src, pads, src_is_padded);
-      cl ? Launcher<scalar_t, int64_t, true>::run(src, out, g) : Launcher<scalar_t, int64_t, false>::run(src, out, g);
+      const auto g = circular_pad::make_geometry<int64_t>(src, pads, /*src_is_padded=*/Backward);
+      cl ? run<Backward, scalar_t, int64_t, true>(src, out, g) : run<Backward, scalar_t, int64_t, false>(src, out, g);
     }
   });
 }
-
-template <typename scalar_t, typename index_t, bool CL>
-struct Forward {
-  static void run(const at::Tensor& x, at::Tensor& out, const Geometry<index_t>& g) {
-    const index_t numel = static_cast<index_t>(out.numel());
-    circular_pad_forward_kernel<scalar_t, index_t, CL>
-        <<<grid_size(numel), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-            x.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), g, numel);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-};
-
-template <typename scalar_t, typename index_t, bool CL>
-struct Backward {
-  static void run(const at::Tensor& grad, at::Tensor& out, const Geometry<index_t>& g) {
-    const index_t numel = static_cast<index_t>(out.numel());
-    circular_pad_backward_kernel<scalar_t, index_t, CL>
-        <<<grid_size(numel), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-            grad.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), g, numel);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  }
-};
 
 at::Tensor circular_pad2d_cuda(const at::Tensor& x, at::IntArrayRef pad) {
   const auto pads = circular_pad::check_args(x, pad, "circular_pad2d", "x", /*padded=*/false);
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = circular_pad::empty_like_padded(x, x.size(-2) + pads[2] + pads[3], x.size(-1) + pads[0] + pads[1]);
   if (out.numel() == 0) return out;
-  launch<Forward>(x, out, pads, /*src_is_padded=*/false);
+  launch</*Backward=*/false>(x, out, pads);
   return out;
 }
 
@@ -99,7 +82,7 @@ at::Tensor circular_pad2d_backward_cuda(const at::Tensor& grad_output, at::IntAr
   at::Tensor out = circular_pad::empty_like_padded(grad_output, grad_output.size(-2) - pads[2] - pads[3],
                                                    grad_output.size(-1) - pads[0] - pads[1]);
   if (out.numel() == 0) return out;
-  launch<Backward>(grad_output, out, pads, /*src_is_padded=*/true);
+  launch</*Backward=*/true>(grad_output, out, pads);
   return out;
 }
 
