@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "common/gram.h"
+
 #ifdef PYTEXSYNTH_WITH_CUDA
 #include <cuda_runtime_api.h>
 #define PYTEXSYNTH_STR_(...) #__VA_ARGS__
@@ -56,6 +58,12 @@ TORCH_LIBRARY(pytexsynth, m) {
   m.def("_gram_backward(Tensor grad_output, Tensor x, str normalize, str precision) -> Tensor");
   m.def("gram_loss(Tensor x, Tensor target, float weight=1.0, str normalize=\"hw\", str precision=\"ieee\") -> (Tensor, Tensor)");
   m.def("_gram_loss_backward(Tensor grad_loss, Tensor diff, Tensor x, float weight, str normalize, str precision) -> Tensor");
+  // All style layers in one call: loss = sum_l weights[l] * mean((gram(xs[l]) - targets[l])^2),
+  // and each layer's diff as gram_loss returns it. Every x of one dtype and device.
+  m.def("gram_loss_multi(Tensor[] xs, Tensor[] targets, float[] weights, str normalize=\"hw\", str precision=\"ieee\") -> (Tensor, Tensor[])");
+  m.def("_gram_loss_multi_backward(Tensor grad_loss, Tensor[] diffs, Tensor[] xs, float[] weights, str normalize, str precision) -> Tensor[]");
+  // The CPU forward's tile schedule for (B, C, H*W): [tile, tiles, pairs, chunk, chunks, items].
+  m.def("_gram_schedule(int B, int C, int n) -> int[]", &pytexsynth::gram::cpu_schedule_info);
 
   // ---- histogram matching (Risser et al. 2017) ----
   // x is (C, H, W) or (B, C, H, W); lo, hi (C,) and cdf (C, bins + 1) are the style statistics

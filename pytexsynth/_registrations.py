@@ -113,15 +113,7 @@ def _gram_loss_grad(ctx, grad_loss, grad_diff):
             g = torch.ops.pytexsynth._gram_backward(grad_diff.to(x.dtype), x, ctx.normalize, ctx.precision)
             grad_x = g if grad_x is None else grad_x + g
     if ctx.needs_input_grad[1]:
-        # dL/dT = -2 w / (B C^2) * D (and -grad_diff), summed over the batch where T was broadcast.
-        grad_target = torch.zeros_like(diff)
-        if grad_loss is not None:
-            grad_target = grad_target + diff * (grad_loss.to(diff.dtype) * (-2.0 * ctx.weight / diff.numel()))
-        if grad_diff is not None:
-            grad_target = grad_target - grad_diff
-        if len(ctx.target_shape) == 2 or ctx.target_shape[0] != diff.shape[0]:
-            grad_target = grad_target.sum(0)
-        grad_target = grad_target.reshape(ctx.target_shape).to(x.dtype)
+        grad_target = _target_grad(diff, grad_loss, grad_diff, ctx.weight, ctx.target_shape, x.dtype)
     return grad_x, grad_target, None, None, None
 
 
@@ -163,22 +155,105 @@ def _gram_loss_backward_setup(ctx, inputs, output):
     ctx.coef = 2.0 * weight / (diff.numel() * _gram_divisor(x, normalize)) if diff.numel() else 0.0
 
 
-def _gram_loss_backward_grad(ctx, r):
-    # grad_x = coef * gl * (D + D^T) F.
-    grad_loss, diff, x = ctx.saved_tensors
+def _gram_loss_backward_terms(r, grad_loss, diff, x, coef, need_gl, need_diff, need_x):
+    # grad_x = coef * gl * (D + D^T) F: its gradients w.r.t. gl, D and F given R.
     acc = diff.dtype
     gl = grad_loss.to(acc).reshape(())
     g_gl = g_diff = g_x = None
-    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+    if need_gl or need_diff:
         cross = _cross(r, x, acc)
-        if ctx.needs_input_grad[0]:
-            g_gl = (ctx.coef * (cross * diff).sum()).reshape(grad_loss.shape).to(grad_loss.dtype)
-        if ctx.needs_input_grad[1]:
-            g_diff = ctx.coef * gl * cross
-    if ctx.needs_input_grad[2]:
-        s = (ctx.coef * gl) * (diff + diff.mT)
+        if need_gl:
+            g_gl = (coef * (cross * diff).sum()).reshape(grad_loss.shape).to(grad_loss.dtype)
+        if need_diff:
+            g_diff = coef * gl * cross
+    if need_x:
+        s = (coef * gl) * (diff + diff.mT)
         g_x = (s @ r.flatten(2).to(acc)).reshape(x.shape).to(x.dtype)
-    return g_gl, g_diff, g_x, None, None, None
+    return g_gl, g_diff, g_x
+
+
+def _gram_loss_backward_grad(ctx, r):
+    grad_loss, diff, x = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    return (*_gram_loss_backward_terms(r, grad_loss, diff, x, ctx.coef, need[0], need[1], need[2]), None, None, None)
+
+
+# ---- gram_loss_multi: every style layer in one op -------------------------------------------
+
+def _gram_loss_multi_fake(xs, targets, weights, normalize="hw", precision="ieee"):
+    diffs = [x.new_empty((x.shape[0], x.shape[1], x.shape[1]), dtype=_gram_acc_dtype(x)) for x in xs]
+    return xs[0].new_empty(()), diffs
+
+
+def _gram_loss_multi_backward_fake(grad_loss, diffs, xs, weights, normalize, precision):
+    return [torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_output_memory_format(x)) for x in xs]
+
+
+def _gram_loss_multi_setup(ctx, inputs, output):
+    xs, targets, weights, normalize, precision = inputs
+    ctx.layers = len(xs)
+    ctx.save_for_backward(*xs, *output[1])  # x and D = G - T of each layer
+    ctx.set_materialize_grads(False)
+    ctx.weights, ctx.normalize, ctx.precision = list(weights), normalize, precision
+    ctx.target_shapes = [t.shape for t in targets]
+
+
+def _target_grad(diff, grad_loss, grad_diff, weight, target_shape, dtype):
+    # dL/dT = -2 w / (B C^2) * D (and -grad_diff), summed over the batch where T was broadcast.
+    g = torch.zeros_like(diff)
+    if grad_loss is not None:
+        g = g + diff * (grad_loss.to(diff.dtype) * (-2.0 * weight / diff.numel()))
+    if grad_diff is not None:
+        g = g - grad_diff
+    if len(target_shape) == 2 or target_shape[0] != diff.shape[0]:
+        g = g.sum(0)
+    return g.reshape(target_shape).to(dtype)
+
+
+def _gram_loss_multi_grad(ctx, grad_loss, grad_diffs):
+    n = ctx.layers
+    saved = ctx.saved_tensors
+    xs, diffs = saved[:n], saved[n:]
+    need_x, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    grad_diffs = list(grad_diffs) if grad_diffs is not None else [None] * n
+    grad_xs = [None] * n
+    if any(need_x) and grad_loss is not None:
+        # One op for every layer: S_l = coef_l * grad_loss * (D_l + D_l^T), then S_l F_l.
+        grad_xs = list(torch.ops.pytexsynth._gram_loss_multi_backward(grad_loss, list(diffs), list(xs), ctx.weights,
+                                                                      ctx.normalize, ctx.precision))
+    for i in range(n):
+        if need_x[i] and grad_diffs[i] is not None:
+            g = torch.ops.pytexsynth._gram_backward(grad_diffs[i].to(xs[i].dtype), xs[i], ctx.normalize, ctx.precision)
+            grad_xs[i] = g if grad_xs[i] is None else grad_xs[i] + g
+        if not need_x[i]:
+            grad_xs[i] = None
+    grad_ts = [_target_grad(diffs[i], grad_loss, grad_diffs[i], ctx.weights[i], ctx.target_shapes[i], xs[i].dtype)
+               if need_t[i] else None for i in range(n)]
+    return grad_xs, grad_ts, None, None, None
+
+
+def _gram_loss_multi_backward_setup(ctx, inputs, output):
+    grad_loss, diffs, xs, weights, normalize, precision = inputs
+    ctx.layers = len(xs)
+    ctx.save_for_backward(grad_loss, *diffs, *xs)
+    ctx.coefs = [2.0 * w / (d.numel() * _gram_divisor(x, normalize)) if d.numel() else 0.0
+                 for w, d, x in zip(weights, diffs, xs)]
+
+
+def _gram_loss_multi_backward_grad(ctx, rs):
+    # Each layer's grad_x = coef_l * gl * (D_l + D_l^T) F_l, as in _gram_loss_backward_grad.
+    n = ctx.layers
+    grad_loss, diffs, xs = ctx.saved_tensors[0], ctx.saved_tensors[1:n + 1], ctx.saved_tensors[n + 1:]
+    need_gl, need_d, need_x = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+    g_gl, g_d, g_x = None, [None] * n, [None] * n
+    for i, (r, diff, x, coef) in enumerate(zip(rs, diffs, xs, ctx.coefs)):
+        if r is None:
+            continue
+        a, b, c = _gram_loss_backward_terms(r, grad_loss, diff, x, coef, need_gl, need_d[i], need_x[i])
+        if a is not None:
+            g_gl = a if g_gl is None else g_gl + a
+        g_d[i], g_x[i] = b, c
+    return g_gl, g_d, g_x, None, None, None
 
 
 if _ext.HAS_EXTENSION:
@@ -192,6 +267,12 @@ if _ext.HAS_EXTENSION:
                                     setup_context=_gram_backward_setup)
     torch.library.register_autograd("pytexsynth::_gram_loss_backward", _gram_loss_backward_grad,
                                     setup_context=_gram_loss_backward_setup)
+    torch.library.register_fake("pytexsynth::gram_loss_multi")(_gram_loss_multi_fake)
+    torch.library.register_fake("pytexsynth::_gram_loss_multi_backward")(_gram_loss_multi_backward_fake)
+    torch.library.register_autograd("pytexsynth::gram_loss_multi", _gram_loss_multi_grad,
+                                    setup_context=_gram_loss_multi_setup)
+    torch.library.register_autograd("pytexsynth::_gram_loss_multi_backward", _gram_loss_multi_backward_grad,
+                                    setup_context=_gram_loss_multi_backward_setup)
 
 # ---- histogram matching ----------------------------------------------------------------------
 

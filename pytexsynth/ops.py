@@ -100,22 +100,22 @@ def _check_choice(value: object, choices: Tuple[str, ...], op: str, arg: str) ->
     return value
 
 
-def _check_gram_target(x: torch.Tensor, target: object, op: str) -> None:
+def _check_gram_target(x: torch.Tensor, target: object, op: str, xn: str = "x", tn: str = "target") -> None:
     if not isinstance(target, torch.Tensor):
-        raise TypeError(f"{op}: target must be a torch.Tensor, got {type(target).__name__}")
+        raise TypeError(f"{op}: {tn} must be a torch.Tensor, got {type(target).__name__}")
     b, c = x.shape[:2]
     if target.device != x.device:
-        raise ValueError(f"{op}: x and target must be on the same device, got {x.device} and {target.device}")
+        raise ValueError(f"{op}: {xn} and {tn} must be on the same device, got {x.device} and {target.device}")
     if target.dtype != x.dtype:
-        raise TypeError(f"{op}: target must have the dtype of x ({x.dtype}), got {target.dtype}")
+        raise TypeError(f"{op}: {tn} must have the dtype of {xn} ({x.dtype}), got {target.dtype}")
     if target.dim() not in (2, 3):
-        raise ValueError(f"{op}: target must be (C, C) or (B, C, C), got a {target.dim()}-D tensor of shape "
+        raise ValueError(f"{op}: {tn} must be (C, C) or (B, C, C), got a {target.dim()}-D tensor of shape "
                          f"{tuple(target.shape)}")
     if tuple(target.shape[-2:]) != (c, c):
-        raise ValueError(f"{op}: target of shape {tuple(target.shape)} does not match x's {c} channels; "
+        raise ValueError(f"{op}: {tn} of shape {tuple(target.shape)} does not match {xn}'s {c} channels; "
                          f"expected ({c}, {c}) or ({b}, {c}, {c})")
     if target.dim() == 3 and target.shape[0] not in (1, b):
-        raise ValueError(f"{op}: target of shape {tuple(target.shape)} has batch {target.shape[0]} but x has "
+        raise ValueError(f"{op}: {tn} of shape {tuple(target.shape)} has batch {target.shape[0]} but {xn} has "
                          f"batch {b}; expected 1 or {b}")
 
 
@@ -196,8 +196,20 @@ def gram_loss_multi(xs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
                     normalize: str = "hw", precision: str = "ieee") -> torch.Tensor:
     """Sum of :func:`gram_loss` over several layers: ``sum_l weights[l] * gram_loss(xs[l], targets[l])``.
 
-    One call for all style layers (what :class:`pytexsynth.nn.GramLoss` uses). Today it runs the
-    fused op per layer; the argument lists are the entry point for a grouped launch.
+    One op for all style layers (what :class:`pytexsynth.nn.GramLoss` uses): on the CPU the tile
+    GEMMs of every layer run in one parallel loop; on CUDA they go out in one batched cuBLAS call
+    per operand shape, followed by one epilogue and one reduction kernel for all layers. The
+    backward is one op too. Deterministic like :func:`gram_loss`; the loss is summed over layers
+    in list order in float32 (float64 for float64 input).
+
+    Args:
+        xs: the layers' (B, C, H, W) features, one dtype and one device; sizes may differ.
+        targets: one target per layer, as in :func:`gram_loss`.
+        weights: one float per layer.
+        normalize, precision: as in :func:`gram`, for every layer.
+
+    Returns:
+        A 0-dim tensor in the features' dtype.
 
     Example:
         >>> feats = [torch.rand(1, 4, 8, 8), torch.rand(1, 8, 4, 4)]
@@ -205,17 +217,29 @@ def gram_loss_multi(xs: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
         0.0
     """
     op = "gram_loss_multi"
+    for arg, value in (("xs", xs), ("targets", targets), ("weights", weights)):
+        if isinstance(value, (str, torch.Tensor)) or not isinstance(value, Sequence):
+            raise TypeError(f"{op}: {arg} must be a list, got {type(value).__name__}")
     xs, targets, weights = list(xs), list(targets), list(weights)
     if not xs:
         raise ValueError(f"{op}: xs must hold at least one tensor")
     if len(targets) != len(xs) or len(weights) != len(xs):
         raise ValueError(f"{op}: xs, targets and weights must have the same length, got {len(xs)}, "
                          f"{len(targets)} and {len(weights)}")
-    total = None
-    for x, t, w in zip(xs, targets, weights):
-        term = gram_loss(x, t, w, normalize, precision)
-        total = term if total is None else total + term
-    return total
+    for i, (x, t) in enumerate(zip(xs, targets)):
+        _check_tensor(x, op, f"xs[{i}]", (4,), "4-D (B, C, H, W)")
+        if x.device != xs[0].device:
+            raise ValueError(f"{op}: every layer must be on one device; xs[{i}] is on {x.device} but xs[0] is on "
+                             f"{xs[0].device}")
+        if x.dtype != xs[0].dtype:
+            raise TypeError(f"{op}: every layer must have one dtype; xs[{i}] is {x.dtype} but xs[0] is {xs[0].dtype}")
+        _check_gram_target(x, t, op, f"xs[{i}]", f"targets[{i}]")
+    weights = [_check_weight(w, f"{op}: weights[{i}]") for i, w in enumerate(weights)]
+    _check_choice(normalize, _GRAM_NORMALIZE, op, "normalize")
+    _check_choice(precision, _GRAM_PRECISION, op, "precision")
+    if _ext.use_kernel(xs[0], op):
+        return torch.ops.pytexsynth.gram_loss_multi(xs, targets, weights, normalize, precision)[0]
+    return reference.gram_loss_multi(xs, targets, weights, normalize, precision)
 
 # ---- histogram matching ----------------------------------------------------------------------
 

@@ -57,6 +57,15 @@ def gram_loss(x: torch.Tensor, target: torch.Tensor, weight: float = 1.0, normal
     return weight * F.mse_loss(g, target.expand_as(g))
 
 
+def gram_loss_multi(xs, targets, weights, normalize: str = "hw", precision: str = "ieee") -> torch.Tensor:
+    """``sum_l weights[l] * gram_loss(xs[l], targets[l])``, summed in list order."""
+    total = None
+    for x, t, w in zip(xs, targets, weights):
+        term = gram_loss(x, t, w, normalize, precision)
+        total = term if total is None else total + term
+    return total
+
+
 def gram_loss_unfused(x: torch.Tensor, target: torch.Tensor, weight: float = 1.0, normalize: str = "hw") -> torch.Tensor:
     """What every public implementation runs: ``bmm`` + ``mse_loss`` (the benchmarks' baseline)."""
     b, c = x.shape[:2]

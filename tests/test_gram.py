@@ -358,6 +358,80 @@ def test_cuda_split_sum_and_tf32():
     assert _rel_err(loss32, ref) < 1e-2
 
 
+# ---- tile schedule ---------------------------------------------------------------------------
+
+def _schedule(b, c, n):
+    tile, tiles, pairs, chunk, chunks, items = torch.ops.pytexsynth._gram_schedule(b, c, n)
+    return dict(tile=tile, tiles=tiles, pairs=pairs, chunk=chunk, chunks=chunks, items=items)
+
+
+# (shape, what of the schedule it exercises); the test asserts each claim against the schedule.
+SCHEDULE_CASES = [
+    ((2, 300, 67, 131), "tiles=3 (last 44 wide), chunks with a remainder, B=2"),
+    ((1, 129, 130, 140), "a 1-channel last tile, 4 chunks with a remainder"),
+    ((1, 100, 97, 101), "C below one tile, 2 chunks"),
+    ((3, 256, 30, 40), "C exactly 2 tiles, one chunk, B=3"),
+]
+
+
+def test_schedule_cases_exercise_what_they_claim():
+    s = [_schedule(b, c, h * w) for (b, c, h, w), _ in SCHEDULE_CASES]
+    assert s[0]["tiles"] == 3 and 300 % s[0]["tile"] == 44 and s[0]["chunks"] > 1 and 67 * 131 % s[0]["chunk"] != 0
+    assert s[1]["tiles"] == 2 and 129 % s[1]["tile"] == 1 and s[1]["chunks"] == 4 and 130 * 140 % s[1]["chunk"] != 0
+    assert s[2]["tiles"] == 1 and s[2]["tile"] == 100 and s[2]["chunks"] == 2
+    assert s[3]["tiles"] == 2 and 256 % s[3]["tile"] == 0 and s[3]["chunks"] == 1
+    for (b, c, h, w), _ in SCHEDULE_CASES:
+        d = _schedule(b, c, h * w)
+        assert d["pairs"] == d["tiles"] * (d["tiles"] + 1) // 2  # upper triangle only
+        assert d["items"] == b * d["pairs"] * d["chunks"]
+        assert d["chunk"] % 8 == 0 and (d["chunks"] - 1) * d["chunk"] < h * w <= d["chunks"] * d["chunk"]
+    assert _schedule(1, 512, 64 * 64)["pairs"] == 10  # 10 of 16 tiles at C = 512: the saving
+    # The schedule depends on the shape only (not on the thread count).
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _schedule(2, 300, 67 * 131)
+    finally:
+        torch.set_num_threads(n)
+    assert one == s[0]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "noncontiguous"])
+@pytest.mark.parametrize("case", range(len(SCHEDULE_CASES)))
+def test_tile_schedule_matches_float64(device, case, layout):
+    shape = SCHEDULE_CASES[case][0]
+    x = make_layout(torch.randn(shape, device=device).relu_(), layout)
+    for normalize in NORMALIZE:
+        g = ops.gram(x, normalize)
+        assert torch.equal(g, g.mT)  # mirrored, bit for bit
+        assert _rel_err(g, _gram64(x, normalize)) < 1e-5
+    t = _target(shape[0], shape[1], "batched", device) * g.diagonal(dim1=1, dim2=2).mean()
+    xg = x.detach().clone().requires_grad_()
+    loss = ops.gram_loss(xg, t, 0.8, "none")
+    (grad,) = torch.autograd.grad(loss, xg)
+    x64 = x.detach().double().requires_grad_()
+    ref = _loss64(x64, t, 0.8, "none")
+    (ref_grad,) = torch.autograd.grad(ref, x64)
+    assert _rel_err(loss, ref) < 1e-5 and _rel_err(grad, ref_grad) < 1e-5
+    assert ops.gram_loss(x, g, 1.0, "none").item() == 0.0  # own target through the same schedule
+
+
+def test_tile_schedule_deterministic():
+    # Chunked, several-tile layers through gram, gram_loss_multi and its backward: two runs give
+    # the same bits (fixed chunk order, fixed row/layer reduction order, no atomics).
+    x = torch.randn(2, 300, 67, 131).relu_().contiguous(memory_format=torch.channels_last)
+    t = _target(2, 300, "2d", "cpu")
+    xs = [torch.randn(1, 129, 130, 140).relu_(), x]
+
+    def run():
+        xg = [a.detach().clone().requires_grad_() for a in xs]
+        loss = ops.gram_loss_multi(xg, [ops.gram(xs[0])[0] * 1.1, t], [1.0, 0.5])
+        return [ops.gram(x), loss, *torch.autograd.grad(loss, xg)]
+
+    for a, b in zip(run(), run()):
+        assert torch.equal(a, b)
+
+
 # ---- bad input -------------------------------------------------------------------------------
 
 def _x(*shape):
@@ -484,6 +558,162 @@ def test_gram_loss_multi_is_sum(device):
         ops.gram_loss_multi(feats, targets[:2], weights)
     with pytest.raises(ValueError, match="at least one"):
         ops.gram_loss_multi([], [], [])
+
+
+def _multi_case(device, dtype=torch.float32):
+    # Layers of different C, H*W, batch-broadcast and batched targets, mixed layouts, one of
+    # them several tiles wide (C = 130) so the tile schedule has off-diagonal pairs.
+    xs = [make_layout(_rand((2, 4, 9, 7), dtype, device), "channels_last"),
+          make_layout(_rand((2, 130, 6, 5), dtype, device), "contiguous"),
+          make_layout(_rand((2, 17, 5, 11), dtype, device), "noncontiguous")]
+    targets = [_target(2, 4, "2d", device, dtype), _target(2, 130, "batched", device, dtype),
+               _target(2, 17, "one", device, dtype)]
+    return xs, targets, [0.7, 1.9, 0.3]
+
+
+@pytest.mark.parametrize("normalize", NORMALIZE)
+def test_gram_loss_multi_matches_per_layer(device, normalize):
+    xs, targets, weights = _multi_case(device)
+    xs = [x.requires_grad_() for x in xs]
+    total = ops.gram_loss_multi(xs, targets, weights, normalize)
+    grads = torch.autograd.grad(total, xs, torch.tensor(1.7, device=device))
+    terms = [ops.gram_loss(x, t, w, normalize) for x, t, w in zip(xs, targets, weights)]
+    # The same per-layer epilogue: each layer's D is bitwise the single-layer op's.
+    raw = torch.ops.pytexsynth.gram_loss_multi(xs, targets, weights, normalize, "ieee")
+    for x, t, w, d in zip(xs, targets, weights, raw[1]):
+        assert torch.equal(d, torch.ops.pytexsynth.gram_loss(x, t, w, normalize, "ieee")[1])
+    torch.testing.assert_close(total, sum(terms), rtol=1e-6, atol=0)
+    ref_grads = torch.autograd.grad(sum(terms), xs, torch.tensor(1.7, device=device))
+    for g, r, x in zip(grads, ref_grads, xs):
+        torch.testing.assert_close(g, r, rtol=1e-6, atol=1e-9)
+        assert g.stride() == r.stride()
+    x64 = [x.detach().double().requires_grad_() for x in xs]
+    ref = sum(_loss64(x, t, w, normalize) for x, t, w in zip(x64, targets, weights))
+    assert _rel_err(total, ref) < 1e-5
+    for g, r in zip(grads, torch.autograd.grad(ref, x64, torch.tensor(1.7, dtype=torch.float64, device=device))):
+        assert _rel_err(g, r) < 1e-5
+
+
+def test_gram_loss_multi_zero_at_own_targets_and_dtypes(device):
+    for dtype in (torch.float32, torch.float64):
+        xs, _, weights = _multi_case(device, dtype)
+        loss = ops.gram_loss_multi(xs, [ops.gram(x) for x in xs], weights)
+        assert loss.dtype == dtype and loss.item() == 0.0
+    for dtype in (torch.float16, torch.bfloat16):  # G rounds to dtype as a target: not exactly 0
+        xs, targets, weights = _multi_case(device, dtype)
+        loss = ops.gram_loss_multi(xs, targets, weights)
+        assert loss.dtype == dtype
+        ref = sum(_loss64(x, t, w) for x, t, w in zip(xs, targets, weights))
+        assert _rel_err(loss, ref) < 1e-2
+
+
+def test_gram_loss_multi_gradcheck(device):
+    xs = [torch.randn(2, 3, 4, 3, dtype=torch.float64, device=device, requires_grad=True),
+          torch.randn(2, 5, 3, 2, dtype=torch.float64, device=device).contiguous(
+              memory_format=torch.channels_last).requires_grad_()]
+    ts = [torch.randn(3, 3, dtype=torch.float64, device=device, requires_grad=True),
+          torch.randn(2, 5, 5, dtype=torch.float64, device=device, requires_grad=True)]
+    for normalize in NORMALIZE:
+        assert torch.autograd.gradcheck(
+            lambda a, b, s, t: ops.gram_loss_multi([a, b], [s, t], [0.6, 1.4], normalize), (*xs, *ts))
+    assert torch.autograd.gradgradcheck(lambda a, b, s, t: ops.gram_loss_multi([a, b], [s, t], [0.6, 1.4]),
+                                        (*xs, *ts))
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_gram_loss_multi_opcheck(device, requires_grad):
+    xs = [torch.randn(2, 3, 5, 6, device=device).requires_grad_(requires_grad),
+          torch.randn(2, 6, 3, 4, device=device).contiguous(memory_format=torch.channels_last)
+          .requires_grad_(requires_grad)]
+    ts = [torch.randn(3, 3, device=device), torch.randn(2, 6, 6, device=device).requires_grad_(requires_grad)]
+    torch.library.opcheck(torch.ops.pytexsynth.gram_loss_multi.default, (xs, ts, [0.5, 2.0], "hw", "ieee"))
+    torch.library.opcheck(torch.ops.pytexsynth.gram_loss_multi.default, (xs, ts, [1.0, 1.0], "chw", "bf16"))
+    diffs = [torch.randn(2, 3, 3, device=device), torch.randn(2, 6, 6, device=device)]
+    gl = torch.tensor(1.3, device=device).requires_grad_(requires_grad)
+    torch.library.opcheck(torch.ops.pytexsynth._gram_loss_multi_backward.default,
+                          (gl, diffs, xs, [0.5, 2.0], "none", "ieee"))
+
+
+def test_gram_loss_multi_torch_compile_fullgraph(device):
+    xs, targets, weights = _multi_case(device)
+
+    def f(a, b, c):
+        return ops.gram_loss_multi([a, torch.relu(b), c], targets, weights) * 2.0
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    leaves = [x.detach().clone().requires_grad_() for x in xs]
+    out = compiled(*leaves)
+    grads = torch.autograd.grad(out, leaves)
+    ref_leaves = [x.detach().clone().requires_grad_() for x in xs]
+    ref = f(*ref_leaves)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    for g, r in zip(grads, torch.autograd.grad(ref, ref_leaves)):
+        torch.testing.assert_close(g, r, rtol=0, atol=0)
+
+
+BAD_MULTI = [
+    (lambda x, t: ([x], [t, t], [1.0]), ValueError, r"gram_loss_multi: xs, targets and weights must have the same length, got 1, 2 and 1"),
+    (lambda x, t: ([x, x], [t, t], [1.0]), ValueError, r"same length, got 2, 2 and 1"),
+    (lambda x, t: ([], [], []), ValueError, r"gram_loss_multi: xs must hold at least one tensor"),
+    (lambda x, t: (x, [t], [1.0]), TypeError, r"gram_loss_multi: xs must be a list, got Tensor"),
+    (lambda x, t: ([x, x.double()], [t, t.double()], [1.0, 1.0]), TypeError,
+     r"gram_loss_multi: every layer must have one dtype; xs\[1\] is torch.float64 but xs\[0\] is torch.float32"),
+    (lambda x, t: ([x, x.to("meta")], [t, t.to("meta")], [1.0, 1.0]), ValueError,
+     r"gram_loss_multi: every layer must be on one device; xs\[1\] is on meta but xs\[0\] is on cpu"),
+    (lambda x, t: ([x, x[0]], [t, t], [1.0, 1.0]), ValueError, r"gram_loss_multi: xs\[1\] must be a 4-D"),
+    (lambda x, t: ([x, x], [t, t[:2]], [1.0, 1.0]), ValueError,
+     r"gram_loss_multi: targets\[1\] of shape \(2, 3\) does not match xs\[1\]'s 3 channels"),
+    (lambda x, t: ([x], [t.to("meta")], [1.0]), ValueError, r"xs\[0\] and targets\[0\] must be on the same device"),
+    (lambda x, t: ([x], [t], ["a"]), TypeError, r"weights\[0\]: weight must be a float"),
+]
+
+
+@pytest.mark.parametrize("make,exc,msg", BAD_MULTI)
+def test_bad_input_gram_loss_multi(make, exc, msg):
+    xs, ts, ws = make(_x(2, 3, 4, 4), torch.rand(3, 3))
+    with pytest.raises(exc, match=msg):
+        ops.gram_loss_multi(xs, ts, ws)
+
+
+BAD_MULTI_CPP = [
+    (lambda: torch.ops.pytexsynth.gram_loss_multi([_x(1, 3, 4, 4)], [torch.rand(3, 3)] * 2, [1.0], "hw", "ieee"),
+     r"xs, targets and weights must have the same length, got 1, 2 and 1"),
+    (lambda: torch.ops.pytexsynth.gram_loss_multi([_x(1, 3, 4, 4), _x(1, 3, 4, 4).double()],
+                                                  [torch.rand(3, 3), torch.rand(3, 3).double()], [1.0, 1.0], "hw", "ieee"),
+     r"every layer must have one dtype; xs\[1\] is Double but xs\[0\] is Float"),
+    (lambda: torch.ops.pytexsynth.gram_loss_multi([_x(1, 3, 4, 4), _x(1, 2, 4, 4)], [torch.rand(3, 3)] * 2, [1.0, 1.0],
+                                                  "hw", "ieee"),
+     r"gram_loss_multi: targets\[1\] of shape \[3, 3\] does not match xs\[1\]'s 2 channels"),
+    (lambda: torch.ops.pytexsynth.gram_loss_multi([_x(1, 3, 4)], [torch.rand(3, 3)], [1.0], "hw", "ieee"),
+     r"gram_loss_multi: xs\[0\] must be a 4-D"),
+    (lambda: torch.ops.pytexsynth._gram_loss_multi_backward(torch.tensor(1.0), [torch.rand(1, 3, 3)],
+                                                            [_x(1, 3, 4, 4), _x(1, 3, 4, 4)], [1.0], "hw", "ieee"),
+     r"_gram_loss_multi_backward: diffs, xs and weights must have the same length, got 1, 2 and 1"),
+    (lambda: torch.ops.pytexsynth._gram_loss_multi_backward(torch.tensor(1.0), [torch.rand(1, 2, 2)],
+                                                            [_x(1, 3, 4, 4)], [1.0], "hw", "ieee"),
+     r"_gram_loss_multi_backward: diffs\[0\] must be \(1, 3, 3\)"),
+]
+
+
+@pytest.mark.parametrize("call,msg", BAD_MULTI_CPP)
+def test_bad_input_gram_loss_multi_op(call, msg):
+    with pytest.raises(RuntimeError, match=msg):
+        call()
+    # An empty list has no tensor to dispatch on: the dispatcher says so (the Python wrapper
+    # names the argument, see BAD_MULTI).
+    with pytest.raises(NotImplementedError, match="no tensor arguments"):
+        torch.ops.pytexsynth.gram_loss_multi([], [], [], "hw", "ieee")
+
+
+def test_gram_loss_multi_mixed_devices_cuda():
+    if cuda_skip_reason():
+        pytest.skip(cuda_skip_reason())
+    xs = [_x(1, 3, 4, 4), _x(1, 3, 4, 4).cuda()]
+    ts = [torch.rand(3, 3), torch.rand(3, 3).cuda()]
+    with pytest.raises(ValueError, match=r"every layer must be on one device; xs\[1\] is on cuda:0"):
+        ops.gram_loss_multi(xs, ts, [1.0, 1.0])
+    with pytest.raises(RuntimeError, match=r"every layer must be on one device"):
+        torch.ops.pytexsynth.gram_loss_multi(xs, ts, [1.0, 1.0], "hw", "ieee")
 
 
 def test_gram_loss_module(device):

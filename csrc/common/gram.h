@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/checks.h"
 #include "common/gram_math.h"
@@ -27,9 +28,9 @@ inline Precision parse_precision(const std::string& precision, const char* op) {
   TORCH_CHECK(false, op, ": precision must be 'ieee', 'tf32' or 'bf16', got '", precision, "'");
 }
 
-inline void check_x(const at::Tensor& x, const char* op) {
-  check_dim_in(x, {4}, op, "x", "4-D (B, C, H, W)");
-  check_floating(x, op, "x");
+inline void check_x(const at::Tensor& x, const char* op, const char* name = "x") {
+  check_dim_in(x, {4}, op, name, "4-D (B, C, H, W)");
+  check_floating(x, op, name);
 }
 
 // Accumulation (and D) dtype: float64 for float64 input, else float32.
@@ -105,27 +106,31 @@ inline Features features(const at::Tensor& x, at::ScalarType operand) {
 }
 
 // target is (C, C), (1, C, C) or (B, C, C): returns the batch stride (0 when broadcast).
-inline int64_t check_target(const at::Tensor& x, const at::Tensor& target, const char* op) {
-  check_same_device(x, target, op, "x", "target");
-  TORCH_CHECK(target.scalar_type() == x.scalar_type(), op, ": target must have the dtype of x (",
+inline int64_t check_target(const at::Tensor& x, const at::Tensor& target, const char* op, const char* xn = "x",
+                            const char* tn = "target") {
+  check_same_device(x, target, op, xn, tn);
+  TORCH_CHECK(target.scalar_type() == x.scalar_type(), op, ": ", tn, " must have the dtype of ", xn, " (",
               x.scalar_type(), "), got ", target.scalar_type());
   const int64_t B = x.size(0), C = x.size(1);
-  TORCH_CHECK(target.dim() == 2 || target.dim() == 3, op, ": target must be (C, C) or (B, C, C), got a ",
+  TORCH_CHECK(target.dim() == 2 || target.dim() == 3, op, ": ", tn, " must be (C, C) or (B, C, C), got a ",
               target.dim(), "-D tensor of shape ", shape_str(target));
-  TORCH_CHECK(target.size(-1) == C && target.size(-2) == C, op, ": target of shape ", shape_str(target),
-              " does not match x's ", C, " channels; expected (", C, ", ", C, ") or (", B, ", ", C, ", ", C, ")");
+  TORCH_CHECK(target.size(-1) == C && target.size(-2) == C, op, ": ", tn, " of shape ", shape_str(target),
+              " does not match ", xn, "'s ", C, " channels; expected (", C, ", ", C, ") or (", B, ", ", C, ", ", C,
+              ")");
   if (target.dim() == 2) return 0;
-  TORCH_CHECK(target.size(0) == B || target.size(0) == 1, op, ": target of shape ", shape_str(target),
-              " has batch ", target.size(0), " but x has batch ", B, "; expected 1 or ", B);
+  TORCH_CHECK(target.size(0) == B || target.size(0) == 1, op, ": ", tn, " of shape ", shape_str(target),
+              " has batch ", target.size(0), " but ", xn, " has batch ", B, "; expected 1 or ", B);
   return target.size(0) == 1 ? 0 : target.stride(0);
 }
 
-inline void check_diff(const at::Tensor& x, const at::Tensor& diff, const char* op) {
-  check_same_device(x, diff, op, "x", "diff");
+inline void check_diff(const at::Tensor& x, const at::Tensor& diff, const char* op, const char* xn = "x",
+                       const char* dn = "diff") {
+  check_same_device(x, diff, op, xn, dn);
   const int64_t B = x.size(0), C = x.size(1);
   TORCH_CHECK(diff.dim() == 3 && diff.size(0) == B && diff.size(1) == C && diff.size(2) == C, op,
-              ": diff must be (", B, ", ", C, ", ", C, "), got ", shape_str(diff));
-  TORCH_CHECK(diff.scalar_type() == acc_type(x), op, ": diff must be ", acc_type(x), ", got ", diff.scalar_type());
+              ": ", dn, " must be (", B, ", ", C, ", ", C, "), got ", shape_str(diff));
+  TORCH_CHECK(diff.scalar_type() == acc_type(x), op, ": ", dn, " must be ", acc_type(x), ", got ",
+              diff.scalar_type());
 }
 
 // grad_x with x's sizes in the layout of F (NCHW, or channels_last for an NHWC F).
@@ -133,6 +138,61 @@ inline at::Tensor grad_like(const Features& f, int64_t H, int64_t W, at::ScalarT
   auto opts = x.options().dtype(dtype);
   if (f.channels_last) return at::empty({f.B, f.C, H, W}, opts.memory_format(at::MemoryFormat::ChannelsLast));
   return at::empty({f.B, f.C, H, W}, opts);
+}
+
+// ---- multi-layer entry ----------------------------------------------------------------------
+
+// gram_loss_multi's lists: one x, target (and weight) per layer, at least one layer, every x
+// floating, 4-D, and of one dtype on one device (one loss value, one stream). Returns each
+// target's batch stride (0 when broadcast).
+inline std::vector<int64_t> check_layers(at::TensorList xs, at::TensorList targets, size_t weights, const char* op) {
+  TORCH_CHECK(!xs.empty(), op, ": xs must hold at least one tensor");
+  TORCH_CHECK(targets.size() == xs.size() && weights == xs.size(), op,
+              ": xs, targets and weights must have the same length, got ", xs.size(), ", ", targets.size(), " and ",
+              weights);
+  std::vector<int64_t> strides;
+  for (size_t l = 0; l < xs.size(); ++l) {
+    const std::string xn = "xs[" + std::to_string(l) + "]", tn = "targets[" + std::to_string(l) + "]";
+    check_x(xs[l], op, xn.c_str());
+    TORCH_CHECK(xs[l].device() == xs[0].device(), op, ": every layer must be on one device; ", xn, " is on ",
+                xs[l].device(), " but xs[0] is on ", xs[0].device());
+    TORCH_CHECK(xs[l].scalar_type() == xs[0].scalar_type(), op, ": every layer must have one dtype; ", xn, " is ",
+                xs[l].scalar_type(), " but xs[0] is ", xs[0].scalar_type());
+    strides.push_back(check_target(xs[l], targets[l], op, xn.c_str(), tn.c_str()));
+  }
+  return strides;
+}
+
+// The backward's lists: one diff per x, as gram_loss_multi returned them.
+inline void check_backward_layers(at::TensorList diffs, at::TensorList xs, size_t weights, const char* op) {
+  TORCH_CHECK(!xs.empty(), op, ": xs must hold at least one tensor");
+  TORCH_CHECK(diffs.size() == xs.size() && weights == xs.size(), op,
+              ": diffs, xs and weights must have the same length, got ", diffs.size(), ", ", xs.size(), " and ",
+              weights);
+  for (size_t l = 0; l < xs.size(); ++l) {
+    const std::string xn = "xs[" + std::to_string(l) + "]", dn = "diffs[" + std::to_string(l) + "]";
+    check_x(xs[l], op, xn.c_str());
+    check_diff(xs[l], diffs[l], op, xn.c_str(), dn.c_str());
+  }
+}
+
+// The loss coefficient of grad_x = coef * grad_loss * (D + D^T) F for one layer.
+inline double loss_grad_coef(double weight, int64_t B, int64_t C, double norm) {
+  return 2.0 * weight / (static_cast<double>(B * C * C) * norm);
+}
+
+// The CPU's tile schedule: about 16 GEMMs per layer (whatever the thread count, so the split of
+// the work does not depend on it), chunks of at least 4096 pixels, workspace at most 64 MB of float32.
+inline Schedule cpu_schedule(int64_t B, int64_t C, int64_t n) {
+  return make_schedule(B, C, n, /*target_items=*/16, /*min_chunk=*/4096, /*max_workspace=*/int64_t(1) << 24);
+}
+
+// The CPU forward's schedule for (B, C, n) as [tile, tiles, pairs, chunk, chunks, items], for the
+// tests to check which cases their shapes exercise (op _gram_schedule).
+inline std::vector<int64_t> cpu_schedule_info(int64_t B, int64_t C, int64_t n) {
+  TORCH_CHECK(B >= 0 && C >= 0 && n >= 0, "_gram_schedule: B, C and n must be >= 0, got ", B, ", ", C, ", ", n);
+  const Schedule s = cpu_schedule(B, C, n);
+  return {s.tile, s.tiles, s.pairs, s.chunk, s.chunks, s.items()};
 }
 
 }  // namespace gram

@@ -1,13 +1,18 @@
-// gram / gram_loss on the CPU: one ATen GEMM (MKL/OpenBLAS) for F F^T, then the fused epilogue
-// of gram_math.h in at::parallel_for over rows; backward is one GEMM S F.
+// gram / gram_loss / gram_loss_multi on the CPU. The forward runs the tile schedule of
+// gram_math.h: one ATen GEMM (MKL/OpenBLAS) per upper-triangle tile pair and H*W chunk, all items
+// of all layers in one at::parallel_for, into a workspace of partial products; then the fused
+// epilogue (chunk sums in order, mirror, D = G - T, squared error) in at::parallel_for over rows.
+// Backward is one GEMM S F per layer.
 //
-// The loss is reduced per row (b, i) in a fixed order, then over rows in order: the same bits
-// whatever the thread count. Against bmm + mse_loss autograd this saves one of the three GEMMs
-// (the reference's backward multiplies twice) and the elementwise passes.
+// The loss is reduced per row (b, i) in a fixed order, then over rows in order, then over layers
+// in order: the same bits on every run. Against bmm + mse_loss autograd this saves
+// one of the three GEMMs (the reference's backward multiplies twice), the lower-triangle tiles of
+// the forward, and the elementwise passes.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
 
 #include <vector>
@@ -18,24 +23,67 @@ namespace pytexsynth {
 namespace {
 
 using gram::Features;
+using gram::Schedule;
 
-// F as the (B, C, n) / (B, n, C) matrix view of a Features buffer, in dtype acc.
-at::Tensor matrix_view(const Features& f, at::ScalarType acc) {
-  at::Tensor t = f.data.scalar_type() == acc ? f.data : f.data.to(acc);
-  if (f.channels_last) return t.permute({0, 2, 3, 1}).reshape({f.B, f.n, f.C});
-  return t.reshape({f.B, f.C, f.n});
+// One layer's forward state: F in the accumulation dtype (dense in its layout), its schedule and
+// the workspace of partial products.
+struct Layer {
+  Features f;
+  at::Tensor F;
+  Schedule s;
+  at::Tensor work;
+};
+
+Layer prepare(const at::Tensor& x, gram::Precision p) {
+  Layer L;
+  L.f = gram::features(x, gram::operand_type(x, p));
+  const at::ScalarType acc = gram::acc_type(x);
+  // Detached: the GEMMs run on worker threads, below autograd.
+  L.F = (L.f.data.scalar_type() == acc ? L.f.data : L.f.data.to(acc)).detach();
+  L.s = gram::cpu_schedule(L.f.B, L.f.C, L.f.n);
+  const auto opts = x.options().dtype(acc);
+  L.work = L.f.n == 0 ? at::zeros({L.s.workspace()}, opts) : at::empty({L.s.workspace()}, opts);
+  return L;
 }
 
-// Raw products P = F F^T, (B, C, C) in acc (one split on the CPU).
-at::Tensor products(const Features& f, at::ScalarType acc) {
-  const at::Tensor m = matrix_view(f, acc);
-  return f.channels_last ? at::bmm(m.transpose(1, 2), m) : at::bmm(m, m.transpose(1, 2));
+// Item w of L's schedule: the (rows x klen) and (cols x klen) blocks of F, read in place through
+// the offsets and strides of gram_math.h, multiplied into the item's workspace slot.
+void run_item(const Layer& L, int64_t w) {
+  const Schedule& s = L.s;
+  const gram::TileItem it = s.item(w);
+  const bool cl = L.f.channels_last;
+  const int64_t base = L.F.storage_offset() + it.b * s.C * s.n;
+  const std::vector<int64_t> strides = cl ? std::vector<int64_t>{1, s.C} : std::vector<int64_t>{s.n, 1};
+  const at::Tensor a =
+      L.F.as_strided({it.rows, it.klen}, strides, base + gram::feature_offset(cl, s.C, s.n, it.row0, it.k0));
+  const at::Tensor b =
+      L.F.as_strided({it.cols, it.klen}, strides, base + gram::feature_offset(cl, s.C, s.n, it.col0, it.k0));
+  at::Tensor out = L.work.as_strided({it.rows, it.cols}, {s.tile, 1}, L.work.storage_offset() + w * s.slot());
+  at::mm_out(out, a, b.t());
 }
+
+// Every GEMM item of every layer, in one parallel loop. Items are independent and each writes
+// only its own slot, so the result does not depend on how they are spread over threads.
+void run_products(std::vector<Layer>& layers) {
+  std::vector<std::pair<size_t, int64_t>> items;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    if (layers[l].f.n == 0) continue;  // workspace already zero
+    for (int64_t w = 0; w < layers[l].s.items(); ++w) items.emplace_back(l, w);
+  }
+  const at::ThreadLocalState tls;  // grad / inference mode of the caller, on the worker threads
+  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
+    at::ThreadLocalStateGuard guard(tls);
+    for (int64_t k = begin; k < end; ++k) run_item(layers[items[k].first], items[k].second);
+  });
+}
+
+int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)); }
 
 // grad_x = S F, in x's layout; S (B, C, C) symmetric in acc.
 at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& x) {
   const at::ScalarType acc = S.scalar_type();
-  const at::Tensor m = matrix_view(f, acc);
+  const at::Tensor t = f.data.scalar_type() == acc ? f.data : f.data.to(acc);
+  const at::Tensor m = f.channels_last ? t.permute({0, 2, 3, 1}).reshape({f.B, f.n, f.C}) : t.reshape({f.B, f.C, f.n});
   const int64_t H = x.size(2), W = x.size(3);
   at::Tensor g = f.channels_last ? at::bmm(m, S).view({f.B, H, W, f.C}).permute({0, 3, 1, 2})
                                  : at::bmm(S, m).view({f.B, f.C, H, W});
@@ -49,7 +97,7 @@ at::Tensor symmetric(const m_t* M, int64_t sb, int64_t si, int64_t sj, int64_t B
                      const at::TensorOptions& opts, at::ScalarType operand) {
   at::Tensor S = at::empty({B, C, C}, opts);
   acc_t* s = S.mutable_data_ptr<acc_t>();
-  at::parallel_for(0, B * C, std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)), [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, B * C, row_grain(C), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t b = r / C, i = r % C;
       const m_t* Mb = M + b * sb;
@@ -70,17 +118,18 @@ at::Tensor gram_cpu(const at::Tensor& x, c10::string_view normalize, c10::string
   const double norm = gram::normalizer(std::string(normalize), C, x.size(2) * x.size(3), op);
   at::Tensor out = at::empty({B, C, C}, x.options());
   if (out.numel() == 0) return out;
-  const Features f = gram::features(x, gram::operand_type(x, p));
-  const at::Tensor P = products(f, gram::acc_type(x));
+  std::vector<Layer> layers{prepare(x, p)};
+  run_products(layers);
+  const Layer& L = layers[0];
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const acc_t* pp = P.const_data_ptr<acc_t>();
+    const acc_t* work = L.work.const_data_ptr<acc_t>();
     scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, B * C, std::max<int64_t>(1, 4096 / C), [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, B * C, row_grain(C), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const int64_t b = r / C, i = r % C;
         for (int64_t j = i; j < C; ++j) {
-          gram::gram_pair<scalar_t, acc_t, int64_t>(pp + b * C * C, 1, C, i, j, static_cast<acc_t>(norm), o + b * C * C);
+          gram::gram_pair<scalar_t, acc_t>(work, L.s, b, i, j, static_cast<acc_t>(norm), o + b * C * C);
         }
       }
     });
@@ -88,43 +137,67 @@ at::Tensor gram_cpu(const at::Tensor& x, c10::string_view normalize, c10::string
   return out;
 }
 
+// The loss of all layers: sum_l weights[l] * mean((G_l - T_l)^2), and each layer's D = G - T.
+std::tuple<at::Tensor, std::vector<at::Tensor>> loss_layers(at::TensorList xs, at::TensorList targets,
+                                                            at::ArrayRef<double> weights, c10::string_view normalize,
+                                                            c10::string_view precision, const char* op) {
+  const std::vector<int64_t> target_sb = gram::check_layers(xs, targets, weights.size(), op);
+  const auto p = gram::parse_precision(std::string(precision), op);
+  std::vector<double> norms;
+  for (const auto& x : xs) norms.push_back(gram::normalizer(std::string(normalize), x.size(1), x.size(2) * x.size(3), op));
+  std::vector<Layer> layers;
+  std::vector<at::Tensor> diffs;
+  for (const auto& x : xs) {
+    layers.push_back(prepare(x, p));
+    diffs.push_back(at::empty({x.size(0), x.size(1), x.size(1)}, x.options().dtype(gram::acc_type(x))));
+  }
+  run_products(layers);
+  at::Tensor loss = at::empty({}, xs[0].options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xs[0].scalar_type(), "gram_loss_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    acc_t total = acc_t(0);
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const Schedule& s = layers[l].s;
+      const int64_t B = s.B, C = s.C;
+      const acc_t* work = layers[l].work.const_data_ptr<acc_t>();
+      acc_t* d = diffs[l].mutable_data_ptr<acc_t>();
+      const scalar_t* t = targets[l].const_data_ptr<scalar_t>();
+      const int64_t ti = targets[l].stride(-2), tj = targets[l].stride(-1), tb = target_sb[l];
+      const acc_t norm = static_cast<acc_t>(norms[l]);
+      std::vector<acc_t> row_sq(B * C);
+      at::parallel_for(0, B * C, row_grain(C), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const int64_t b = r / C, i = r % C;
+          acc_t sq = acc_t(0);
+          for (int64_t j = i; j < C; ++j) {
+            sq += gram::loss_pair<acc_t, scalar_t>(work, s, b, i, j, norm, t + b * tb, ti, tj, d + b * C * C);
+          }
+          row_sq[r] = sq;
+        }
+      });
+      acc_t layer_sq = acc_t(0);
+      for (const acc_t v : row_sq) layer_sq += v;
+      total += gram::finish_loss(layer_sq, static_cast<acc_t>(B * C * C), static_cast<acc_t>(weights[l]));
+    }
+    *loss.mutable_data_ptr<scalar_t>() = static_cast<scalar_t>(total);
+  });
+  return {loss, diffs};
+}
+
 std::tuple<at::Tensor, at::Tensor> gram_loss_cpu(const at::Tensor& x, const at::Tensor& target, double weight,
                                                  c10::string_view normalize, c10::string_view precision) {
   const char* op = "gram_loss";
   gram::check_x(x, op);
-  const int64_t target_sb = gram::check_target(x, target, op);
-  const auto p = gram::parse_precision(std::string(precision), op);
-  const int64_t B = x.size(0), C = x.size(1);
-  const double norm = gram::normalizer(std::string(normalize), C, x.size(2) * x.size(3), op);
-  const Features f = gram::features(x, gram::operand_type(x, p));
-  // D is written over P in place: each row reads only its upper part, and writes the lower
-  // part only of later rows, which those rows never read.
-  at::Tensor diff = products(f, gram::acc_type(x));
-  at::Tensor loss = at::empty({}, x.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_loss_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    acc_t* d = diff.mutable_data_ptr<acc_t>();
-    const scalar_t* t = target.const_data_ptr<scalar_t>();
-    const int64_t ti = target.stride(-2), tj = target.stride(-1);
-    std::vector<acc_t> row_sq(B * C);
-    at::parallel_for(0, B * C, std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t b = r / C, i = r % C;
-        acc_t* db = d + b * C * C;
-        acc_t sq = acc_t(0);
-        for (int64_t j = i; j < C; ++j) {
-          sq += gram::loss_pair<acc_t, scalar_t, int64_t>(db, 1, C, i, j, static_cast<acc_t>(norm),
-                                                          t + b * target_sb, ti, tj, db);
-        }
-        row_sq[r] = sq;
-      }
-    });
-    acc_t total = acc_t(0);
-    for (const acc_t v : row_sq) total += v;
-    *loss.mutable_data_ptr<scalar_t>() = static_cast<scalar_t>(
-        gram::finish_loss(total, static_cast<acc_t>(B * C * C), static_cast<acc_t>(weight)));
-  });
-  return {loss, diff};
+  gram::check_target(x, target, op);  // the single-layer messages name x and target
+  auto [loss, diffs] = loss_layers({x}, {target}, {weight}, normalize, precision, op);
+  return {loss, diffs[0]};
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> gram_loss_multi_cpu(at::TensorList xs, at::TensorList targets,
+                                                                    at::ArrayRef<double> weights,
+                                                                    c10::string_view normalize,
+                                                                    c10::string_view precision) {
+  return loss_layers(xs, targets, weights, normalize, precision, "gram_loss_multi");
 }
 
 at::Tensor gram_backward_cpu(const at::Tensor& grad_output, const at::Tensor& x, c10::string_view normalize,
@@ -145,16 +218,13 @@ at::Tensor gram_backward_cpu(const at::Tensor& grad_output, const at::Tensor& x,
   return apply_grad(f, S, x);
 }
 
-at::Tensor gram_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x,
-                                  double weight, c10::string_view normalize, c10::string_view precision) {
-  const char* op = "_gram_loss_backward";
-  gram::check_x(x, op);
-  gram::check_diff(x, diff, op);
-  gram::check_grad_loss(grad_loss, x, op);
+// grad_x of one layer of the loss: S = coef * grad_loss * (D + D^T), then S F.
+at::Tensor loss_layer_grad(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x, double weight,
+                           c10::string_view normalize, c10::string_view precision, const char* op) {
   const auto [B, C, H, W, p, norm, operand] = gram::backward_args(x, normalize, precision, op);
   const Features f = gram::features(x, operand);
   if (x.numel() == 0) return gram::grad_like(f, H, W, x.scalar_type(), x).zero_();
-  const double coef = 2.0 * weight / (static_cast<double>(B * C * C) * norm);
+  const double coef = gram::loss_grad_coef(weight, B, C, norm);
   const at::Tensor d = diff.contiguous();
   at::Tensor S;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_loss_backward_cpu", [&] {
@@ -166,6 +236,28 @@ at::Tensor gram_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tensor&
   return apply_grad(f, S, x);
 }
 
+at::Tensor gram_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x,
+                                  double weight, c10::string_view normalize, c10::string_view precision) {
+  const char* op = "_gram_loss_backward";
+  gram::check_x(x, op);
+  gram::check_diff(x, diff, op);
+  gram::check_grad_loss(grad_loss, x, op);
+  return loss_layer_grad(grad_loss, diff, x, weight, normalize, precision, op);
+}
+
+std::vector<at::Tensor> gram_loss_multi_backward_cpu(const at::Tensor& grad_loss, at::TensorList diffs,
+                                                     at::TensorList xs, at::ArrayRef<double> weights,
+                                                     c10::string_view normalize, c10::string_view precision) {
+  const char* op = "_gram_loss_multi_backward";
+  gram::check_backward_layers(diffs, xs, weights.size(), op);
+  gram::check_grad_loss(grad_loss, xs[0], op);
+  std::vector<at::Tensor> grads;
+  for (size_t l = 0; l < xs.size(); ++l) {
+    grads.push_back(loss_layer_grad(grad_loss, diffs[l], xs[l], weights[l], normalize, precision, op));
+  }
+  return grads;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
@@ -173,6 +265,8 @@ TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
   m.impl("_gram_backward", &gram_backward_cpu);
   m.impl("gram_loss", &gram_loss_cpu);
   m.impl("_gram_loss_backward", &gram_loss_backward_cpu);
+  m.impl("gram_loss_multi", &gram_loss_multi_cpu);
+  m.impl("_gram_loss_multi_backward", &gram_loss_multi_backward_cpu);
 }
 
 }  // namespace pytexsynth

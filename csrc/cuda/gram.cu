@@ -1,13 +1,17 @@
-// gram / gram_loss on CUDA: the GEMMs are cuBLAS (correct by construction, precision set
-// explicitly per call), the epilogues are small kernels around gram_math.h.
+// gram / gram_loss / gram_loss_multi on CUDA: the GEMMs are cuBLAS (correct by construction,
+// precision set explicitly per call), the epilogues are small kernels around gram_math.h.
 //
-// Forward: P = F F^T as S partial products over slices of H*W (one strided-batched GEMM per
-// image, plus one for a shorter tail slice), so a small C (64 channels, one output tile) still
-// spreads over every SM. The epilogue sums the S partials of each upper-triangle entry in split
-// order, mirrors it (G exactly symmetric), and for the loss writes D = G - T and one partial sum
-// of squares per block; a one-block kernel adds those in a fixed order. No float atomics.
+// Forward: the tile schedule of gram_math.h, the same as the CPU kernel's (only upper-triangle
+// tile pairs ti <= tj, each split over chunks of H*W so a small C still fills every SM). The
+// host lists every (layer, image, tile pair, chunk) GEMM, groups them by operand shape, and
+// issues one cublasGemmBatchedEx per shape from pointer arrays copied to the device in one
+// transfer (so all layers of gram_loss_multi share a handful of cuBLAS calls). The epilogue
+// kernel sums the chunk partials of each upper entry in chunk order, mirrors it (G exactly
+// symmetric), and for the loss writes D = G - T and one partial sum of squares per block, all
+// layers in one launch; a one-block kernel adds those in a fixed order, layer by layer. No float
+// atomics.
 // Backward: S = scale (D + D^T) with scale = coef * grad_loss read on the device (no .item()),
-// then one GEMM S F.
+// then one GEMM S F per layer.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -17,7 +21,13 @@
 #include <cublas_v2.h>
 #include <torch/library.h>
 
+#include <array>
 #include <climits>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <tuple>
+#include <vector>
 
 #include "common/gram.h"
 
@@ -26,6 +36,7 @@ namespace {
 
 using gram::Features;
 using gram::Precision;
+using gram::Schedule;
 
 constexpr int kThreads = 256;
 // Epilogue blocks are small so that a small C (64 x 64 entries) still spreads over 32+ SMs.
@@ -70,96 +81,183 @@ void check_int(int64_t v, const char* what) {
   TORCH_CHECK(v >= 0 && v <= INT_MAX, "gram: ", what, " = ", v, " exceeds the 32-bit sizes cuBLAS takes");
 }
 
-// Column-major C = op(A) op(B), `batch` times with the given element strides; operands of dtype
-// in_t, output out_t, accumulation in fp32 (fp64 for double). "ieee" forbids TF32 even where
-// PyTorch's global flag allows it; "tf32" asks for it.
-void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void* A, int64_t lda,
-          int64_t sA, const void* B, int64_t ldb, int64_t sB, void* C, int64_t ldc, int64_t sC, int64_t batch,
-          at::ScalarType in_t, at::ScalarType out_t, Precision p) {
+// The handle, math mode and scalars of one family of GEMMs: operands in_t, output out_t,
+// accumulation in fp32 (fp64 for double). "ieee" forbids TF32 even where PyTorch's global flag
+// allows it; "tf32" asks for it.
+struct GemmConfig {
+  cublasHandle_t handle;
+  cudaDataType in, out;
+  cublasComputeType_t compute;
+  const void* alpha;
+  const void* beta;
+  bool tf32;
+};
+
+struct Scalars {
+  double one64 = 1.0, zero64 = 0.0;
+  float one32 = 1.0f, zero32 = 0.0f;
+};
+
+GemmConfig gemm_config(at::ScalarType in_t, at::ScalarType out_t, Precision p, const Scalars& sc) {
+  GemmConfig g;
+  g.handle = at::cuda::getCurrentCUDABlasHandle();  // bound to the current stream
+  const bool fp64 = in_t == at::kDouble;
+  g.tf32 = p == Precision::kTF32 && in_t == at::kFloat;
+  g.in = cuda_type(in_t);
+  g.out = cuda_type(out_t);
+  g.compute = fp64 ? CUBLAS_COMPUTE_64F : (g.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
+  g.alpha = fp64 ? static_cast<const void*>(&sc.one64) : static_cast<const void*>(&sc.one32);
+  g.beta = fp64 ? static_cast<const void*>(&sc.zero64) : static_cast<const void*>(&sc.zero32);
+  return g;
+}
+
+// Column-major C = op(A) op(B), `batch` times with the given element strides.
+void gemm_strided(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void* A,
+                  int64_t lda, int64_t sA, const void* B, int64_t ldb, int64_t sB, void* C, int64_t ldc, int64_t sC,
+                  int64_t batch, at::ScalarType in_t, at::ScalarType out_t, Precision p) {
   if (batch == 0 || m == 0 || n == 0) return;
   check_int(m, "m"); check_int(n, "n"); check_int(k, "k"); check_int(lda, "lda"); check_int(ldb, "ldb");
   check_int(ldc, "ldc"); check_int(batch, "batch");
-  cublasHandle_t handle = at::cuda::getCurrentCUDABlasHandle();  // bound to the current stream
-  const bool fp64 = in_t == at::kDouble;
-  const bool tf32 = p == Precision::kTF32 && in_t == at::kFloat;
-  MathModeGuard mode(handle, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
-  const cublasComputeType_t compute =
-      fp64 ? CUBLAS_COMPUTE_64F : (tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
-  const double one64 = 1.0, zero64 = 0.0;
-  const float one32 = 1.0f, zero32 = 0.0f;
-  const void* alpha = fp64 ? static_cast<const void*>(&one64) : static_cast<const void*>(&one32);
-  const void* beta = fp64 ? static_cast<const void*>(&zero64) : static_cast<const void*>(&zero32);
+  const Scalars sc;
+  const GemmConfig g = gemm_config(in_t, out_t, p, sc);
+  MathModeGuard mode(g.handle, g.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
   TORCH_CUDABLAS_CHECK(cublasGemmStridedBatchedEx(
-      handle, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha, A, cuda_type(in_t),
-      static_cast<int>(lda), sA, B, cuda_type(in_t), static_cast<int>(ldb), sB, beta, C, cuda_type(out_t),
-      static_cast<int>(ldc), sC, static_cast<int>(batch), compute, CUBLAS_GEMM_DEFAULT));
+      g.handle, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), g.alpha, A, g.in,
+      static_cast<int>(lda), sA, B, g.in, static_cast<int>(ldb), sB, g.beta, C, g.out, static_cast<int>(ldc), sC,
+      static_cast<int>(batch), g.compute, CUBLAS_GEMM_DEFAULT));
 }
 
-const void* offset(const void* base, int64_t elements, int64_t elem_size) {
-  return static_cast<const char*>(base) + elements * elem_size;
-}
+// ---- forward products: the tile schedule as grouped cuBLAS calls ---------------------------
 
-// ---- forward products -----------------------------------------------------------------------
-
-// How H*W is sliced: enough slices that the GEMMs of one image fill about twice the SMs (a
-// 128x128 output tile per CTA is assumed), each slice at least 2048 pixels long, the partials at
-// most 64 MB. The plan depends only on shapes and the device: gram() and gram_loss() of the same
-// x slice alike, so a target made by gram() gives D = 0 exactly.
-struct SplitPlan {
-  int64_t count, chunk, full, tail;
+// One layer's forward state: F in the operand dtype (dense in its layout), its schedule and the
+// workspace of partial products (acc dtype).
+struct Layer {
+  Features f;
+  Schedule s;
+  at::Tensor work;
 };
 
-SplitPlan plan_splits(int64_t B, int64_t C, int64_t n) {
+// Enough GEMMs per layer to cover twice the SMs (a 128 x 128 output tile per CTA), chunks of at
+// least 2048 pixels, workspace at most 64 MB of float32. Depends only on shapes and the device,
+// so gram() and gram_loss() of the same x use the same schedule (D = 0 exactly at own target).
+Schedule gpu_schedule(int64_t B, int64_t C, int64_t n) {
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t tiles = ceil_div(C, 128) * ceil_div(C, 128);
-  const int64_t want = ceil_div(2 * sms, tiles);
-  const int64_t by_len = std::max<int64_t>(1, n / 2048);
-  const int64_t by_mem = std::max<int64_t>(1, (int64_t(1) << 24) / std::max<int64_t>(1, B * C * C));
-  SplitPlan s;
-  const int64_t count = std::max<int64_t>(1, std::min({want, by_len, by_mem}));
-  s.chunk = ceil_div(n, count);
-  s.full = n / s.chunk;
-  s.tail = n - s.full * s.chunk;
-  s.count = s.full + (s.tail > 0 ? 1 : 0);
-  return s;
+  return gram::make_schedule(B, C, n, 2 * sms, /*min_chunk=*/2048, /*max_workspace=*/int64_t(1) << 24);
 }
 
-// Raw partial products (B, S, C, C) in acc, and S.
-at::Tensor products(const Features& f, at::ScalarType acc, Precision p, int64_t& splits) {
-  const int64_t B = f.B, C = f.C, n = f.n;
-  if (n == 0) {
-    splits = 1;
-    return at::zeros({B, 1, C, C}, f.data.options().dtype(acc));
-  }
-  const SplitPlan plan = plan_splits(B, C, n);
-  splits = plan.count;
-  at::Tensor P = at::empty({B, plan.count, C, C}, f.data.options().dtype(acc));
-  if (P.numel() == 0) return P;
-  const void* F = f.data.const_data_ptr();
-  void* out = P.mutable_data_ptr();
-  const int64_t fs = f.data.element_size(), ps = P.element_size();
-  const at::ScalarType in_t = f.data.scalar_type();
-  // NCHW: image b is the column-major (n x C) matrix at b*C*n, ld n; P_s = A_s^T A_s.
-  // NHWC: image b is the column-major (C x n) matrix at b*n*C, ld C;   P_s = A_s A_s^T.
-  const cublasOperation_t ta = f.channels_last ? CUBLAS_OP_N : CUBLAS_OP_T;
-  const cublasOperation_t tb = f.channels_last ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const int64_t ld = f.channels_last ? C : n;
-  const int64_t split_step = f.channels_last ? plan.chunk * C : plan.chunk;  // elements between slices
-  if (plan.count == 1) {
-    gemm(ta, tb, C, C, n, F, ld, C * n, F, ld, C * n, out, C, C * C, B, in_t, acc, p);
-    return P;
-  }
-  for (int64_t b = 0; b < B; ++b) {
-    const void* Fb = offset(F, b * C * n, fs);
-    void* Pb = static_cast<char*>(out) + b * plan.count * C * C * ps;
-    gemm(ta, tb, C, C, plan.chunk, Fb, ld, split_step, Fb, ld, split_step, Pb, C, C * C, plan.full, in_t, acc, p);
-    if (plan.tail > 0) {
-      const void* Ft = offset(Fb, plan.full * split_step, fs);
-      gemm(ta, tb, C, C, plan.tail, Ft, ld, 0, Ft, ld, 0, static_cast<char*>(Pb) + plan.full * C * C * ps, C, C * C,
-           1, in_t, acc, p);
+Layer prepare(const at::Tensor& x, Precision p) {
+  Layer L;
+  L.f = gram::features(x, gram::operand_type(x, p));
+  L.s = gpu_schedule(L.f.B, L.f.C, L.f.n);
+  const auto opts = x.options().dtype(gram::acc_type(x));
+  // H*W = 0: G = 0 and no GEMM runs.
+  L.work = L.f.n == 0 ? at::zeros({L.s.workspace()}, opts) : at::empty({L.s.workspace()}, opts);
+  return L;
+}
+
+// GEMMs that one cublasGemmBatchedEx call can take: same transposes, sizes and leading dims.
+using ShapeKey = std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+
+struct GemmList {
+  std::vector<const void*> a, b;
+  std::vector<void*> c;
+  bool aligned = true;  // every pointer and leading dimension 16-byte aligned
+};
+
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+// Every item of every layer: P[item] (cols x rows column-major, ld tile = rows x cols row-major)
+// = op(A) op(B) with A the (cols x klen) block of tile tj and B the (rows x klen) block of tile
+// ti, both read in place through gram_math.h's feature_offset.
+//   NCHW: image b is the column-major (n x C) matrix, ld n: C = A^T B (ta = T, tb = N).
+//   NHWC: image b is the column-major (C x n) matrix, ld C: C = A B^T (ta = N, tb = T).
+void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
+  if (layers.empty()) return;
+  const at::ScalarType in_t = layers[0].f.data.scalar_type();
+  const int64_t es = layers[0].f.data.element_size(), as = c10::elementSize(acc);
+  std::map<ShapeKey, GemmList> groups;
+  for (Layer& L : layers) {
+    const Schedule& s = L.s;
+    if (s.n == 0 || s.items() == 0) continue;
+    const bool cl = L.f.channels_last;
+    const char* F = static_cast<const char*>(L.f.data.const_data_ptr());
+    char* work = static_cast<char*>(L.work.mutable_data_ptr());
+    const int64_t ld = cl ? s.C : s.n;
+    for (int64_t w = 0; w < s.items(); ++w) {
+      const gram::TileItem it = s.item(w);
+      const int64_t img = it.b * s.C * s.n;
+      const ShapeKey key{cl ? CUBLAS_OP_N : CUBLAS_OP_T, cl ? CUBLAS_OP_T : CUBLAS_OP_N, it.cols, it.rows, it.klen,
+                         ld, ld, s.tile};
+      GemmList& g = groups[key];
+      const void* a = F + (img + gram::feature_offset(cl, s.C, s.n, it.col0, it.k0)) * es;
+      const void* b = F + (img + gram::feature_offset(cl, s.C, s.n, it.row0, it.k0)) * es;
+      void* c = work + w * s.slot() * as;
+      g.a.push_back(a);
+      g.b.push_back(b);
+      g.c.push_back(c);
+      g.aligned = g.aligned && aligned16(a) && aligned16(b) && aligned16(c) && (ld * es) % 16 == 0 &&
+                  (s.tile * as) % 16 == 0;
     }
   }
-  return P;
+  if (groups.empty()) return;
+
+  // Pointer arrays of the batched groups, [A..., B..., C...] per group, in one host-to-device
+  // copy from pinned memory (the caching host allocator keeps it alive until the copy is done).
+  int64_t total = 0;
+  for (const auto& kv : groups) {
+    if (kv.second.aligned) total += 3 * static_cast<int64_t>(kv.second.a.size());
+  }
+  at::Tensor dev_ptrs;
+  if (total > 0) {
+    at::Tensor host = at::empty({total}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+    int64_t* h = host.mutable_data_ptr<int64_t>();
+    int64_t off = 0;
+    for (const auto& kv : groups) {
+      const GemmList& g = kv.second;
+      if (!g.aligned) continue;
+      const int64_t nb = static_cast<int64_t>(g.a.size());
+      for (int64_t q = 0; q < nb; ++q) {
+        h[off + q] = reinterpret_cast<int64_t>(g.a[q]);
+        h[off + nb + q] = reinterpret_cast<int64_t>(g.b[q]);
+        h[off + 2 * nb + q] = reinterpret_cast<int64_t>(g.c[q]);
+      }
+      off += 3 * nb;
+    }
+    dev_ptrs = host.to(layers[0].work.device(), at::kLong, /*non_blocking=*/true);
+  }
+
+  const Scalars sc;
+  const GemmConfig cfg = gemm_config(in_t, acc, p, sc);
+  MathModeGuard mode(cfg.handle, cfg.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+  const int64_t* d = total > 0 ? dev_ptrs.const_data_ptr<int64_t>() : nullptr;
+  int64_t off = 0;
+  for (const auto& kv : groups) {
+    const auto [ta, tb, m, n, k, lda, ldb, ldc] = kv.first;
+    const GemmList& g = kv.second;
+    const int64_t nb = static_cast<int64_t>(g.a.size());
+    check_int(m, "m"); check_int(n, "n"); check_int(k, "k"); check_int(lda, "lda"); check_int(ldb, "ldb");
+    check_int(ldc, "ldc"); check_int(nb, "batch");
+    if (g.aligned) {
+      // Batched GEMM from device pointer arrays: cuBLAS cannot see these pointers, so only
+      // groups whose every pointer is 16-byte aligned go here.
+      TORCH_CUDABLAS_CHECK(cublasGemmBatchedEx(
+          cfg.handle, static_cast<cublasOperation_t>(ta), static_cast<cublasOperation_t>(tb), static_cast<int>(m),
+          static_cast<int>(n), static_cast<int>(k), cfg.alpha, reinterpret_cast<const void* const*>(d + off),
+          cfg.in, static_cast<int>(lda), reinterpret_cast<const void* const*>(d + off + nb), cfg.in,
+          static_cast<int>(ldb), cfg.beta, reinterpret_cast<void* const*>(d + off + 2 * nb), cfg.out,
+          static_cast<int>(ldc), static_cast<int>(nb), cfg.compute, CUBLAS_GEMM_DEFAULT));
+      off += 3 * nb;
+    } else {
+      // Odd H*W or C (misaligned operands): one GEMM per item, which cuBLAS checks itself.
+      for (int64_t q = 0; q < nb; ++q) {
+        TORCH_CUDABLAS_CHECK(cublasGemmEx(
+            cfg.handle, static_cast<cublasOperation_t>(ta), static_cast<cublasOperation_t>(tb), static_cast<int>(m),
+            static_cast<int>(n), static_cast<int>(k), cfg.alpha, g.a[q], cfg.in, static_cast<int>(lda), g.b[q],
+            cfg.in, static_cast<int>(ldb), cfg.beta, g.c[q], cfg.out, static_cast<int>(ldc), cfg.compute,
+            CUBLAS_GEMM_DEFAULT));
+      }
+    }
+  }
 }
 
 // ---- epilogue kernels -----------------------------------------------------------------------
@@ -177,7 +275,8 @@ __device__ inline Entry decode(int64_t l, int64_t C) {
   return e;
 }
 
-// Fixed-order tree sum of one value per thread; thread 0 gets the block's total.
+// Fixed-order tree sum of one value per thread; every thread gets the block's total. The
+// trailing barrier lets a caller sum again with the same shared buffer.
 template <int Threads, typename acc_t>
 __device__ inline acc_t block_sum(acc_t v) {
   __shared__ acc_t shared[Threads];
@@ -187,45 +286,69 @@ __device__ inline acc_t block_sum(acc_t v) {
     if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
     __syncthreads();
   }
-  return shared[0];
+  const acc_t total = shared[0];
+  __syncthreads();
+  return total;
 }
 
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kEpilogueThreads)
-gram_epilogue_kernel(const acc_t* __restrict__ P, int64_t splits, int64_t C, acc_t norm, scalar_t* __restrict__ out,
+gram_epilogue_kernel(const acc_t* __restrict__ work, Schedule s, acc_t norm, scalar_t* __restrict__ out,
                      int64_t total) {
   const int64_t l = static_cast<int64_t>(blockIdx.x) * kEpilogueThreads + threadIdx.x;
   if (l >= total) return;
-  const Entry e = decode(l, C);
+  const Entry e = decode(l, s.C);
   if (e.i > e.j) return;  // the upper entry's thread writes the mirror
-  gram::gram_pair(P + e.b * splits * C * C, splits, C, e.i, e.j, norm, out + e.b * C * C);
+  gram::gram_pair(work, s, e.b, e.i, e.j, norm, out + e.b * s.C * s.C);
 }
+
+// One layer of the loss epilogue: its workspace, target, diff, and its blocks in the grid.
+template <typename scalar_t, typename acc_t>
+struct LossLayer {
+  const acc_t* work;
+  Schedule s;
+  acc_t norm, count, weight;
+  const scalar_t* target;
+  int64_t tb, ti, tj;
+  acc_t* diff;
+  int64_t block0, blocks;
+};
 
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kEpilogueThreads)
-gram_loss_epilogue_kernel(const acc_t* __restrict__ P, int64_t splits, int64_t C, acc_t norm,
-                          const scalar_t* __restrict__ T, int64_t tb, int64_t ti, int64_t tj, acc_t* __restrict__ D,
-                          acc_t* __restrict__ block_sq, int64_t total) {
-  const int64_t l = static_cast<int64_t>(blockIdx.x) * kEpilogueThreads + threadIdx.x;
+gram_loss_epilogue_kernel(const LossLayer<scalar_t, acc_t>* __restrict__ layers, int64_t nlayers,
+                          acc_t* __restrict__ block_sq) {
+  int64_t l = 0;  // this block's layer: the last whose first block is at or before it
+  while (l + 1 < nlayers && layers[l + 1].block0 <= static_cast<int64_t>(blockIdx.x)) ++l;
+  const LossLayer<scalar_t, acc_t>& L = layers[l];
+  const int64_t C = L.s.C;
+  const int64_t e = (static_cast<int64_t>(blockIdx.x) - L.block0) * kEpilogueThreads + threadIdx.x;
   acc_t sq = acc_t(0);
-  if (l < total) {
-    const Entry e = decode(l, C);
-    if (e.i <= e.j) {
-      sq = gram::loss_pair(P + e.b * splits * C * C, splits, C, e.i, e.j, norm, T + e.b * tb, ti, tj, D + e.b * C * C);
+  if (e < L.s.B * C * C) {
+    const Entry en = decode(e, C);
+    if (en.i <= en.j) {
+      sq = gram::loss_pair(L.work, L.s, en.b, en.i, en.j, L.norm, L.target + en.b * L.tb, L.ti, L.tj,
+                           L.diff + en.b * C * C);
     }
   }
   const acc_t sum = block_sum<kEpilogueThreads>(sq);
   if (threadIdx.x == 0) block_sq[blockIdx.x] = sum;
 }
 
+// Per layer, the sum of its blocks' partials in a fixed order, then weight * mean; the layers
+// added in list order.
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
-gram_loss_finish_kernel(const acc_t* __restrict__ block_sq, int64_t nblocks, acc_t count, acc_t weight,
-                        scalar_t* __restrict__ loss) {
-  acc_t s = acc_t(0);
-  for (int64_t k = threadIdx.x; k < nblocks; k += kThreads) s += block_sq[k];
-  const acc_t sum = block_sum<kThreads>(s);
-  if (threadIdx.x == 0) *loss = static_cast<scalar_t>(gram::finish_loss(sum, count, weight));
+gram_loss_finish_kernel(const LossLayer<scalar_t, acc_t>* __restrict__ layers, int64_t nlayers,
+                        const acc_t* __restrict__ block_sq, scalar_t* __restrict__ loss) {
+  acc_t total = acc_t(0);
+  for (int64_t l = 0; l < nlayers; ++l) {
+    acc_t s = acc_t(0);
+    for (int64_t k = threadIdx.x; k < layers[l].blocks; k += kThreads) s += block_sq[layers[l].block0 + k];
+    const acc_t sum = block_sum<kThreads>(s);
+    total += gram::finish_loss(sum, layers[l].count, layers[l].weight);
+  }
+  if (threadIdx.x == 0) *loss = static_cast<scalar_t>(total);
 }
 
 // S[b, i, j] = symmetric_grad(M[b, i, j], M[b, j, i], coef * grad) in the GEMM operand dtype;
@@ -253,12 +376,12 @@ at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& 
   const at::ScalarType in_t = f.data.scalar_type();
   if (f.channels_last) {
     // Column-major (C x n) per image: Out = S A.
-    gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, n, C, S.const_data_ptr(), C, C * C, f.data.const_data_ptr(), C, n * C,
-         out.mutable_data_ptr(), C, n * C, B, in_t, acc, p);
+    gemm_strided(CUBLAS_OP_N, CUBLAS_OP_N, C, n, C, S.const_data_ptr(), C, C * C, f.data.const_data_ptr(), C, n * C,
+                 out.mutable_data_ptr(), C, n * C, B, in_t, acc, p);
   } else {
     // Column-major (n x C) per image: Out = A S^T = A S.
-    gemm(CUBLAS_OP_N, CUBLAS_OP_N, n, C, C, f.data.const_data_ptr(), n, C * n, S.const_data_ptr(), C, C * C,
-         out.mutable_data_ptr(), n, C * n, B, in_t, acc, p);
+    gemm_strided(CUBLAS_OP_N, CUBLAS_OP_N, n, C, C, f.data.const_data_ptr(), n, C * n, S.const_data_ptr(), C, C * C,
+                 out.mutable_data_ptr(), n, C * n, B, in_t, acc, p);
   }
   return out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type());
 }
@@ -288,54 +411,97 @@ at::Tensor gram_cuda(const at::Tensor& x, c10::string_view normalize, c10::strin
   const c10::cuda::CUDAGuard guard(x.device());
   at::Tensor out = at::empty({B, C, C}, x.options());
   if (out.numel() == 0) return out;
-  const Features f = gram::features(x, gram::operand_type(x, p));
-  int64_t splits = 1;
-  const at::Tensor P = products(f, gram::acc_type(x), p, splits);
+  std::vector<Layer> layers{prepare(x, p)};
+  run_products(layers, gram::acc_type(x), p);
+  const Layer& L = layers[0];
   const int64_t total = B * C * C;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     gram_epilogue_kernel<scalar_t, acc_t>
         <<<blocks_for(total, kEpilogueThreads), kEpilogueThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        P.const_data_ptr<acc_t>(), splits, C, static_cast<acc_t>(norm), out.mutable_data_ptr<scalar_t>(), total);
+        L.work.const_data_ptr<acc_t>(), L.s, static_cast<acc_t>(norm), out.mutable_data_ptr<scalar_t>(), total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
+}
+
+// The loss of all layers: sum_l weights[l] * mean((G_l - T_l)^2), and each layer's D = G - T.
+std::tuple<at::Tensor, std::vector<at::Tensor>> loss_layers(at::TensorList xs, at::TensorList targets,
+                                                            at::ArrayRef<double> weights, c10::string_view normalize,
+                                                            c10::string_view precision, const char* op) {
+  const std::vector<int64_t> target_sb = gram::check_layers(xs, targets, weights.size(), op);
+  const auto p = gram::parse_precision(std::string(precision), op);
+  std::vector<double> norms;
+  for (const auto& x : xs) norms.push_back(gram::normalizer(std::string(normalize), x.size(1), x.size(2) * x.size(3), op));
+  const c10::cuda::CUDAGuard guard(xs[0].device());
+  const at::ScalarType acc = gram::acc_type(xs[0]);
+  std::vector<Layer> layers;
+  std::vector<at::Tensor> diffs;
+  for (const auto& x : xs) {
+    layers.push_back(prepare(x, p));  // an empty x has no items (or, n = 0, a zero workspace)
+    diffs.push_back(at::empty({x.size(0), x.size(1), x.size(1)}, x.options().dtype(acc)));
+  }
+  run_products(layers, acc, p);
+  at::Tensor loss = at::empty({}, xs[0].options());
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xs[0].scalar_type(), "gram_loss_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    using Desc = LossLayer<scalar_t, acc_t>;
+    std::vector<Desc> desc(layers.size());
+    int64_t blocks = 0;
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const Schedule& s = layers[l].s;
+      const int64_t entries = s.B * s.C * s.C;
+      Desc& D = desc[l];
+      D.work = layers[l].work.const_data_ptr<acc_t>();
+      D.s = s;
+      D.norm = static_cast<acc_t>(norms[l]);
+      D.count = static_cast<acc_t>(entries);
+      D.weight = static_cast<acc_t>(weights[l]);
+      D.target = targets[l].const_data_ptr<scalar_t>();
+      D.tb = target_sb[l];
+      D.ti = targets[l].stride(-2);
+      D.tj = targets[l].stride(-1);
+      D.diff = diffs[l].mutable_data_ptr<acc_t>();
+      D.block0 = blocks;
+      D.blocks = ceil_div(entries, kEpilogueThreads);
+      blocks += D.blocks;
+    }
+    // The layer table, in one copy from pinned memory.
+    const int64_t bytes = static_cast<int64_t>(desc.size() * sizeof(Desc));
+    at::Tensor host = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+    std::memcpy(host.mutable_data_ptr(), desc.data(), bytes);
+    const at::Tensor table = host.to(xs[0].device(), at::kByte, /*non_blocking=*/true);
+    const Desc* d_table = reinterpret_cast<const Desc*>(table.const_data_ptr());
+    at::Tensor block_sq = at::empty({std::max<int64_t>(blocks, 1)}, xs[0].options().dtype(acc));
+    const int64_t nl = static_cast<int64_t>(desc.size());
+    if (blocks > 0) {
+      TORCH_CHECK(blocks <= INT_MAX, op, ": ", blocks, " epilogue blocks exceed the grid limit");
+      gram_loss_epilogue_kernel<scalar_t, acc_t><<<static_cast<unsigned int>(blocks), kEpilogueThreads, 0, stream>>>(
+          d_table, nl, block_sq.mutable_data_ptr<acc_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+    gram_loss_finish_kernel<scalar_t, acc_t><<<1, kThreads, 0, stream>>>(
+        d_table, nl, block_sq.const_data_ptr<acc_t>(), loss.mutable_data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {loss, diffs};
 }
 
 std::tuple<at::Tensor, at::Tensor> gram_loss_cuda(const at::Tensor& x, const at::Tensor& target, double weight,
                                                   c10::string_view normalize, c10::string_view precision) {
   const char* op = "gram_loss";
   gram::check_x(x, op);
-  const int64_t tb = gram::check_target(x, target, op);
-  const auto p = gram::parse_precision(std::string(precision), op);
-  const int64_t B = x.size(0), C = x.size(1);
-  const double norm = gram::normalizer(std::string(normalize), C, x.size(2) * x.size(3), op);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const at::ScalarType acc = gram::acc_type(x);
-  at::Tensor diff = at::empty({B, C, C}, x.options().dtype(acc));
-  at::Tensor loss = at::empty({}, x.options());
-  const int64_t total = B * C * C;
-  const int64_t nblocks = ceil_div(total, kEpilogueThreads);
-  at::Tensor block_sq = at::empty({std::max<int64_t>(nblocks, 1)}, x.options().dtype(acc));
-  int64_t splits = 1;
-  at::Tensor P;
-  if (total > 0) P = products(gram::features(x, gram::operand_type(x, p)), acc, p, splits);
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_loss_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    if (total > 0) {
-      gram_loss_epilogue_kernel<scalar_t, acc_t><<<static_cast<unsigned int>(nblocks), kEpilogueThreads, 0, stream>>>(
-          P.const_data_ptr<acc_t>(), splits, C, static_cast<acc_t>(norm), target.const_data_ptr<scalar_t>(), tb,
-          target.stride(-2), target.stride(-1), diff.mutable_data_ptr<acc_t>(), block_sq.mutable_data_ptr<acc_t>(),
-          total);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-    gram_loss_finish_kernel<scalar_t, acc_t><<<1, kThreads, 0, stream>>>(
-        block_sq.const_data_ptr<acc_t>(), total > 0 ? nblocks : 0, static_cast<acc_t>(total),
-        static_cast<acc_t>(weight), loss.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return {loss, diff};
+  gram::check_target(x, target, op);  // the single-layer messages name x and target
+  auto [loss, diffs] = loss_layers({x}, {target}, {weight}, normalize, precision, op);
+  return {loss, diffs[0]};
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> gram_loss_multi_cuda(at::TensorList xs, at::TensorList targets,
+                                                                     at::ArrayRef<double> weights,
+                                                                     c10::string_view normalize,
+                                                                     c10::string_view precision) {
+  return loss_layers(xs, targets, weights, normalize, precision, "gram_loss_multi");
 }
 
 at::Tensor gram_backward_cuda(const at::Tensor& grad_output, const at::Tensor& x, c10::string_view normalize,
@@ -357,17 +523,15 @@ at::Tensor gram_backward_cuda(const at::Tensor& grad_output, const at::Tensor& x
   return apply_grad(f, S, x, p);
 }
 
-at::Tensor gram_loss_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x,
-                                   double weight, c10::string_view normalize, c10::string_view precision) {
-  const char* op = "_gram_loss_backward";
-  gram::check_x(x, op);
-  gram::check_diff(x, diff, op);
-  gram::check_grad_loss(grad_loss, x, op);
+// grad_x of one layer of the loss: S = coef * grad_loss * (D + D^T), grad_loss read on the
+// device (no sync), then S F.
+at::Tensor loss_layer_grad(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x, double weight,
+                           c10::string_view normalize, c10::string_view precision, const char* op) {
   const auto [B, C, H, W, p, norm, operand] = gram::backward_args(x, normalize, precision, op);
   const c10::cuda::CUDAGuard guard(x.device());
   const Features f = gram::features(x, operand);
   if (x.numel() == 0) return gram::grad_like(f, H, W, x.scalar_type(), x).zero_();
-  const double coef = 2.0 * weight / (static_cast<double>(B * C * C) * norm);
+  const double coef = gram::loss_grad_coef(weight, B, C, norm);
   const at::Tensor d = diff.contiguous();
   const at::Tensor g = grad_loss.to(gram::acc_type(x));  // stays on the device: no sync
   at::Tensor S;
@@ -378,6 +542,28 @@ at::Tensor gram_loss_backward_cuda(const at::Tensor& grad_loss, const at::Tensor
   return apply_grad(f, S, x, p);
 }
 
+at::Tensor gram_loss_backward_cuda(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x,
+                                   double weight, c10::string_view normalize, c10::string_view precision) {
+  const char* op = "_gram_loss_backward";
+  gram::check_x(x, op);
+  gram::check_diff(x, diff, op);
+  gram::check_grad_loss(grad_loss, x, op);
+  return loss_layer_grad(grad_loss, diff, x, weight, normalize, precision, op);
+}
+
+std::vector<at::Tensor> gram_loss_multi_backward_cuda(const at::Tensor& grad_loss, at::TensorList diffs,
+                                                      at::TensorList xs, at::ArrayRef<double> weights,
+                                                      c10::string_view normalize, c10::string_view precision) {
+  const char* op = "_gram_loss_multi_backward";
+  gram::check_backward_layers(diffs, xs, weights.size(), op);
+  gram::check_grad_loss(grad_loss, xs[0], op);
+  std::vector<at::Tensor> grads;
+  for (size_t l = 0; l < xs.size(); ++l) {
+    grads.push_back(loss_layer_grad(grad_loss, diffs[l], xs[l], weights[l], normalize, precision, op));
+  }
+  return grads;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
@@ -385,6 +571,8 @@ TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
   m.impl("_gram_backward", &gram_backward_cuda);
   m.impl("gram_loss", &gram_loss_cuda);
   m.impl("_gram_loss_backward", &gram_loss_backward_cuda);
+  m.impl("gram_loss_multi", &gram_loss_multi_cuda);
+  m.impl("_gram_loss_multi_backward", &gram_loss_multi_backward_cuda);
 }
 
 }  // namespace pytexsynth
