@@ -70,6 +70,12 @@ struct Schedule {
     return it;
   }
 
+  // One past the last column of the tile holding column j.
+  C10_HOST_DEVICE int64_t tile_end(int64_t j) const {
+    const int64_t e = (j / tile + 1) * tile;
+    return e < C ? e : C;
+  }
+
   // Offset of entry (i, j), i <= j, of image b in the slot of its tile pair's chunk 0; the
   // other chunks follow at a stride of slot().
   C10_HOST_DEVICE int64_t entry_offset(int64_t b, int64_t i, int64_t j) const {
@@ -127,35 +133,57 @@ C10_HOST_DEVICE inline acc_t sum_partials(const acc_t* p, index_t chunks, index_
   return s;
 }
 
-// Gram entry (i, j), i <= j, of image b from the workspace of schedule s.
+// Gram entry whose chunk-0 partial is at p (chunk k at p + k * slot()).
+template <typename acc_t>
+C10_HOST_DEVICE inline acc_t entry_at(const acc_t* p, const Schedule& s, acc_t norm) {
+  return sum_partials(p, s.chunks, s.slot()) / norm;
+}
+
+// Gram entry (i, j), i <= j, of image b from the workspace of schedule s. Within one tile,
+// entry_offset grows by 1 with j: a row's entries of one tile are contiguous in every slot, so
+// the CPU walks them with entry_at from the segment's first offset.
 template <typename acc_t>
 C10_HOST_DEVICE inline acc_t entry(const acc_t* work, const Schedule& s, int64_t b, int64_t i, int64_t j,
                                    acc_t norm) {
-  return sum_partials(work + s.entry_offset(b, i, j), s.chunks, s.slot()) / norm;
+  return entry_at(work + s.entry_offset(b, i, j), s, norm);
 }
 
-// gram(): writes the entry (i <= j) at (i, j) and its mirror (j, i) of image b's (C, C) output.
+// gram(): writes the entry (i <= j) with chunk-0 partial at p at (i, j) and its mirror (j, i) of
+// one image's (C, C) output.
 template <typename out_t, typename acc_t>
-C10_HOST_DEVICE inline void gram_pair(const acc_t* work, const Schedule& s, int64_t b, int64_t i, int64_t j,
-                                      acc_t norm, out_t* out) {
-  const out_t g = static_cast<out_t>(entry(work, s, b, i, j, norm));
+C10_HOST_DEVICE inline void gram_pair_at(const acc_t* p, const Schedule& s, int64_t i, int64_t j, acc_t norm,
+                                         out_t* out) {
+  const out_t g = static_cast<out_t>(entry_at(p, s, norm));
   out[i * s.C + j] = g;
   out[j * s.C + i] = g;
 }
 
-// gram_loss(): for the pair i <= j writes D = G - T at (i, j) and (j, i) of image b's (C, C)
-// diff (T need not be symmetric), and returns the pair's squared error (one term on the
-// diagonal, two off it). target points at this image's (C, C) target, read through strides (ti, tj).
+template <typename out_t, typename acc_t>
+C10_HOST_DEVICE inline void gram_pair(const acc_t* work, const Schedule& s, int64_t b, int64_t i, int64_t j,
+                                      acc_t norm, out_t* out) {
+  gram_pair_at(work + s.entry_offset(b, i, j), s, i, j, norm, out);
+}
+
+// gram_loss(): for the pair i <= j (chunk-0 partial at p) writes D = G - T at (i, j) and (j, i)
+// of one image's (C, C) diff (T need not be symmetric), and returns the pair's squared error
+// (one term on the diagonal, two off it). target points at this image's (C, C) target, read
+// through strides (ti, tj).
 template <typename acc_t, typename t_t>
-C10_HOST_DEVICE inline acc_t loss_pair(const acc_t* work, const Schedule& s, int64_t b, int64_t i, int64_t j,
-                                       acc_t norm, const t_t* target, int64_t ti, int64_t tj, acc_t* diff) {
-  const acc_t g = entry(work, s, b, i, j, norm);
+C10_HOST_DEVICE inline acc_t loss_pair_at(const acc_t* p, const Schedule& s, int64_t i, int64_t j, acc_t norm,
+                                          const t_t* target, int64_t ti, int64_t tj, acc_t* diff) {
+  const acc_t g = entry_at(p, s, norm);
   const acc_t d_ij = g - static_cast<acc_t>(target[i * ti + j * tj]);
   diff[i * s.C + j] = d_ij;
   if (i == j) return d_ij * d_ij;
   const acc_t d_ji = g - static_cast<acc_t>(target[j * ti + i * tj]);
   diff[j * s.C + i] = d_ji;
   return d_ij * d_ij + d_ji * d_ji;
+}
+
+template <typename acc_t, typename t_t>
+C10_HOST_DEVICE inline acc_t loss_pair(const acc_t* work, const Schedule& s, int64_t b, int64_t i, int64_t j,
+                                       acc_t norm, const t_t* target, int64_t ti, int64_t tj, acc_t* diff) {
+  return loss_pair_at(work + s.entry_offset(b, i, j), s, i, j, norm, target, ti, tj, diff);
 }
 
 // The loss from the sum of squared errors: weight * mean.

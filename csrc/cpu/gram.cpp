@@ -15,6 +15,8 @@
 #include <ATen/ThreadLocalState.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "common/gram.h"
@@ -63,17 +65,22 @@ void run_item(const Layer& L, int64_t w) {
 }
 
 // Every GEMM item of every layer, in one parallel loop. Items are independent and each writes
-// only its own slot, so the result does not depend on how they are spread over threads.
+// only its own slot, so the result does not depend on how they are spread over threads. Threads
+// take the next item from a shared counter rather than a fixed range: on a machine shared with
+// other jobs a descheduled thread then delays the others by at most one item.
 void run_products(std::vector<Layer>& layers) {
   std::vector<std::pair<size_t, int64_t>> items;
   for (size_t l = 0; l < layers.size(); ++l) {
     if (layers[l].f.n == 0) continue;  // workspace already zero
     for (int64_t w = 0; w < layers[l].s.items(); ++w) items.emplace_back(l, w);
   }
+  const int64_t count = static_cast<int64_t>(items.size());
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), count);
+  std::atomic<int64_t> next{0};
   const at::ThreadLocalState tls;  // grad / inference mode of the caller, on the worker threads
-  at::parallel_for(0, static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     at::ThreadLocalStateGuard guard(tls);
-    for (int64_t k = begin; k < end; ++k) run_item(layers[items[k].first], items[k].second);
+    for (int64_t k = next++; k < count; k = next++) run_item(layers[items[k].first], items[k].second);
   });
 }
 
@@ -128,8 +135,12 @@ at::Tensor gram_cpu(const at::Tensor& x, c10::string_view normalize, c10::string
     at::parallel_for(0, B * C, row_grain(C), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const int64_t b = r / C, i = r % C;
-        for (int64_t j = i; j < C; ++j) {
-          gram::gram_pair<scalar_t, acc_t>(work, L.s, b, i, j, static_cast<acc_t>(norm), o + b * C * C);
+        // Row i's upper entries tile by tile: contiguous partials within each tile.
+        for (int64_t j0 = i; j0 < C; j0 = L.s.tile_end(j0)) {
+          const acc_t* p = work + L.s.entry_offset(b, i, j0);
+          for (int64_t j = j0, end = L.s.tile_end(j0); j < end; ++j, ++p) {
+            gram::gram_pair_at<scalar_t, acc_t>(p, L.s, i, j, static_cast<acc_t>(norm), o + b * C * C);
+          }
         }
       }
     });
@@ -169,8 +180,11 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> loss_layers(at::TensorList xs, a
         for (int64_t r = begin; r < end; ++r) {
           const int64_t b = r / C, i = r % C;
           acc_t sq = acc_t(0);
-          for (int64_t j = i; j < C; ++j) {
-            sq += gram::loss_pair<acc_t, scalar_t>(work, s, b, i, j, norm, t + b * tb, ti, tj, d + b * C * C);
+          for (int64_t j0 = i; j0 < C; j0 = s.tile_end(j0)) {  // tile by tile, as in gram_cpu
+            const acc_t* p = work + s.entry_offset(b, i, j0);
+            for (int64_t j = j0, end = s.tile_end(j0); j < end; ++j, ++p) {
+              sq += gram::loss_pair_at<acc_t, scalar_t>(p, s, i, j, norm, t + b * tb, ti, tj, d + b * C * C);
+            }
           }
           row_sq[r] = sq;
         }
