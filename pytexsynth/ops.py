@@ -163,8 +163,8 @@ def gram_loss(x: torch.Tensor, target: torch.Tensor, weight: float = 1.0, normal
     """Gram (style) loss ``weight * mean((gram(x) - target)**2)`` as one fused op.
 
     The forward computes G from its upper-triangle tiles (see :func:`gram`), D = G - T and the
-    loss in one epilogue that reduces in a fixed order (deterministic); it saves only D and x. The backward is one GEMM,
-    ``2 w / (B C^2 divisor) (D + D^T) F``, scaled by the incoming gradient on the device.
+    loss in one epilogue that reduces in a fixed order (deterministic); it saves only D and x.
+    The backward is one GEMM, ``2 w / (B C^2 divisor) (D + D^T) F``, scaled by the incoming gradient on the device.
     A target made by :func:`gram` from the same x (same normalize, precision) gives exactly 0.
 
     Args:
