@@ -20,6 +20,7 @@ a CPU; raise it for larger strokes (bigger patches of the style) at a quadratic 
 
 from __future__ import annotations
 
+import functools
 import os
 from importlib.resources import files
 from pathlib import Path
@@ -181,7 +182,7 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
     _check_fits(s, "style", layer, patch_size)
     if method == "inverse":
         net = _decoder(decoder, layer, dev)
-        vgg = VGG19((layer,), pooling=pooling, weights=weights).to(dev)
+        vgg = _shared_vgg(layer, pooling, None if weights is None else str(weights), str(dev))
         return _one_pass(c, s, vgg, net, layer, patch_size, stride, float(strength), precision)
     if decoder is not None:
         raise ValueError("style_swap_transfer: decoder is used by method='inverse' only")
@@ -214,11 +215,20 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
                 callback=callback, gen=gen, clamp=optimizer == "adam")
 
 
+@functools.lru_cache(maxsize=2)
+def _shared_vgg(layer: str, pooling: str, weights: Optional[str], device: str) -> VGG19:
+    # Building VGG-19 copies all its weights (0.3 s); a frozen one is safe to share between calls.
+    return VGG19((layer,), pooling=pooling, weights=weights).to(device)
+
+
 @torch.no_grad()
 def _one_pass(c: torch.Tensor, s: torch.Tensor, vgg: VGG19, net: InverseNet, layer: str, patch_size: int,
               stride: int, strength: float, precision: str) -> torch.Tensor:
-    cf = vgg(c, (layer,))[layer].float()
-    sf = vgg(s, (layer,))[layer].float()
+    # channels_last: oneDNN's convolutions run 20-35% faster in it on a CPU (measured at 512 px)
+    cl = torch.channels_last
+    net = net.to(memory_format=cl)
+    cf = vgg(c.contiguous(memory_format=cl), (layer,))[layer].float()
+    sf = vgg(s.contiguous(memory_format=cl), (layer,))[layer].float()
     target = swap_target(cf, sf, patch_size, stride, strength, precision)
     del cf, sf
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=target.is_cuda):
@@ -226,4 +236,4 @@ def _one_pass(c: torch.Tensor, s: torch.Tensor, vgg: VGG19, net: InverseNet, lay
     out = out.float()
     if tuple(out.shape[-2:]) != tuple(c.shape[-2:]):  # sides not multiples of 2**pools lose a few pixels
         out = F.interpolate(out, size=c.shape[-2:], mode="bilinear", align_corners=False)
-    return out.clamp_(0.0, 1.0)
+    return out.contiguous().clamp_(0.0, 1.0)

@@ -158,3 +158,35 @@ def test_training_errors_and_skipped_files(tmp_path):
         train_inverse_network(folder, batch_size=0, steps=1, progress=False)
     with pytest.raises(ValueError, match="load_size must be an int >= size"):
         train_inverse_network(folder, size=16, load_size=8, steps=1, progress=False)
+
+
+# ---- DDP: the shared training loop under two gloo processes ------------------------------------
+def _ddp_worker(rank: int, world: int, port: int, folder: str, tmp: str) -> None:
+    import os
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))  # as torchrun sets it
+    torch.manual_seed(0)
+    net = train_inverse_network(folder, layer="relu1_1", size=8, steps=3, batch_size=1, progress=False,
+                                device="cpu", checkpoint=os.path.join(tmp, "ck.pt"), checkpoint_every=2)
+    torch.save({"state": net.state_dict(), "losses": net.losses}, os.path.join(tmp, f"rank{rank}.pt"))
+
+
+@needs_vgg
+def test_ddp_two_processes_gloo(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    folder = _folder(tmp_path / "imgs")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(folder), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    assert r0["losses"] == r1["losses"] and len(r0["losses"]) == 3  # rank-averaged losses
+    for k in r0["state"]:
+        assert torch.equal(r0["state"][k], r1["state"][k]), k  # gradients all-reduced: the same weights
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    assert len(ck["rng"]) == 2 and ck["architecture"]["class"] == "InverseNet"
