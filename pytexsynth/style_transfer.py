@@ -13,9 +13,11 @@ content's own features, ``H = strength * Phi_ss + (1 - strength) * Phi(C)``.
   pass (the paper's second part): the decoder shipped in ``pytexsynth/data`` by default.
 
 Cost: matching compares every content position with every style patch, so it grows with their
-product. The style image's longer side is therefore resized to ``style_size`` (256 px by
-default, as the paper bounds its style images), which keeps a 512 px photo to a few seconds on
-a CPU; raise it for larger strokes (bigger patches of the style) at a quadratic price.
+product. The style image's longer side is therefore reduced to ``style_size`` (256 px by
+default), which keeps a 512 px photo under 5 s in one pass on a 2-core CPU (measured 4.35 s,
+benchmarks/results/style_transfer-cpu-xeon-1thread.md). The style's structures appear at the
+scale they have in the reduced image: lower it for bigger strokes, raise it (or None) for finer
+ones and more patches to choose from, at a price that grows with the style's pixel count.
 """
 
 from __future__ import annotations
