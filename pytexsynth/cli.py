@@ -273,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_networks import add_network_commands
 
     add_network_commands(sub)
+    from .cli_style_swap import add_style_swap_commands
+
+    add_style_swap_commands(sub)
     return parser
 
 
