@@ -56,7 +56,8 @@ def _add_common_options(p: argparse.ArgumentParser, default_size: Optional[int])
     p.add_argument("--no-pyramid", action="store_true", help="optimise at the final size only")
     p.add_argument("--style-weight", type=float, default=None, help="Gram (style) loss weight")
     p.add_argument("--histogram-weight", type=float, default=None, help="histogram loss weight (0: off)")
-    p.add_argument("--tv-weight", type=float, default=0.0, help="total-variation weight")
+    p.add_argument("--tv-weight", type=float, default=None,
+                   help="total-variation weight (default 0; 0.05 with --method style-swap --optimize)")
     p.add_argument("--style-scale", type=float, default=1.0, help="style image scale (2: bigger features)")
     p.add_argument("--style-layers", nargs="+", default=None, metavar="LAYER",
                    help="VGG layers of the Gram loss (default relu1_1 relu2_1 relu3_1 relu4_1 relu5_1)")
@@ -135,7 +136,7 @@ def _report_every(args: argparse.Namespace) -> int:
 
 def _common_kwargs(args: argparse.Namespace) -> dict:
     kw = dict(iterations=args.iterations, optimizer=args.optimizer, lr=args.lr, pyramid=not args.no_pyramid,
-              tv_weight=args.tv_weight, style_scale=args.style_scale, tileable=args.tileable, pooling=args.pooling,
+              tv_weight=0.0 if args.tv_weight is None else args.tv_weight, style_scale=args.style_scale, tileable=args.tileable, pooling=args.pooling,
               seed=args.seed, balance=not args.raw_weights, device=args.device, report_every=_report_every(args))
     if args.style_weight is not None:
         kw["style_weight"] = args.style_weight

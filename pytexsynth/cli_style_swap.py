@@ -46,7 +46,7 @@ def _cmd_stylize_swap(a: argparse.Namespace) -> int:
             try:
                 img = style_swap_transfer(content, style, method="optimize", iterations=a.iterations,
                                           optimizer=a.optimizer, lr=a.lr, pyramid=not a.no_pyramid,
-                                          tv_weight=a.tv_weight if a.tv_weight else 0.05, seed=a.seed,
+                                          tv_weight=0.05 if a.tv_weight is None else a.tv_weight, seed=a.seed,
                                           balance=not a.raw_weights, callback=callback,
                                           report_every=_report_every(a), **kw)
             finally:

@@ -252,3 +252,20 @@ def test_parser_has_the_commands():
     sub = build_parser()._subparsers._group_actions[0].choices
     assert "train-inverse" in sub
     assert sub["stylize"].get_default("method") == "gatys"
+
+
+def test_cli_style_swap_optimize_tv_weight(pngs, tmp_path, monkeypatch):
+    # --tv-weight left out means the API's 0.05; an explicit 0 must reach the API as 0.
+    seen = []
+
+    def fake(content, style, **kw):
+        seen.append(kw["tv_weight"])
+        return content
+
+    monkeypatch.setattr(style_transfer, "style_swap_transfer", fake)
+    base = ["stylize", str(pngs["content"]), str(pngs["style"]), "-o", str(tmp_path / "o.png"), "--method",
+            "style-swap", "--optimize", "--device", "cpu", "--quiet", "--force"]
+    assert main(base) == 0
+    assert main([*base, "--tv-weight", "0"]) == 0
+    assert main([*base, "--tv-weight", "0.3"]) == 0
+    assert seen == [0.05, 0.0, 0.3]
