@@ -98,6 +98,11 @@ def main() -> None:
         score = GramScorer(ex)
         for name, img in panels.items():
             say(f"Gram loss of {name}: {score(img)[0]:.5f}")
+        # Context: the exemplar itself, mirrored or rotated, is the same texture arranged otherwise.
+        ex_s = panels["exemplar"]
+        for name, img in (("flipped left-right", ex_s.flip(-1)), ("flipped up-down", ex_s.flip(-2)),
+                          ("rotated 90 degrees", ex_s.rot90(1, (2, 3)))):
+            say(f"Gram loss of the exemplar {name}: {score(img)[0]:.5f}")
         scores = score(net.generate(8, s, seed=0))
         say(f"network samples (seed 0, 8 of them): mean {sum(scores) / len(scores):.5f}, "
             f"min {min(scores):.5f}, max {max(scores):.5f}")

@@ -146,7 +146,7 @@ def train_texture_network(exemplar: ImageArg, *, size: int = 128, steps: int = 1
     net = model if model is not None else TextureGenerator(scales=scales, channels=channels, norm=norm)
     if not isinstance(net, TextureGenerator):
         raise TypeError(f"train_texture_network: model must be a TextureGenerator, got {type(net).__name__}")
-    net.check_size(size)
+    net.check_training_size(size)
     with _training_device(device) as (rank, dev):
         vgg = VGG19(tuple(dict.fromkeys((*style_layers, *histogram_layers))), pooling=pooling, circular=True,
                     weights=weights).to(dev)
@@ -288,7 +288,7 @@ def train_stylization_network(style: ImageArg, content_dir: Union[str, os.PathLi
                                                                channels=channels, norm=norm)
     if not isinstance(net, StylizationGenerator):
         raise TypeError(f"train_stylization_network: model must be a StylizationGenerator, got {type(net).__name__}")
-    net.check_size(size)
+    net.check_training_size(size)
     if isinstance(content_layers, str):
         content_layers = (content_layers,)
     folder = ContentFolder(content_dir, size)
