@@ -42,12 +42,21 @@ class GramScorer:
 
         self.vgg = pytexsynth.VGG19()
         with torch.no_grad():
-            self.loss = GramStyleLoss([self.vgg(ex)])
+            feats = self.vgg(ex)
+        self.loss = GramStyleLoss([feats])
+        # one layer's loss alone, divided by the layer count, is that layer's term of the sum
+        self.layer_losses = {n: GramStyleLoss([{n: f}]) for n, f in feats.items()}
 
     @torch.no_grad()
     def __call__(self, img: torch.Tensor) -> List[float]:
         """One score per image of the batch."""
         return [float(self.loss(self.vgg(img[i:i + 1].cpu()))) for i in range(img.shape[0])]
+
+    @torch.no_grad()
+    def per_layer(self, img: torch.Tensor) -> Dict[str, float]:
+        """The terms of the first image's score, by layer (they sum to the score)."""
+        feats = self.vgg(img[:1].cpu())
+        return {n: float(m(feats)) / len(self.layer_losses) for n, m in self.layer_losses.items()}
 
 
 def main() -> None:
@@ -97,7 +106,8 @@ def main() -> None:
         say(f"synthesize_texture (default settings) took {time.time() - t:.0f} s")
         score = GramScorer(ex)
         for name, img in panels.items():
-            say(f"Gram loss of {name}: {score(img)[0]:.5f}")
+            layers = ", ".join(f"{n} {v:.5f}" for n, v in score.per_layer(img).items())
+            say(f"Gram loss of {name}: {score(img)[0]:.5f} ({layers})")
         # Context: the exemplar itself, mirrored or rotated, is the same texture arranged otherwise.
         ex_s = panels["exemplar"]
         for name, img in (("flipped left-right", ex_s.flip(-1)), ("flipped up-down", ex_s.flip(-2)),
