@@ -97,7 +97,9 @@ def main() -> None:
     say(f"trained {a.steps} steps ({time.time() - t0:.0f} s in this run); final training loss {net.losses[-1]:.4f}")
     # Exemplar | three samples (seeds 1, 2, 3) [| synthesize_texture's output], all at --sample-size.
     s = a.sample_size
-    panels: Dict[str, torch.Tensor] = {"exemplar": resize_image(ex, (s, s))}
+    # a crop keeps the exemplar's scale (the samples have it); smaller exemplars are resized
+    fits = min(ex.shape[-2:]) >= s
+    panels: Dict[str, torch.Tensor] = {"exemplar": ex[..., :s, :s] if fits else resize_image(ex, (s, s))}
     samples = net.generate(3, s, seed=1)
     panels.update({f"sample {i + 1}": samples[i:i + 1] for i in range(3)})
     if a.reference:
