@@ -35,7 +35,7 @@ def _check_output(path: str, force: bool) -> None:
         raise SystemExit(f"pytexsynth: {path} exists; pass --force to overwrite it")
 
 
-def _training_args(p: argparse.ArgumentParser, size: int, steps: int, scales: int) -> None:
+def _training_args(p: argparse.ArgumentParser, size: int, steps: int, scales: int, norm: str) -> None:
     p.add_argument("-o", "--output", required=True, help="the trained model file (.pt)")
     p.add_argument("--size", type=_positive_int, default=size, help=f"training image size (default {size})")
     p.add_argument("--steps", type=_positive_int, default=steps, help=f"optimisation steps (default {steps})")
@@ -46,7 +46,7 @@ def _training_args(p: argparse.ArgumentParser, size: int, steps: int, scales: in
     p.add_argument("--histogram-weight", type=float, default=0.0, help="histogram loss weight (0: off)")
     p.add_argument("--scales", type=_positive_int, default=scales, help=f"generator scales K (default {scales})")
     p.add_argument("--channels", type=_positive_int, default=8, help="channels each scale adds (default 8)")
-    p.add_argument("--norm", choices=("batch", "instance"), default="batch")
+    p.add_argument("--norm", choices=("batch", "instance"), default=norm, help=f"generator normalisation (default {norm})")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default OUTPUT.ckpt)")
     p.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="N")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint when it exists")
@@ -167,7 +167,7 @@ def add_network_commands(subparsers) -> None:
                               description="Train a feed-forward texture generator; then `pytexsynth generate`.")
     p.add_argument("exemplar", help="exemplar texture image")
     p.add_argument("--exemplar-size", type=_positive_int, default=None, help="resize the exemplar's longer side first")
-    _training_args(p, size=128, steps=1000, scales=5)
+    _training_args(p, size=128, steps=1000, scales=5, norm="instance")
     p.set_defaults(func=_cmd_train_texture)
 
     p = subparsers.add_parser("train-stylizer", help="train a stylisation network for one style over a folder of images",
@@ -176,7 +176,7 @@ def add_network_commands(subparsers) -> None:
     p.add_argument("content_dir", help="folder of content images (any images of yours; unreadable files are skipped)")
     p.add_argument("--style-size", type=_positive_int, default=None, help="resize the style's longer side first")
     p.add_argument("--content-weight", type=float, default=1.0)
-    _training_args(p, size=256, steps=2000, scales=6)
+    _training_args(p, size=256, steps=2000, scales=6, norm="batch")
     p.set_defaults(func=_cmd_train_stylizer)
 
     p = subparsers.add_parser("generate", help="make texture samples with a trained texture network",

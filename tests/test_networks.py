@@ -201,6 +201,17 @@ def test_constructor_errors():
         TextureGenerator(output="tanh")
 
 
+def test_instance_norm_training_size_error():
+    """Instance norm needs a coarsest scale of 2 x 2 or more in training: a clear error, before any work."""
+    g = TextureGenerator(scales=3, channels=4, norm="instance")
+    assert g.check_training_size(16) == (16, 16)
+    with pytest.raises(ValueError, match="training size 8 makes the coarsest scale 1 pixel wide.*at least 16"):
+        g.check_training_size(8)
+    assert TextureGenerator(scales=3, channels=4, norm="batch").check_training_size(8) == (8, 8)
+    with pytest.raises(ValueError, match=r"training size \(8, 32\) makes the coarsest scale 1 pixel wide"):
+        pytexsynth.train_texture_network(torch.rand(3, 16, 16), size=(8, 32), model=g, steps=1, progress=False)
+
+
 def test_load_model_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file"):
         load_model(tmp_path / "missing.pt")

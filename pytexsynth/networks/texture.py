@@ -106,6 +106,16 @@ class _MultiScaleGenerator(SavableNetwork):
                 )
         return hw  # type: ignore[return-value]
 
+    def check_training_size(self, size: SizeArg) -> Tuple[int, int]:
+        """:meth:`check_size`, and with instance norm a coarsest scale of at least 2 x 2 pixels
+        (a 1 x 1 map has no spatial statistics to normalise in training)."""
+        h, w = self.check_size(size)
+        if self.config["norm"] == "instance" and min(h, w) >> self.scales < 2:
+            raise ValueError(
+                f"{type(self).__name__}: training size {size!r} makes the coarsest scale 1 pixel wide, too small for "
+                f"instance norm; train at sizes of at least {2 * self.multiple} or use norm='batch'")
+        return h, w
+
     def sample_noise(self, n: int, size: SizeArg, generator: Optional[torch.Generator] = None,
                      device: Union[str, torch.device, None] = None) -> List[torch.Tensor]:
         """The K+1 noise tensors (finest first) for n samples of the given size, uniform in [0, 1).
