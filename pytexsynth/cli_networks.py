@@ -47,22 +47,33 @@ def _training_args(p: argparse.ArgumentParser, size: int, steps: int, scales: in
     p.add_argument("--scales", type=_positive_int, default=scales, help=f"generator scales K (default {scales})")
     p.add_argument("--channels", type=_positive_int, default=8, help="channels each scale adds (default 8)")
     p.add_argument("--norm", choices=("batch", "instance"), default=norm, help=f"generator normalisation (default {norm})")
+    add_training_run_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_training_run_options(p: argparse.ArgumentParser) -> None:
+    """Checkpointing, resume, seed, device and --force: the options every training command shares."""
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default OUTPUT.ckpt)")
     p.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="N")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint when it exists")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available; torchrun: per rank)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output model")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def training_run_kwargs(a: argparse.Namespace) -> dict:
+    """The keyword arguments of add_training_run_options (and output, progress) for a trainer, after
+    refusing to overwrite an existing model without --force or --resume."""
+    _check_output(a.output, a.force or a.resume)
+    return dict(output=a.output, checkpoint=a.checkpoint or str(a.output) + ".ckpt",
+                checkpoint_every=a.checkpoint_every, resume=True if a.resume else None, seed=a.seed,
+                device=a.device, progress=not a.quiet)
 
 
 def _common_training_kwargs(a: argparse.Namespace) -> dict:
-    _check_output(a.output, a.force or a.resume)
     return dict(size=a.size, steps=a.steps, batch_size=a.batch_size, lr=a.lr, lr_schedule=a.lr_schedule,
                 style_weight=a.style_weight, histogram_weight=a.histogram_weight, scales=a.scales,
-                channels=a.channels, norm=a.norm, output=a.output,
-                checkpoint=a.checkpoint or str(a.output) + ".ckpt", checkpoint_every=a.checkpoint_every,
-                resume=True if a.resume else None, seed=a.seed, device=a.device, progress=not a.quiet)
+                channels=a.channels, norm=a.norm, **training_run_kwargs(a))
 
 
 def _cmd_train_texture(a: argparse.Namespace) -> int:

@@ -106,17 +106,15 @@ def _extend_stylize(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train_inverse(a: argparse.Namespace) -> int:
-    from .cli_networks import _check_output as _check_model_output
+    from .cli_networks import training_run_kwargs
     from .networks.train_inverse import train_inverse_network
 
-    _check_model_output(a.output, a.force or a.resume)
+    run = training_run_kwargs(a)
     try:
         net = train_inverse_network(a.image_dir, style_dir=a.style_dir, layer=a.layer, size=a.size, steps=a.steps,
                                     batch_size=a.batch_size, lr=a.lr, lr_schedule=a.lr_schedule,
                                     tv_weight=a.tv_weight, patch_size=a.patch_size, jitter=a.jitter, norm=a.norm,
-                                    output=a.output, checkpoint=a.checkpoint or str(a.output) + ".ckpt",
-                                    checkpoint_every=a.checkpoint_every, resume=True if a.resume else None,
-                                    seed=a.seed, device=a.device, progress=not a.quiet)
+                                    **run)
     except NotADirectoryError as exc:
         raise CLIError(str(exc)) from None
     print(f"saved {a.output} (final loss {net.losses[-1]:.4g}; {len(net.skipped_images)} unreadable image(s) "
@@ -146,11 +144,8 @@ def add_style_swap_commands(subparsers) -> None:
     p.add_argument("--patch-size", type=_positive_int, default=3, help="style-swap patch size (default 3)")
     p.add_argument("--jitter", type=float, default=0.2, help="colour jitter amplitude (default 0.2; 0: off)")
     p.add_argument("--norm", choices=("none", "instance"), default="none", help="decoder normalisation")
-    p.add_argument("--checkpoint", default=None, help="checkpoint file (default OUTPUT.ckpt)")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=100, metavar="N")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint when it exists")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available; torchrun: per rank)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output model")
+    from .cli_networks import add_training_run_options
+
+    add_training_run_options(p)
     _add_run_options(p)
     p.set_defaults(func=_cmd_train_inverse)
