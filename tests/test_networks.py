@@ -9,14 +9,7 @@ import pytexsynth
 from pytexsynth.networks import StylizationGenerator, TextureGenerator, load_model, save_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread. On a small loaded machine, OpenMP barriers between two
-    threads cost far more than the work (measured 10 ms vs 1.5 s per training step here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _roll_noise(noise, dy, dx):

