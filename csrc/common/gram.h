@@ -177,6 +177,19 @@ inline void check_backward_layers(at::TensorList diffs, at::TensorList xs, size_
 }
 
 // The loss coefficient of grad_x = coef * grad_loss * (D + D^T) F for one layer.
+// The backward of gram_loss_multi on either device: the checks, then each layer's gradient by the
+// backend's single-layer function `layer_grad(grad_loss, diff, x, weight, op)`.
+template <typename LayerGrad>
+std::vector<at::Tensor> multi_backward(const at::Tensor& grad_loss, at::TensorList diffs, at::TensorList xs,
+                                       at::ArrayRef<double> weights, const char* op, LayerGrad&& layer_grad) {
+  check_backward_layers(diffs, xs, weights.size(), op);
+  check_grad_loss(grad_loss, xs[0], op);
+  std::vector<at::Tensor> grads;
+  grads.reserve(xs.size());
+  for (size_t l = 0; l < xs.size(); ++l) grads.push_back(layer_grad(grad_loss, diffs[l], xs[l], weights[l], op));
+  return grads;
+}
+
 inline double loss_grad_coef(double weight, int64_t B, int64_t C, double norm) {
   return 2.0 * weight / (static_cast<double>(B * C * C) * norm);
 }

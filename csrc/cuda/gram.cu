@@ -554,14 +554,10 @@ at::Tensor gram_loss_backward_cuda(const at::Tensor& grad_loss, const at::Tensor
 std::vector<at::Tensor> gram_loss_multi_backward_cuda(const at::Tensor& grad_loss, at::TensorList diffs,
                                                       at::TensorList xs, at::ArrayRef<double> weights,
                                                       c10::string_view normalize, c10::string_view precision) {
-  const char* op = "_gram_loss_multi_backward";
-  gram::check_backward_layers(diffs, xs, weights.size(), op);
-  gram::check_grad_loss(grad_loss, xs[0], op);
-  std::vector<at::Tensor> grads;
-  for (size_t l = 0; l < xs.size(); ++l) {
-    grads.push_back(loss_layer_grad(grad_loss, diffs[l], xs[l], weights[l], normalize, precision, op));
-  }
-  return grads;
+  return gram::multi_backward(grad_loss, diffs, xs, weights, "_gram_loss_multi_backward",
+                              [&](const at::Tensor& g, const at::Tensor& d, const at::Tensor& x, double w, const char* op) {
+                                return loss_layer_grad(g, d, x, w, normalize, precision, op);
+                              });
 }
 
 }  // namespace
