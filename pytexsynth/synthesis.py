@@ -218,6 +218,10 @@ def _check_memory(device, size, layers, style_size, optimizer):
 
 # ---------------------------------------------------------------- the optimisation engine
 
+# Mean pixel change of L-BFGS's first step at each level (images in [0, 1]); 0: torch's own.
+_FIRST_STEP = 0.01
+
+
 @dataclass
 class _Term:
     name: str
@@ -321,16 +325,44 @@ def _optimise_level(x: torch.Tensor, terms: List[_Term], scales: List[torch.Tens
         del recent[:-3]
         return loss
 
+    group = opt.param_groups[0]
+    base_lr = group["lr"]
+    reported = 0  # the last evaluation count reported; reports fall on multiples of report_every and the end
+
+    def report_upto(n):
+        nonlocal reported
+        hit = next((r for r in recent if torch.equal(r[0], x.detach())), recent[-1])
+        marks = list(range((reported // report_every + 1) * report_every, n + 1, report_every))
+        if n not in marks and n == iterations:
+            marks.append(n)
+        for it in marks:  # a line search that ran past a mark still reports it (snapshots by step)
+            report(it, hit[1], hit[3])
+            reported = it
+
     while evals < iterations:
         # without a callback one step() runs the whole level; else one per report interval
-        chunk = iterations - evals if callback is None else min(report_every - evals % report_every, iterations - evals)
+        target = iterations if callback is None else min(iterations, (evals // report_every + 1) * report_every)
+        chunk = target - evals
         before = evals
         cached = evals > 0  # step() starts by evaluating the current point, known from the last step()
-        opt.param_groups[0].update(max_iter=chunk, max_eval=chunk + cached)
+        if evals == 0 and lr is None and _FIRST_STEP > 0:
+            # torch's first step is min(1, 1/|g|_1) along -g, for an image a step far too short
+            # that the line search then spends ~3 evaluations extending; start it instead where
+            # pixels move by _FIRST_STEP on average (one step, then L-BFGS as usual).
+            closure()  # the starting point, evaluated once: step() reuses it
+            g = recent[-1][2].abs()
+            group["lr"] = float(_FIRST_STEP / g.mean().clamp_min(1e-30) * g.sum().clamp_min(1.0))
+            chunk, cached = 1, True
+        group.update(max_iter=chunk, max_eval=chunk + cached)
         opt.step(closure)
+        group["lr"] = base_lr
+        if callback is not None:
+            report_upto(min(evals, iterations))
         if evals == before:  # converged: nothing new evaluated
             break
-        if callback is not None:  # chunks end at report intervals (a line search may run a little past)
+    if callback is not None and reported < min(evals, iterations):
+        report_upto(min(evals, iterations))
+        if reported < min(evals, iterations):  # converged between marks: report where it stopped
             hit = next((r for r in recent if torch.equal(r[0], x.detach())), recent[-1])
             report(min(evals, iterations), hit[1], hit[3])
     return x.detach(), last_loss  # last_loss stays None without a callback: no host sync
