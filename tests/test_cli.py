@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pytexsynth.cli import build_parser, demo_inputs, main
@@ -85,3 +86,36 @@ def test_demo_runs(tmp_path, capsys):
         assert (out / name).is_file()
     assert Image.open(out / "texture.png").size == (128, 128)
     assert "demo done" in capsys.readouterr().out
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    import argparse
+    import os
+
+    from pytexsynth import cli
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(8)
+        for load, want in ((0.0, 8), (2.4, 6), (2.6, 5), (7.6, 1), (30.0, 1)):
+            monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+            assert cli.default_threads() == want, load
+        torch.set_num_threads(3)  # never more than torch's own default
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        assert cli.default_threads() == 3
+        # --threads wins; then OMP_NUM_THREADS; only without both the idle-core default applies
+        monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 0.0, 0.0))
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(8)
+        cli._apply_threads(argparse.Namespace(threads=5))
+        assert torch.get_num_threads() == 5
+        torch.set_num_threads(8)
+        cli._apply_threads(argparse.Namespace(threads=None))
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")
+        torch.set_num_threads(8)
+        cli._apply_threads(argparse.Namespace(threads=None))
+        assert torch.get_num_threads() == 8
+    finally:
+        torch.set_num_threads(n)
