@@ -39,6 +39,22 @@ def _loss64(x, target, weight=1.0, normalize="hw"):
     return reference.gram_loss(x.double(), target.double(), weight, normalize)
 
 
+def _check_ieee_against_float64(x, t):
+    """fp32 "ieee": G exactly symmetric and within 1e-5 of float64; the loss is 0 at its own G;
+    loss and gradient within 1e-5 of the float64 autograd reference. Returns G and that reference."""
+    g = ops.gram(x.detach())
+    assert torch.equal(g, g.mT)
+    assert _rel_err(g, _gram64(x)) < 1e-5
+    assert ops.gram_loss(x.detach(), g).item() == 0.0
+    loss = ops.gram_loss(x, t)
+    (grad,) = torch.autograd.grad(loss, x)
+    x64 = x.detach().double().requires_grad_()
+    ref = _loss64(x64, t)
+    (ref_grad,) = torch.autograd.grad(ref, x64)
+    assert _rel_err(loss, ref) < 1e-5 and _rel_err(grad, ref_grad) < 1e-5
+    return g, ref
+
+
 # ---- gram ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -149,16 +165,8 @@ def test_long_reduction_accuracy(device):
     # stays within 1e-5 of float64 (the issue's bound), and the loss at its own target is 0.
     x = torch.randn(1, 130, 150, 170, device=device).relu_().requires_grad_()
     t = ops.gram(torch.randn(1, 130, 150, 170, device=device).relu_())[0]
-    g = ops.gram(x.detach())
-    assert torch.equal(g, g.mT)
-    assert _rel_err(g, _gram64(x)) < 1e-5
-    loss = ops.gram_loss(x, t)
-    (grad,) = torch.autograd.grad(loss, x)
-    x64 = x.detach().double().requires_grad_()
-    ref = _loss64(x64, t)
-    (ref_grad,) = torch.autograd.grad(ref, x64)
-    assert _rel_err(loss, ref) < 1e-5 and _rel_err(grad, ref_grad) < 1e-5
-    assert ops.gram_loss(x.detach(), g[0]).item() == 0.0
+    g, _ = _check_ieee_against_float64(x, t)
+    assert ops.gram_loss(x.detach(), g[0]).item() == 0.0  # a (C, C) target too
 
 
 def test_target_broadcast_over_batch(device):
@@ -364,16 +372,7 @@ def test_cuda_split_sum_and_tf32():
         pytest.skip(cuda_skip_reason())
     x = _rand((2, 64, 257, 129), device="cuda").requires_grad_()
     t = _target(2, 64, "2d", "cuda")
-    g = ops.gram(x.detach())
-    assert torch.equal(g, g.mT)
-    assert _rel_err(g, _gram64(x)) < 1e-5
-    assert ops.gram_loss(x.detach(), g).item() == 0.0
-    loss = ops.gram_loss(x, t)
-    (grad,) = torch.autograd.grad(loss, x)
-    x64 = x.detach().double().requires_grad_()
-    ref = _loss64(x64, t)
-    (ref_grad,) = torch.autograd.grad(ref, x64)
-    assert _rel_err(loss, ref) < 1e-5 and _rel_err(grad, ref_grad) < 1e-5
+    _, ref = _check_ieee_against_float64(x, t)
     loss32 = ops.gram_loss(x, t, precision="tf32")
     assert 0 < _rel_err(ops.gram(x.detach(), precision="tf32"), _gram64(x)) < 5e-3
     assert _rel_err(loss32, ref) < 1e-2
