@@ -37,7 +37,7 @@ from .losses import total_variation
 from .models.vgg import VGG19
 from .networks.base import load_model
 from .networks.inverse import INVERSE_LAYERS, InverseNet
-from .synthesis import (Callback, ImageArg, Size, _as_image, _check_common, _check_memory, _device, _run,
+from .synthesis import (Callback, ImageArg, Size, _as_image, _check_common, _check_memory, _device, _generator, _run,
                         _size_hw, _Term, _vgg_factory)
 
 __all__ = ["style_swap_transfer", "default_decoder_path", "load_default_decoder", "swap_target", "METHODS",
@@ -190,9 +190,7 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
         raise ValueError("style_swap_transfer: decoder is used by method='inverse' only")
     if check_memory:
         _check_memory(dev, out_hw, (layer,), tuple(s.shape[-2:]), optimizer)
-    gen = torch.Generator().manual_seed(0 if seed is None else seed)
-    if seed is None:
-        gen.seed()
+    gen = _generator(seed)
     make_vgg = _vgg_factory((layer,), pooling, False, weights, dev)
     min_side = max(min_side, _min_side(layer, patch_size))
 

@@ -119,6 +119,14 @@ def _schedule(iterations: Union[None, int, Sequence[int]], levels: int, optimize
     return its
 
 
+def _generator(seed: Optional[int]) -> torch.Generator:
+    """The CPU generator of a run's random draws: seeded for repeatable runs, fresh entropy for None."""
+    gen = torch.Generator().manual_seed(0 if seed is None else seed)
+    if seed is None:
+        gen.seed()
+    return gen
+
+
 def _device(device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -482,9 +490,7 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
     ex_hw = (max(1, round(ex.shape[-2] * style_scale)), max(1, round(ex.shape[-1] * style_scale)))
     if check_memory:
         _check_memory(dev, out_hw, all_layers, ex_hw, optimizer)
-    gen = torch.Generator().manual_seed(0 if seed is None else seed)
-    if seed is None:
-        gen.seed()
+    gen = _generator(seed)
     make_vgg = _vgg_factory(all_layers, pooling, tileable, weights, dev)
 
     def make_terms(hw, factor):
@@ -589,9 +595,7 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
             lum_styles.append(sy.expand(-1, 3, -1, -1).clamp(0, 1))
         styles = lum_styles
         content_for_loss = _luminance_image(c)
-    gen = torch.Generator().manual_seed(0 if seed is None else seed)
-    if seed is None:
-        gen.seed()
+    gen = _generator(seed)
     make_vgg = _vgg_factory(all_layers, pooling, tileable, weights, dev)
 
     def make_terms(hw, factor):
