@@ -73,3 +73,16 @@ def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
 
 
 LAYOUTS = ["contiguous", "channels_last", "noncontiguous", "transposed"]
+
+
+def assert_compiles_like_eager(f, x: torch.Tensor) -> None:
+    """torch.compile(fullgraph=True) of scalar-valued f gives eager's value and input gradient."""
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    x = x.detach().clone().requires_grad_()
+    out = compiled(x)
+    out.backward()
+    x_ref = x.detach().clone().requires_grad_()
+    ref = f(x_ref)
+    ref.backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(x.grad, x_ref.grad)

@@ -13,7 +13,7 @@ import pytexsynth
 from pytexsynth import nn as pnn
 from pytexsynth import ops, reference
 
-from conftest import cuda_skip_reason, make_layout
+from conftest import assert_compiles_like_eager, cuda_skip_reason, make_layout
 
 # Odd C and H*W, B = 1..3, a single channel, a single pixel row.
 SHAPES = [(1, 3, 5, 7), (2, 8, 9, 11), (3, 17, 13, 6), (2, 1, 4, 4), (1, 33, 1, 19)]
@@ -276,15 +276,7 @@ def test_torch_compile_fullgraph(device):
         feats = torch.nn.functional.avg_pool2d(x, 2)
         return ops.gram_loss(x, target, 2.0) + ops.gram(feats, "chw").sum()
 
-    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    x = _rand((2, 4, 6, 6), device=device).requires_grad_()
-    out = compiled(x)
-    out.backward()
-    x_ref = x.detach().clone().requires_grad_()
-    ref = f(x_ref)
-    ref.backward()
-    torch.testing.assert_close(out, ref)
-    torch.testing.assert_close(x.grad, x_ref.grad)
+    assert_compiles_like_eager(f, _rand((2, 4, 6, 6), device=device))
 
 
 # ---- precision -------------------------------------------------------------------------------
