@@ -73,8 +73,9 @@ def make_ours(size, device):
 
 
 def make_plain(size, device):
-    """The usual Gatys loop: bmm Gram + mse_loss through autograd, on the same VGG module."""
-    vgg = VGG19(LAYERS).to(device)
+    """The usual Gatys loop: bmm Gram + mse_loss through autograd, on the same VGG module with
+    PyTorch's own convolutions (oneDNN / cuDNN: winograd=False)."""
+    vgg = VGG19(LAYERS, winograd=False).to(device)
     c, s = _images(size, device)
 
     def gram(f):

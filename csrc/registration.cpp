@@ -72,6 +72,15 @@ TORCH_LIBRARY(pytexsynth, m) {
   m.def("histogram_match(Tensor x, Tensor lo, Tensor hi, Tensor cdf) -> Tensor");
   m.def("histogram_loss(Tensor x, Tensor lo, Tensor hi, Tensor cdf, float weight) -> (Tensor, Tensor)");
   m.def("_histogram_loss_backward(Tensor grad_output, Tensor diff, float weight) -> Tensor");
+  // ---- winograd_conv3x3 ----
+  // A 3x3, stride-1 convolution by Winograd F(4x4, 3x3): x (N, C, H, W), U (36, C, C') the
+  // transformed weights (pytexsynth.ops.winograd_weight), padding 0 or 1 (zeros). Output
+  // (N, C', H + 2 padding - 2, W + 2 padding - 2), channels_last. chunk_bytes: scratch memory
+  // per chunk of tile rows, 0 = the backend's default (tests set it small for many chunks).
+  m.def("winograd_conv3x3(Tensor x, Tensor U, Tensor? bias=None, int padding=1, int chunk_bytes=0) -> Tensor");
+  // (grad_x, grad_U), each an empty (0,) tensor where output_mask says it is not needed.
+  m.def("_winograd_conv3x3_backward(Tensor grad_output, Tensor x, Tensor U, int padding, int chunk_bytes, "
+        "bool[2] output_mask) -> (Tensor, Tensor)");
   // ---- style_swap ----
   // content (B, C, H, W), style (1 or B, C, Hs, Ws) -> (swapped (B, C, H, W), indices
   // (B, nH, nW) int64 of the chosen style patches). precision: ieee | tf32 | bf16;

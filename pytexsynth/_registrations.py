@@ -407,3 +407,44 @@ if _ext.HAS_EXTENSION:
                                     setup_context=_style_swap_decode_setup)
     torch.library.register_autograd("pytexsynth::_style_swap_backward", _style_swap_backward_grad,
                                     setup_context=_style_swap_backward_setup)
+
+
+# ---- winograd_conv3x3 ----
+
+def _winograd_fake(x, U, bias=None, padding=1, chunk_bytes=0):
+    n, _, h, w = x.shape
+    return torch.empty((n, U.shape[2], h + 2 * padding - 2, w + 2 * padding - 2), dtype=x.dtype, device=x.device,
+                       memory_format=torch.channels_last)
+
+
+def _winograd_backward_fake(grad_output, x, U, padding, chunk_bytes, output_mask):
+    dx = (torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+          if output_mask[0] else x.new_empty((0,)))
+    dU = torch.empty_like(U, memory_format=torch.contiguous_format) if output_mask[1] else x.new_empty((0,))
+    return dx, dU
+
+
+def _winograd_setup(ctx, inputs, output):
+    x, U, bias, ctx.padding, ctx.chunk_bytes = inputs
+    ctx.bias_needs_grad = bias is not None and bias.requires_grad
+    ctx.save_for_backward(x, U)
+
+
+def _winograd_grad(ctx, grad):
+    x, U = ctx.saved_tensors
+    need_x, need_U = ctx.needs_input_grad[:2]
+    dx = dU = db = None
+    if need_x or need_U:
+        gx, gU = torch.ops.pytexsynth._winograd_conv3x3_backward(grad, x, U, ctx.padding, ctx.chunk_bytes,
+                                                                 [need_x, need_U])
+        dx = gx if need_x else None
+        dU = gU if need_U else None
+    if ctx.bias_needs_grad:
+        db = grad.sum((0, 2, 3))
+    return dx, dU, db, None, None
+
+
+if _ext.HAS_EXTENSION:
+    torch.library.register_fake("pytexsynth::winograd_conv3x3")(_winograd_fake)
+    torch.library.register_fake("pytexsynth::_winograd_conv3x3_backward")(_winograd_backward_fake)
+    torch.library.register_autograd("pytexsynth::winograd_conv3x3", _winograd_grad, setup_context=_winograd_setup)

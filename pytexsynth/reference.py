@@ -190,3 +190,38 @@ def style_swap(content: torch.Tensor, style: torch.Tensor, patch_size: int = 3, 
     idx = torch.cat(indices) if indices else torch.empty(
         (0, (H - k) // s + 1, (W - k) // s + 1), dtype=torch.long, device=content.device)
     return (out, idx) if return_indices else out
+
+
+# ---- winograd_conv3x3 ----
+# Winograd F(4x4, 3x3) (Lavin & Gray 2016), interpolation points 0, +-1, +-2, infinity.
+_WINO_BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+            (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
+_WINO_G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+           (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
+_WINO_AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
+
+
+def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(C_out, C_in, 3, 3) weights -> U (36, C_in, C_out), U[6a + b] = (G w G^T)[a, b]."""
+    g = torch.tensor(_WINO_G, dtype=torch.float64).to(weight.device, weight.dtype)
+    u = torch.einsum("ax,oixy,by->abio", g, weight, g)
+    return u.reshape(36, weight.shape[1], weight.shape[0]).contiguous()
+
+
+def winograd_conv3x3(x: torch.Tensor, U: torch.Tensor, bias=None, padding: int = 1) -> torch.Tensor:
+    """The same algorithm as the kernels in plain tensor ops (all tiles at once, no chunks):
+    6x6 input tiles at stride 4 -> B^T d B -> per-plane products with U -> A^T m A."""
+    n, c, h, w = x.shape
+    ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
+    th, tw = -(-ho // 4), -(-wo // 4)
+    # zero padding, plus whatever the overhanging last tiles read past the far edge
+    xp = F.pad(x, (padding, 4 * tw + 2 - w - padding, padding, 4 * th + 2 - h - padding))
+    d = xp.unfold(2, 6, 4).unfold(3, 6, 4)  # (n, c, th, tw, 6, 6)
+    bt = torch.tensor(_WINO_BT, dtype=x.dtype, device=x.device)
+    at = torch.tensor(_WINO_AT, dtype=x.dtype, device=x.device)
+    v = torch.einsum("ai,ncpqij,bj->abnpqc", bt, d, bt)
+    m = torch.einsum("abnpqc,abco->abnpqo", v, U.reshape(6, 6, c, -1))
+    y = torch.einsum("ia,abnpqo,jb->nopiqj", at, m, at).reshape(n, -1, 4 * th, 4 * tw)[:, :, :ho, :wo]
+    if bias is not None:
+        y = y + bias.view(1, -1, 1, 1)
+    return y.contiguous(memory_format=torch.channels_last)

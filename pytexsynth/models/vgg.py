@@ -122,15 +122,40 @@ def load_vgg19_state_dict(weights: Union[str, os.PathLike, None] = None) -> Dict
 
 
 class _Conv(nn.Module):
-    """A 3x3 convolution whose padding is zeros (VGG's) or circular (tileable synthesis)."""
+    """A 3x3 convolution whose padding is zeros (VGG's) or circular (tileable synthesis).
 
-    def __init__(self, cin: int, cout: int, circular: bool):
+    On the CPU (float32/float64, frozen weights, at least 16 input channels) it runs Winograd
+    F(4x4, 3x3) (:func:`pytexsynth.ops.winograd_conv3x3`) with the weights transformed once and
+    cached: about 2x less time than oneDNN's direct convolution forward and 1.7x backward.
+    """
+
+    def __init__(self, cin: int, cout: int, circular: bool, winograd: bool = True):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(cout, cin, 3, 3), requires_grad=False)
         self.bias = nn.Parameter(torch.empty(cout), requires_grad=False)
         self.circular = circular
+        self.winograd = winograd
+        self._winograd_cache: Optional[Tuple[tuple, torch.Tensor]] = None
+
+    def _use_winograd(self, x: torch.Tensor) -> bool:
+        return (self.winograd and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+                and self.weight.shape[1] >= 16 and not self.weight.requires_grad and not self.bias.requires_grad
+                and self.weight.dtype == x.dtype)
+
+    def _transformed_weight(self) -> torch.Tensor:
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._winograd_cache is None or self._winograd_cache[0] != key:
+            with torch.no_grad():
+                self._winograd_cache = (key, ops.winograd_weight(w))
+        return self._winograd_cache[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._use_winograd(x):
+            u = self._transformed_weight()
+            if self.circular:
+                return ops.winograd_conv3x3(ops.circular_pad2d(x, 1), u, self.bias, padding=0)
+            return ops.winograd_conv3x3(x, u, self.bias, padding=1)
         if self.circular:
             return F.conv2d(ops.circular_pad2d(x, 1), self.weight, self.bias)
         return F.conv2d(x, self.weight, self.bias, padding=1)
@@ -152,6 +177,12 @@ class VGG19(nn.Module):
             synthesis iteration at 256 px, 11x faster pooling), and the returned features are
             NHWC too, so the loss ops' gradients arrive in the same layout (no reorders).
             Fixed at construction.
+        winograd: on the CPU with channels_last, run the 3x3 convolutions (all but conv1_1, whose 3 input channels
+            make a poor GEMM) by Winograd F(4x4, 3x3), :func:`pytexsynth.ops.winograd_conv3x3`
+            (default True): about half the time of oneDNN's direct convolutions at 256 px, at
+            ~1e-6 relative difference in float32. Costs the transformed weights, 4x the
+            weights of the layers used (about 200 MB up to relu5_1), made on first use. The
+            GPU always uses cuDNN.
 
     Example:
         >>> vgg = VGG19(("relu1_1", "relu2_1"))
@@ -162,7 +193,7 @@ class VGG19(nn.Module):
 
     def __init__(self, layers: Iterable[str] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
                  pooling: str = "max", circular: bool = False, weights: Union[str, os.PathLike, None] = None,
-                 autocast: Optional[bool] = None, channels_last: bool = True):
+                 autocast: Optional[bool] = None, channels_last: bool = True, winograd: bool = True):
         super().__init__()
         if pooling not in ("max", "avg"):
             raise ValueError(f"VGG19: pooling must be 'max' or 'avg', got {pooling!r}")
@@ -176,7 +207,7 @@ class VGG19(nn.Module):
         self.convs = nn.ModuleDict()
         for b, (n, cout) in enumerate(_BLOCKS):
             for i in range(n):
-                self.convs[f"conv{b + 1}_{i + 1}"] = _Conv(cin, cout, self.circular)
+                self.convs[f"conv{b + 1}_{i + 1}"] = _Conv(cin, cout, self.circular, winograd and channels_last)
                 cin = cout
         with torch.no_grad():
             for name, conv in self.convs.items():

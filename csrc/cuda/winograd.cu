@@ -1,0 +1,160 @@
+// winograd_conv3x3 on CUDA: one thread per (tile, channel) for each transform, channel fastest
+// so NHWC pixel reads and plane writes coalesce; the 36 plane GEMMs as one strided batched
+// cuBLAS call (at::bmm). cuDNN's own convolutions are the better choice on a GPU (pytexsynth's
+// VGG uses them); these kernels make the op run anywhere with the CPU's arithmetic.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "common/winograd.h"
+
+namespace pytexsynth {
+namespace {
+
+using winograd::Geometry;
+using winograd::kIn;
+using winograd::kOut;
+using winograd::kPlanes;
+
+constexpr int kThreads = 256;
+
+enum class Step { kInput, kOutput, kOutputAdjoint, kInputAdjoint };
+
+// Thread l handles channel l % C of tile l / C of the chunk starting at tile row r0. src/dst as
+// in the CPU kernels: pixels (NHWC) on one side, planes (stride `plane`) on the other.
+template <Step S, typename T>
+__global__ void __launch_bounds__(kThreads)
+transform_kernel(const T* __restrict__ src, T* __restrict__ dst, const T* __restrict__ bias, const Geometry g,
+                 const int64_t r0, const int64_t plane, const int64_t C, const int64_t total, const int parity) {
+  const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t l = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; l < total; l += step) {
+    const int64_t c = l % C, t = l / C;
+    const int64_t r = r0 + t / g.TW;
+    const int64_t n = r / g.TH, ty = r % g.TH, tx = t % g.TW;
+    T a[kPlanes], tmp[kPlanes], b[kPlanes];
+    if constexpr (S == Step::kInput) {
+#pragma unroll
+      for (int i = 0; i < kIn; ++i) {
+        const int64_t h = winograd::source(ty, i, g.pad, g.H);
+#pragma unroll
+        for (int j = 0; j < kIn; ++j) {
+          const int64_t w = winograd::source(tx, j, g.pad, g.W);
+          a[i * kIn + j] = (h >= 0 && w >= 0) ? src[((n * g.H + h) * g.W + w) * C + c] : T(0);
+        }
+      }
+      winograd::input_tile<1>(a, tmp, b);
+#pragma unroll
+      for (int k = 0; k < kPlanes; ++k) dst[k * plane + l] = b[k];
+    } else if constexpr (S == Step::kOutput) {
+#pragma unroll
+      for (int k = 0; k < kPlanes; ++k) a[k] = src[k * plane + l];
+      winograd::output_tile<1>(a, tmp, b);
+      const T bc = bias != nullptr ? bias[c] : T(0);
+#pragma unroll
+      for (int i = 0; i < kOut; ++i) {
+        const int64_t h = winograd::target(ty, i, g.Ho);
+#pragma unroll
+        for (int j = 0; j < kOut; ++j) {
+          const int64_t w = winograd::target(tx, j, g.Wo);
+          if (h >= 0 && w >= 0) dst[((n * g.Ho + h) * g.Wo + w) * C + c] = b[i * kOut + j] + bc;
+        }
+      }
+    } else if constexpr (S == Step::kOutputAdjoint) {
+#pragma unroll
+      for (int i = 0; i < kOut; ++i) {
+        const int64_t h = winograd::target(ty, i, g.Ho);
+#pragma unroll
+        for (int j = 0; j < kOut; ++j) {
+          const int64_t w = winograd::target(tx, j, g.Wo);
+          a[i * kOut + j] = (h >= 0 && w >= 0) ? src[((n * g.Ho + h) * g.Wo + w) * C + c] : T(0);
+        }
+      }
+      winograd::output_tile_adjoint<1>(a, tmp, b);
+#pragma unroll
+      for (int k = 0; k < kPlanes; ++k) dst[k * plane + l] = b[k];
+    } else {
+      // Only this launch's parity class: its tiles never share a pixel (see CpuBackend).
+      if ((((ty & 1) << 1) | (tx & 1)) != parity) continue;
+#pragma unroll
+      for (int k = 0; k < kPlanes; ++k) a[k] = src[k * plane + l];
+      winograd::input_tile_adjoint<1>(a, tmp, b);
+#pragma unroll
+      for (int i = 0; i < kIn; ++i) {
+        const int64_t h = winograd::source(ty, i, g.pad, g.H);
+#pragma unroll
+        for (int j = 0; j < kIn; ++j) {
+          const int64_t w = winograd::source(tx, j, g.pad, g.W);
+          if (h >= 0 && w >= 0) dst[((n * g.H + h) * g.W + w) * C + c] += b[i * kIn + j];
+        }
+      }
+    }
+  }
+}
+
+unsigned int grid_size(int64_t total) {
+  const int64_t max_blocks = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 16;
+  return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads, max_blocks)));
+}
+
+template <Step S>
+void transform(const at::Tensor& src, at::Tensor& dst, const at::Tensor& planes, const at::Tensor& bias,
+               const Geometry& g, int64_t r0, int64_t r1) {
+  const int64_t C = S == Step::kInput || S == Step::kInputAdjoint ? g.C : g.Cout;
+  const int64_t total = (r1 - r0) * g.TW * C;
+  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "winograd_transform_cuda", [&] {
+    for (int parity = 0; parity < (S == Step::kInputAdjoint ? 4 : 1); ++parity) {
+      transform_kernel<S, scalar_t><<<grid_size(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          src.const_data_ptr<scalar_t>(), dst.mutable_data_ptr<scalar_t>(),
+          bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, g, r0, planes.stride(0), C, total, parity);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  });
+}
+
+struct CudaBackend {
+  static int64_t default_chunk_bytes() { return int64_t(256) << 20; }
+
+  static void input_transform(const at::Tensor& x, at::Tensor& V, const Geometry& g, int64_t r0, int64_t r1) {
+    transform<Step::kInput>(x, V, V, at::Tensor(), g, r0, r1);
+  }
+  static void output_transform(const at::Tensor& M, const at::Tensor& bias, at::Tensor& y, const Geometry& g,
+                               int64_t r0, int64_t r1) {
+    transform<Step::kOutput>(M, y, M, bias, g, r0, r1);
+  }
+  static void output_adjoint(const at::Tensor& dy, at::Tensor& dM, const Geometry& g, int64_t r0, int64_t r1) {
+    transform<Step::kOutputAdjoint>(dy, dM, dM, at::Tensor(), g, r0, r1);
+  }
+  static void input_adjoint(const at::Tensor& dV, at::Tensor& dx, const Geometry& g, int64_t r0, int64_t r1) {
+    transform<Step::kInputAdjoint>(dV, dx, dV, at::Tensor(), g, r0, r1);
+  }
+  static void gemm(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool accumulate) {
+    if (accumulate) {
+      out.baddbmm_(a, b);
+    } else {
+      at::bmm_out(out, a, b);
+    }
+  }
+};
+
+at::Tensor winograd_conv3x3_cuda(const at::Tensor& x, const at::Tensor& U, const c10::optional<at::Tensor>& bias,
+                                 int64_t padding, int64_t chunk_bytes) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  return winograd::forward<CudaBackend>(x, U, bias, padding, chunk_bytes);
+}
+
+std::tuple<at::Tensor, at::Tensor> winograd_conv3x3_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x,
+                                                                  const at::Tensor& U, int64_t padding,
+                                                                  int64_t chunk_bytes, std::array<bool, 2> mask) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  return winograd::backward<CudaBackend>(grad_out, x, U, padding, chunk_bytes, mask);
+}
+
+}  // namespace
+}  // namespace pytexsynth
+
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
+  m.impl("winograd_conv3x3", &pytexsynth::winograd_conv3x3_cuda);
+  m.impl("_winograd_conv3x3_backward", &pytexsynth::winograd_conv3x3_backward_cuda);
+}
