@@ -6,7 +6,8 @@
 // input and output of the chunk) and keep it in cache on the CPU. The backward runs the
 // adjoint of each step in reverse: dM = adjoint output transform of dy, dV = dM U^T, and the
 // adjoint input transform accumulates into dx (neighbouring tiles overlap by two pixels, so the
-// backends scatter in four passes of tiles that cannot overlap: no atomics, deterministic);
+// backends scatter in passes of tiles that cannot overlap: even then odd tile rows on the CPU,
+// four row/column parity classes on CUDA; no atomics, deterministic);
 // dU = sum over chunks of V^T dM, in chunk order.
 //
 // A backend supplies the five tile kernels and the plane-batched GEMMs:

@@ -44,7 +44,7 @@ struct Job {
   T* dst;
   const T* bias;   // kOutput only, may be null
   const T* zeros;  // max(C, Cout) zeros: the reads of padding and of overhanging tiles
-  int parity;      // kInputAdjoint only: the class of tiles to scatter
+  int parity;      // kInputAdjoint only: the parity of the tile rows to scatter
 };
 
 template <typename T>
@@ -85,7 +85,7 @@ C10_ALWAYS_INLINE void run_tiles(const Job<T>& j, int64_t begin, int64_t end) {
   for (int64_t t = begin; t < end; ++t) {
     const int64_t r = j.r0 + t / g.TW;
     const int64_t n = r / g.TH, ty = r % g.TH, tx = t % g.TW;
-    if (S == Step::kInputAdjoint && (((ty & 1) << 1) | (tx & 1)) != j.parity) continue;
+    if (S == Step::kInputAdjoint && (ty & 1) != j.parity) continue;
     for (int i = 0; i < side; ++i) {
       const int64_t h = kPixelsIn ? winograd::source(ty, i, g.pad, g.H) : winograd::target(ty, i, g.Ho);
       for (int jj = 0; jj < side; ++jj) {
@@ -167,9 +167,16 @@ void transform(const at::Tensor& src, at::Tensor& dst, const at::Tensor& planes,
     const std::vector<scalar_t> zeros(std::max(g.C, g.Cout), scalar_t(0));
     Job<scalar_t> j{g, r0, planes.stride(0), src.const_data_ptr<scalar_t>(), dst.mutable_data_ptr<scalar_t>(),
                     bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, zeros.data(), 0};
-    const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C));
-    for (int parity = 0; parity < (S == Step::kInputAdjoint ? 4 : 1); ++parity) {
-      j.parity = parity;
+    if constexpr (S == Step::kInputAdjoint) {
+      // Whole tile rows per task, left to right (a tile's overlap with its left neighbour is
+      // still in cache); rows of one parity never share a pixel, so the even rows run in
+      // parallel, then the odd ones.
+      for (int parity = 0; parity < 2; ++parity) {
+        j.parity = parity;
+        at::parallel_for(0, r1 - r0, 1, [&](int64_t b, int64_t e) { range<S>(j, b * g.TW, e * g.TW); });
+      }
+    } else {
+      const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C));
       at::parallel_for(0, tiles, grain, [&](int64_t b, int64_t e) { range<S>(j, b, e); });
     }
   });
@@ -188,9 +195,8 @@ struct CpuBackend {
   static void output_adjoint(const at::Tensor& dy, at::Tensor& dM, const Geometry& g, int64_t r0, int64_t r1) {
     transform<Step::kOutputAdjoint>(dy, dM, dM, at::Tensor(), g, r0, r1);
   }
-  // Neighbouring tiles share two rows or columns of input pixels; tiles whose row and column
-  // parities both match cannot overlap, so each of the four parity classes is scattered in
-  // parallel and the classes one after the other: no races, the same sum order every run.
+  // Neighbouring tiles share two rows or columns of input pixels: see transform() for the
+  // race-free order (no atomics; the same sums in the same order every run).
   static void input_adjoint(const at::Tensor& dV, at::Tensor& dx, const Geometry& g, int64_t r0, int64_t r1) {
     transform<Step::kInputAdjoint>(dV, dx, dV, at::Tensor(), g, r0, r1);
   }

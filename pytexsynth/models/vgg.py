@@ -138,9 +138,12 @@ class _Conv(nn.Module):
         self._winograd_cache: Optional[Tuple[tuple, torch.Tensor]] = None
 
     def _use_winograd(self, x: torch.Tensor) -> bool:
+        # Below ~16 tiles of 4x4 outputs (an 8x8 map at 512 channels) reading the transformed
+        # weights (4x the direct weights) costs more than the multiplications it saves.
+        tiles = x.shape[0] * -(-x.shape[2] // 4) * -(-x.shape[3] // 4)
         return (self.winograd and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-                and self.weight.shape[1] >= 16 and not self.weight.requires_grad and not self.bias.requires_grad
-                and self.weight.dtype == x.dtype)
+                and self.weight.shape[1] >= 16 and tiles >= 16 and not self.weight.requires_grad
+                and not self.bias.requires_grad and self.weight.dtype == x.dtype)
 
     def _transformed_weight(self) -> torch.Tensor:
         w = self.weight
