@@ -10,16 +10,18 @@
 // four row/column parity classes on CUDA; no atomics, deterministic);
 // dU = sum over chunks of V^T dM, in chunk order.
 //
-// A backend supplies the five tile kernels and the plane-batched GEMMs:
-//   input_transform(x, V, geometry, r0, r1)        V <- B^T d B of tile rows [r0, r1)
-//   output_transform(M, bias, y, geometry, r0, r1) y <- A^T m A (+ bias)
-//   output_adjoint(dy, dM, geometry, r0, r1)       dM <- A dy A^T
-//   input_adjoint(dV, dx, geometry, r0, r1)        dx += B dv B^T
-//   gemm(a, b, out, accumulate)                    out[k] (+)= a[k] @ b[k] for the 36 planes
+// A backend supplies the tile transforms of tile rows [r0, r1), the plane-batched GEMMs and
+// its chunk size:
+//   transform<Step::kInput>(x, V, V, -, g, r0, r1)            V <- B^T d B
+//   transform<Step::kOutput>(M, y, M, bias, g, r0, r1)        y <- A^T m A (+ bias)
+//   transform<Step::kOutputAdjoint>(dy, dM, dM, -, g, r0, r1) dM <- A dy A^T
+//   transform<Step::kInputAdjoint>(dV, dx, dV, -, g, r0, r1)  dx += B dv B^T
+//   gemm(a, b, out, accumulate)                               out[k] (+)= a[k] @ b[k], 36 planes
 //   default_chunk_bytes()
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
 
 #include <algorithm>
 #include <array>
@@ -29,14 +31,6 @@
 
 namespace pytexsynth {
 namespace winograd {
-
-struct Geometry {
-  int64_t N, C, H, W;  // input
-  int64_t Cout, Ho, Wo;
-  int64_t pad;         // 0 or 1, zeros
-  int64_t TH, TW;      // tiles per column and per row of one image
-  int64_t rows() const { return N * TH; }  // tile rows of the whole batch
-};
 
 inline int64_t tiles_along(int64_t n) { return (n + kOut - 1) / kOut; }
 
@@ -92,6 +86,7 @@ template <class Backend>
 at::Tensor forward(const at::Tensor& x_in, const at::Tensor& U_in, const c10::optional<at::Tensor>& bias_in,
                    int64_t padding, int64_t chunk_bytes) {
   const Geometry g = check_forward_args(x_in, U_in, bias_in, padding, chunk_bytes);
+  const c10::DeviceGuard guard(x_in.device());  // kernels launch on x's GPU
   const auto x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
   const auto U = U_in.contiguous();
   at::Tensor bias;
@@ -110,14 +105,16 @@ at::Tensor forward(const at::Tensor& x_in, const at::Tensor& U_in, const c10::op
     const int64_t r1 = std::min(g.rows(), r0 + rpc);
     auto v = V.narrow(1, 0, (r1 - r0) * g.TW);
     auto m = M.narrow(1, 0, (r1 - r0) * g.TW);
-    Backend::input_transform(x, v, g, r0, r1);
+    Backend::template transform<Step::kInput>(x, v, v, at::Tensor(), g, r0, r1);
     Backend::gemm(v, U, m, /*accumulate=*/false);
-    Backend::output_transform(m, bias, y, g, r0, r1);
+    Backend::template transform<Step::kOutput>(m, y, m, bias, g, r0, r1);
   }
   return y;
 }
 
-// Returns (grad_x, grad_U); an entry whose output_mask is false is an empty (0,) tensor.
+// The forward and backward are registered as the backends' kernels directly (their signatures are
+// the schemas'). backward returns (grad_x, grad_U); an entry whose output_mask is false is an
+// empty (0,) tensor.
 template <class Backend>
 std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& x_in, const at::Tensor& U_in,
                                             int64_t padding, int64_t chunk_bytes, std::array<bool, 2> output_mask) {
@@ -129,6 +126,7 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at
   TORCH_CHECK(grad_out.scalar_type() == x_in.scalar_type(), "winograd_conv3x3 backward: grad_output must have x's dtype ",
               x_in.scalar_type(), ", got ", grad_out.scalar_type());
   check_same_device(grad_out, x_in, "winograd_conv3x3 backward", "grad_output", "x");
+  const c10::DeviceGuard guard(x_in.device());
   const auto x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
   const auto U = U_in.contiguous();
   const auto dy = grad_out.contiguous(at::MemoryFormat::ChannelsLast);
@@ -144,14 +142,14 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at
     const int64_t r1 = std::min(g.rows(), r0 + rpc);
     auto v = V.narrow(1, 0, (r1 - r0) * g.TW);
     auto dm = M.narrow(1, 0, (r1 - r0) * g.TW);
-    Backend::output_adjoint(dy, dm, g, r0, r1);
+    Backend::template transform<Step::kOutputAdjoint>(dy, dm, dm, at::Tensor(), g, r0, r1);
     if (output_mask[1]) {
-      Backend::input_transform(x, v, g, r0, r1);
+      Backend::template transform<Step::kInput>(x, v, v, at::Tensor(), g, r0, r1);
       Backend::gemm(v.transpose(1, 2), dm, dU, /*accumulate=*/true);
     }
     if (output_mask[0]) {
       Backend::gemm(dm, Ut, v, /*accumulate=*/false);  // v now holds dV
-      Backend::input_adjoint(v, dx, g, r0, r1);
+      Backend::template transform<Step::kInputAdjoint>(v, dx, v, at::Tensor(), g, r0, r1);
     }
   }
   return {dx, dU};

@@ -132,6 +132,19 @@ PYTEXSYNTH_UNROLL
   for (int i = 0; i < kIn; ++i) a6<L>(tmp + i * kOut * L, L, m + i * kIn * L, L);      // (6 x 6)
 }
 
+// Sizes of one convolution. Tiles of 4x4 outputs are numbered by tile row r = n * TH + ty of
+// the whole batch and column tx; tensors of pixels are NHWC, planes (36, tiles, channels).
+struct Geometry {
+  int64_t N, C, H, W;  // input
+  int64_t Cout, Ho, Wo;
+  int64_t pad;         // 0 or 1, zeros
+  int64_t TH, TW;      // tiles per column and per row of one image
+  C10_HOST_DEVICE int64_t rows() const { return N * TH; }
+};
+
+// The four transforms; each backend implements transform<Step>(src, dst, planes, bias, ...).
+enum class Step { kInput, kOutput, kOutputAdjoint, kInputAdjoint };
+
 // Which input row (or column) position i of tile t reads: 4 t + i - pad, or -1 outside [0, n).
 C10_HOST_DEVICE inline int64_t source(int64_t t, int i, int64_t pad, int64_t n) {
   const int64_t s = kOut * t + i - pad;
@@ -142,6 +155,18 @@ C10_HOST_DEVICE inline int64_t source(int64_t t, int i, int64_t pad, int64_t n) 
 C10_HOST_DEVICE inline int64_t target(int64_t t, int i, int64_t n) {
   const int64_t s = kOut * t + i;
   return s < n ? s : -1;
+}
+
+// Offset of input pixel (i, j) of tile (n, ty, tx) in the NHWC input, or -1 in the padding.
+C10_HOST_DEVICE inline int64_t input_pixel(const Geometry& g, int64_t n, int64_t ty, int64_t tx, int i, int j) {
+  const int64_t h = source(ty, i, g.pad, g.H), w = source(tx, j, g.pad, g.W);
+  return (h >= 0 && w >= 0) ? ((n * g.H + h) * g.W + w) * g.C : -1;
+}
+
+// Offset of output pixel (i, j) of tile (n, ty, tx) in the NHWC output, or -1 past its edge.
+C10_HOST_DEVICE inline int64_t output_pixel(const Geometry& g, int64_t n, int64_t ty, int64_t tx, int i, int j) {
+  const int64_t h = target(ty, i, g.Ho), w = target(tx, j, g.Wo);
+  return (h >= 0 && w >= 0) ? ((n * g.Ho + h) * g.Wo + w) * g.Cout : -1;
 }
 
 }  // namespace winograd

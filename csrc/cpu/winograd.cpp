@@ -29,8 +29,7 @@ using winograd::Geometry;
 using winograd::kIn;
 using winograd::kOut;
 using winograd::kPlanes;
-
-enum class Step { kInput, kOutput, kOutputAdjoint, kInputAdjoint };
+using winograd::Step;
 
 // One transform over tiles [begin, end) of a chunk that starts at tile row r0. `src` and `dst`
 // are the pixel tensor (x, y, dy or dx: NHWC) and the plane tensor (V, M, dM or dV: plane
@@ -87,13 +86,11 @@ C10_ALWAYS_INLINE void run_tiles(const Job<T>& j, int64_t begin, int64_t end) {
     const int64_t n = r / g.TH, ty = r % g.TH, tx = t % g.TW;
     if (S == Step::kInputAdjoint && (ty & 1) != j.parity) continue;
     for (int i = 0; i < side; ++i) {
-      const int64_t h = kPixelsIn ? winograd::source(ty, i, g.pad, g.H) : winograd::target(ty, i, g.Ho);
       for (int jj = 0; jj < side; ++jj) {
-        const int64_t w = kPixelsIn ? winograd::source(tx, jj, g.pad, g.W) : winograd::target(tx, jj, g.Wo);
-        const bool inside = h >= 0 && w >= 0;
-        const int64_t offset = kPixelsIn ? ((n * g.H + h) * g.W + w) * g.C : ((n * g.Ho + h) * g.Wo + w) * g.Cout;
-        pix_in[i * side + jj] = inside ? j.src + offset : j.zeros;
-        pix_out[i * side + jj] = inside ? j.dst + offset : nullptr;
+        const int64_t offset = kPixelsIn ? winograd::input_pixel(g, n, ty, tx, i, jj)
+                                         : winograd::output_pixel(g, n, ty, tx, i, jj);
+        pix_in[i * side + jj] = offset >= 0 ? j.src + offset : j.zeros;
+        pix_out[i * side + jj] = offset >= 0 ? j.dst + offset : nullptr;
       }
     }
     const int64_t row = t * C;  // this tile's row in every plane
@@ -143,19 +140,22 @@ PYTEXSYNTH_WINOGRAD_RANGE(input_adjoint_f, Step::kInputAdjoint, float)
 PYTEXSYNTH_WINOGRAD_RANGE(input_adjoint_d, Step::kInputAdjoint, double)
 #undef PYTEXSYNTH_WINOGRAD_RANGE
 
-template <Step S>
-void range(const Job<float>& j, int64_t b, int64_t e) {
-  if constexpr (S == Step::kInput) input_f(j, b, e);
-  else if constexpr (S == Step::kOutput) output_f(j, b, e);
-  else if constexpr (S == Step::kOutputAdjoint) output_adjoint_f(j, b, e);
-  else input_adjoint_f(j, b, e);
-}
-template <Step S>
-void range(const Job<double>& j, int64_t b, int64_t e) {
-  if constexpr (S == Step::kInput) input_d(j, b, e);
-  else if constexpr (S == Step::kOutput) output_d(j, b, e);
-  else if constexpr (S == Step::kOutputAdjoint) output_adjoint_d(j, b, e);
-  else input_adjoint_d(j, b, e);
+template <typename T>
+using RangeFn = void (*)(const Job<T>&, int64_t, int64_t);
+template <typename T>
+struct Ranges;  // the clones above, indexed by Step
+template <>
+struct Ranges<float> {
+  static constexpr RangeFn<float> fn[4] = {input_f, output_f, output_adjoint_f, input_adjoint_f};
+};
+template <>
+struct Ranges<double> {
+  static constexpr RangeFn<double> fn[4] = {input_d, output_d, output_adjoint_d, input_adjoint_d};
+};
+
+template <Step S, typename T>
+void range(const Job<T>& j, int64_t b, int64_t e) {
+  Ranges<T>::fn[static_cast<int>(S)](j, b, e);
 }
 
 template <Step S>
@@ -185,20 +185,10 @@ void transform(const at::Tensor& src, at::Tensor& dst, const at::Tensor& planes,
 struct CpuBackend {
   static int64_t default_chunk_bytes() { return int64_t(16) << 20; }  // stays in this core's caches
 
-  static void input_transform(const at::Tensor& x, at::Tensor& V, const Geometry& g, int64_t r0, int64_t r1) {
-    transform<Step::kInput>(x, V, V, at::Tensor(), g, r0, r1);
-  }
-  static void output_transform(const at::Tensor& M, const at::Tensor& bias, at::Tensor& y, const Geometry& g,
-                               int64_t r0, int64_t r1) {
-    transform<Step::kOutput>(M, y, M, bias, g, r0, r1);
-  }
-  static void output_adjoint(const at::Tensor& dy, at::Tensor& dM, const Geometry& g, int64_t r0, int64_t r1) {
-    transform<Step::kOutputAdjoint>(dy, dM, dM, at::Tensor(), g, r0, r1);
-  }
-  // Neighbouring tiles share two rows or columns of input pixels: see transform() for the
-  // race-free order (no atomics; the same sums in the same order every run).
-  static void input_adjoint(const at::Tensor& dV, at::Tensor& dx, const Geometry& g, int64_t r0, int64_t r1) {
-    transform<Step::kInputAdjoint>(dV, dx, dV, at::Tensor(), g, r0, r1);
+  template <Step S>
+  static void transform(const at::Tensor& src, at::Tensor& dst, const at::Tensor& planes, const at::Tensor& bias,
+                        const Geometry& g, int64_t r0, int64_t r1) {
+    pytexsynth::transform<S>(src, dst, planes, bias, g, r0, r1);
   }
 
   // out[k] (+)= a[k] @ b[k] for the 36 planes.
@@ -214,21 +204,10 @@ struct CpuBackend {
   }
 };
 
-at::Tensor winograd_conv3x3_cpu(const at::Tensor& x, const at::Tensor& U, const c10::optional<at::Tensor>& bias,
-                                int64_t padding, int64_t chunk_bytes) {
-  return winograd::forward<CpuBackend>(x, U, bias, padding, chunk_bytes);
-}
-
-std::tuple<at::Tensor, at::Tensor> winograd_conv3x3_backward_cpu(const at::Tensor& grad_out, const at::Tensor& x,
-                                                                 const at::Tensor& U, int64_t padding,
-                                                                 int64_t chunk_bytes, std::array<bool, 2> mask) {
-  return winograd::backward<CpuBackend>(grad_out, x, U, padding, chunk_bytes, mask);
-}
-
 }  // namespace
 }  // namespace pytexsynth
 
 TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
-  m.impl("winograd_conv3x3", &pytexsynth::winograd_conv3x3_cpu);
-  m.impl("_winograd_conv3x3_backward", &pytexsynth::winograd_conv3x3_backward_cpu);
+  m.impl("winograd_conv3x3", &pytexsynth::winograd::forward<pytexsynth::CpuBackend>);
+  m.impl("_winograd_conv3x3_backward", &pytexsynth::winograd::backward<pytexsynth::CpuBackend>);
 }

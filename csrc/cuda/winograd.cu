@@ -5,7 +5,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include "common/winograd.h"
@@ -17,10 +16,9 @@ using winograd::Geometry;
 using winograd::kIn;
 using winograd::kOut;
 using winograd::kPlanes;
+using winograd::Step;
 
 constexpr int kThreads = 256;
-
-enum class Step { kInput, kOutput, kOutputAdjoint, kInputAdjoint };
 
 // Thread l handles channel l % C of tile l / C of the chunk starting at tile row r0. src/dst as
 // in the CPU kernels: pixels (NHWC) on one side, planes (stride `plane`) on the other.
@@ -36,13 +34,9 @@ transform_kernel(const T* __restrict__ src, T* __restrict__ dst, const T* __rest
     T a[kPlanes], tmp[kPlanes], b[kPlanes];
     if constexpr (S == Step::kInput) {
 #pragma unroll
-      for (int i = 0; i < kIn; ++i) {
-        const int64_t h = winograd::source(ty, i, g.pad, g.H);
-#pragma unroll
-        for (int j = 0; j < kIn; ++j) {
-          const int64_t w = winograd::source(tx, j, g.pad, g.W);
-          a[i * kIn + j] = (h >= 0 && w >= 0) ? src[((n * g.H + h) * g.W + w) * C + c] : T(0);
-        }
+      for (int k = 0; k < kPlanes; ++k) {
+        const int64_t p = winograd::input_pixel(g, n, ty, tx, k / kIn, k % kIn);
+        a[k] = p >= 0 ? src[p + c] : T(0);
       }
       winograd::input_tile<1>(a, tmp, b);
 #pragma unroll
@@ -53,23 +47,15 @@ transform_kernel(const T* __restrict__ src, T* __restrict__ dst, const T* __rest
       winograd::output_tile<1>(a, tmp, b);
       const T bc = bias != nullptr ? bias[c] : T(0);
 #pragma unroll
-      for (int i = 0; i < kOut; ++i) {
-        const int64_t h = winograd::target(ty, i, g.Ho);
-#pragma unroll
-        for (int j = 0; j < kOut; ++j) {
-          const int64_t w = winograd::target(tx, j, g.Wo);
-          if (h >= 0 && w >= 0) dst[((n * g.Ho + h) * g.Wo + w) * C + c] = b[i * kOut + j] + bc;
-        }
+      for (int k = 0; k < kOut * kOut; ++k) {
+        const int64_t p = winograd::output_pixel(g, n, ty, tx, k / kOut, k % kOut);
+        if (p >= 0) dst[p + c] = b[k] + bc;
       }
     } else if constexpr (S == Step::kOutputAdjoint) {
 #pragma unroll
-      for (int i = 0; i < kOut; ++i) {
-        const int64_t h = winograd::target(ty, i, g.Ho);
-#pragma unroll
-        for (int j = 0; j < kOut; ++j) {
-          const int64_t w = winograd::target(tx, j, g.Wo);
-          a[i * kOut + j] = (h >= 0 && w >= 0) ? src[((n * g.Ho + h) * g.Wo + w) * C + c] : T(0);
-        }
+      for (int k = 0; k < kOut * kOut; ++k) {
+        const int64_t p = winograd::output_pixel(g, n, ty, tx, k / kOut, k % kOut);
+        a[k] = p >= 0 ? src[p + c] : T(0);
       }
       winograd::output_tile_adjoint<1>(a, tmp, b);
 #pragma unroll
@@ -81,13 +67,9 @@ transform_kernel(const T* __restrict__ src, T* __restrict__ dst, const T* __rest
       for (int k = 0; k < kPlanes; ++k) a[k] = src[k * plane + l];
       winograd::input_tile_adjoint<1>(a, tmp, b);
 #pragma unroll
-      for (int i = 0; i < kIn; ++i) {
-        const int64_t h = winograd::source(ty, i, g.pad, g.H);
-#pragma unroll
-        for (int j = 0; j < kIn; ++j) {
-          const int64_t w = winograd::source(tx, j, g.pad, g.W);
-          if (h >= 0 && w >= 0) dst[((n * g.H + h) * g.W + w) * C + c] += b[i * kIn + j];
-        }
+      for (int k = 0; k < kPlanes; ++k) {
+        const int64_t p = winograd::input_pixel(g, n, ty, tx, k / kIn, k % kIn);
+        if (p >= 0) dst[p + c] += b[k];
       }
     }
   }
@@ -116,18 +98,10 @@ void transform(const at::Tensor& src, at::Tensor& dst, const at::Tensor& planes,
 struct CudaBackend {
   static int64_t default_chunk_bytes() { return int64_t(256) << 20; }
 
-  static void input_transform(const at::Tensor& x, at::Tensor& V, const Geometry& g, int64_t r0, int64_t r1) {
-    transform<Step::kInput>(x, V, V, at::Tensor(), g, r0, r1);
-  }
-  static void output_transform(const at::Tensor& M, const at::Tensor& bias, at::Tensor& y, const Geometry& g,
-                               int64_t r0, int64_t r1) {
-    transform<Step::kOutput>(M, y, M, bias, g, r0, r1);
-  }
-  static void output_adjoint(const at::Tensor& dy, at::Tensor& dM, const Geometry& g, int64_t r0, int64_t r1) {
-    transform<Step::kOutputAdjoint>(dy, dM, dM, at::Tensor(), g, r0, r1);
-  }
-  static void input_adjoint(const at::Tensor& dV, at::Tensor& dx, const Geometry& g, int64_t r0, int64_t r1) {
-    transform<Step::kInputAdjoint>(dV, dx, dV, at::Tensor(), g, r0, r1);
+  template <Step S>
+  static void transform(const at::Tensor& src, at::Tensor& dst, const at::Tensor& planes, const at::Tensor& bias,
+                        const Geometry& g, int64_t r0, int64_t r1) {
+    pytexsynth::transform<S>(src, dst, planes, bias, g, r0, r1);
   }
   static void gemm(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool accumulate) {
     if (accumulate) {
@@ -138,23 +112,10 @@ struct CudaBackend {
   }
 };
 
-at::Tensor winograd_conv3x3_cuda(const at::Tensor& x, const at::Tensor& U, const c10::optional<at::Tensor>& bias,
-                                 int64_t padding, int64_t chunk_bytes) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  return winograd::forward<CudaBackend>(x, U, bias, padding, chunk_bytes);
-}
-
-std::tuple<at::Tensor, at::Tensor> winograd_conv3x3_backward_cuda(const at::Tensor& grad_out, const at::Tensor& x,
-                                                                  const at::Tensor& U, int64_t padding,
-                                                                  int64_t chunk_bytes, std::array<bool, 2> mask) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  return winograd::backward<CudaBackend>(grad_out, x, U, padding, chunk_bytes, mask);
-}
-
 }  // namespace
 }  // namespace pytexsynth
 
 TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
-  m.impl("winograd_conv3x3", &pytexsynth::winograd_conv3x3_cuda);
-  m.impl("_winograd_conv3x3_backward", &pytexsynth::winograd_conv3x3_backward_cuda);
+  m.impl("winograd_conv3x3", &pytexsynth::winograd::forward<pytexsynth::CudaBackend>);
+  m.impl("_winograd_conv3x3_backward", &pytexsynth::winograd::backward<pytexsynth::CudaBackend>);
 }
