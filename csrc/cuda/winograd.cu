@@ -61,7 +61,8 @@ transform_kernel(const T* __restrict__ src, T* __restrict__ dst, const T* __rest
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) dst[k * plane + l] = b[k];
     } else {
-      // Only this launch's parity class: its tiles never share a pixel (see CpuBackend).
+      // Only this launch's class: tiles whose row and column parities both match never share
+      // a pixel, so the four classes, launched one after the other, need no atomics.
       if ((((ty & 1) << 1) | (tx & 1)) != parity) continue;
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) a[k] = src[k * plane + l];
