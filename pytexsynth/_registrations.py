@@ -444,7 +444,35 @@ def _winograd_grad(ctx, grad):
     return dx, dU, db, None, None
 
 
+def _winograd_backward_setup(ctx, inputs, output):
+    g, x, U, ctx.padding, ctx.chunk_bytes, _mask = inputs
+    ctx.save_for_backward(g, x, U)
+
+
+def _winograd_backward_grad(ctx, gdx, gdU):
+    # (dx, dU) = (Bx(g, U), BU(g, x)): Bx is linear in g and in U, BU bilinear in g and x, with
+    # <h, Bx(g, U)> = <g, conv(h, U)> and <V, BU(g, x)> = <g, conv(x, V)> (conv: no bias).
+    g, x, U = ctx.saved_tensors
+    conv = torch.ops.pytexsynth.winograd_conv3x3
+    back = torch.ops.pytexsynth._winograd_conv3x3_backward
+    p, cb = ctx.padding, ctx.chunk_bytes
+    has_dx = gdx is not None and gdx.numel() > 0  # masked-out outputs are empty (0,) tensors
+    has_dU = gdU is not None and gdU.numel() > 0
+    need_g, need_x, need_U = ctx.needs_input_grad[:3]
+    dg = dx = dU = None
+    if need_g:
+        parts = ([conv(gdx, U, None, p, cb)] if has_dx else []) + ([conv(x, gdU, None, p, cb)] if has_dU else [])
+        dg = sum(parts) if parts else None
+    if need_x and has_dU:
+        dx = back(g, x, gdU, p, cb, [True, False])[0]
+    if need_U and has_dx:
+        dU = back(g, gdx, U, p, cb, [False, True])[1]
+    return dg, dx, dU, None, None, None
+
+
 if _ext.HAS_EXTENSION:
     torch.library.register_fake("pytexsynth::winograd_conv3x3")(_winograd_fake)
     torch.library.register_fake("pytexsynth::_winograd_conv3x3_backward")(_winograd_backward_fake)
     torch.library.register_autograd("pytexsynth::winograd_conv3x3", _winograd_grad, setup_context=_winograd_setup)
+    torch.library.register_autograd("pytexsynth::_winograd_conv3x3_backward", _winograd_backward_grad,
+                                    setup_context=_winograd_backward_setup)

@@ -499,7 +499,10 @@ def winograd_conv3x3(x: torch.Tensor, U: torch.Tensor, bias: torch.Tensor | None
     there (these kernels exist so the op runs anywhere, and for comparison).
 
     The gradients are the exact adjoints of the computed forward (with respect to ``x`` and
-    ``U``; ``bias`` by autograd's sum), deterministic; no double backward.
+    ``U``; ``bias`` by autograd's sum), deterministic, and differentiable again (double
+    backward). On CUDA the 36 plane GEMMs are cuBLAS calls that follow
+    ``torch.backends.cuda.matmul.allow_tf32``: with TF32 on, the error grows far beyond 1e-6
+    (the transforms amplify rounding), so keep it off for this op.
 
     Args:
         x: (N, C_in, H, W), float32 or float64 (any strides; computed in channels_last).

@@ -24,6 +24,14 @@
 #define PYTEXSYNTH_UNROLL
 #endif
 
+// Forced inlining, so the CPU's per-ISA clones (cpu/winograd.cpp) compile every transform with
+// their own vector width instead of calling one baseline copy.
+#if defined(__CUDACC__)
+#define PYTEXSYNTH_WINO_INLINE C10_HOST_DEVICE __forceinline__
+#else
+#define PYTEXSYNTH_WINO_INLINE C10_ALWAYS_INLINE
+#endif
+
 namespace pytexsynth {
 namespace winograd {
 
@@ -33,7 +41,7 @@ constexpr int kPlanes = 36; // kIn * kIn transformed elements per tile
 
 // o = B^T d (6 -> 6).
 template <int L, typename T>
-C10_HOST_DEVICE inline void bt6(const T* d, int ds, T* o, int os) {
+PYTEXSYNTH_WINO_INLINE void bt6(const T* d, int ds, T* o, int os) {
 PYTEXSYNTH_UNROLL
   for (int l = 0; l < L; ++l) {
     const T d0 = d[l], d1 = d[ds + l], d2 = d[2 * ds + l], d3 = d[3 * ds + l], d4 = d[4 * ds + l],
@@ -49,7 +57,7 @@ PYTEXSYNTH_UNROLL
 
 // o = B v (6 -> 6), the adjoint of bt6.
 template <int L, typename T>
-C10_HOST_DEVICE inline void b6(const T* v, int vs, T* o, int os) {
+PYTEXSYNTH_WINO_INLINE void b6(const T* v, int vs, T* o, int os) {
 PYTEXSYNTH_UNROLL
   for (int l = 0; l < L; ++l) {
     const T v0 = v[l], v1 = v[vs + l], v2 = v[2 * vs + l], v3 = v[3 * vs + l], v4 = v[4 * vs + l],
@@ -65,7 +73,7 @@ PYTEXSYNTH_UNROLL
 
 // y = A^T m (6 -> 4).
 template <int L, typename T>
-C10_HOST_DEVICE inline void at6(const T* m, int ms, T* y, int ys) {
+PYTEXSYNTH_WINO_INLINE void at6(const T* m, int ms, T* y, int ys) {
 PYTEXSYNTH_UNROLL
   for (int l = 0; l < L; ++l) {
     const T m0 = m[l], m1 = m[ms + l], m2 = m[2 * ms + l], m3 = m[3 * ms + l], m4 = m[4 * ms + l],
@@ -80,7 +88,7 @@ PYTEXSYNTH_UNROLL
 
 // m = A y (4 -> 6), the adjoint of at6.
 template <int L, typename T>
-C10_HOST_DEVICE inline void a6(const T* y, int ys, T* m, int ms) {
+PYTEXSYNTH_WINO_INLINE void a6(const T* y, int ys, T* m, int ms) {
 PYTEXSYNTH_UNROLL
   for (int l = 0; l < L; ++l) {
     const T y0 = y[l], y1 = y[ys + l], y2 = y[2 * ys + l], y3 = y[3 * ys + l];
@@ -98,7 +106,7 @@ PYTEXSYNTH_UNROLL
 
 // v = B^T d B: a 6x6 input tile to its 36 transformed values. tmp: 36 * L scratch.
 template <int L, typename T>
-C10_HOST_DEVICE inline void input_tile(const T* d, T* tmp, T* v) {
+PYTEXSYNTH_WINO_INLINE void input_tile(const T* d, T* tmp, T* v) {
 PYTEXSYNTH_UNROLL
   for (int j = 0; j < kIn; ++j) bt6<L>(d + j * L, kIn * L, tmp + j * L, kIn * L);  // columns
 PYTEXSYNTH_UNROLL
@@ -107,7 +115,7 @@ PYTEXSYNTH_UNROLL
 
 // d = B v B^T, the adjoint of input_tile.
 template <int L, typename T>
-C10_HOST_DEVICE inline void input_tile_adjoint(const T* v, T* tmp, T* d) {
+PYTEXSYNTH_WINO_INLINE void input_tile_adjoint(const T* v, T* tmp, T* d) {
 PYTEXSYNTH_UNROLL
   for (int j = 0; j < kIn; ++j) b6<L>(v + j * L, kIn * L, tmp + j * L, kIn * L);
 PYTEXSYNTH_UNROLL
@@ -116,7 +124,7 @@ PYTEXSYNTH_UNROLL
 
 // y = A^T m A: 36 products to a 4x4 output tile. tmp: 24 * L scratch.
 template <int L, typename T>
-C10_HOST_DEVICE inline void output_tile(const T* m, T* tmp, T* y) {
+PYTEXSYNTH_WINO_INLINE void output_tile(const T* m, T* tmp, T* y) {
 PYTEXSYNTH_UNROLL
   for (int j = 0; j < kIn; ++j) at6<L>(m + j * L, kIn * L, tmp + j * L, kIn * L);      // (4 x 6)
 PYTEXSYNTH_UNROLL
@@ -125,7 +133,7 @@ PYTEXSYNTH_UNROLL
 
 // m = A y A^T, the adjoint of output_tile.
 template <int L, typename T>
-C10_HOST_DEVICE inline void output_tile_adjoint(const T* y, T* tmp, T* m) {
+PYTEXSYNTH_WINO_INLINE void output_tile_adjoint(const T* y, T* tmp, T* m) {
 PYTEXSYNTH_UNROLL
   for (int j = 0; j < kOut; ++j) a6<L>(y + j * L, kOut * L, tmp + j * L, kOut * L);    // (6 x 4)
 PYTEXSYNTH_UNROLL
@@ -146,25 +154,25 @@ struct Geometry {
 enum class Step { kInput, kOutput, kOutputAdjoint, kInputAdjoint };
 
 // Which input row (or column) position i of tile t reads: 4 t + i - pad, or -1 outside [0, n).
-C10_HOST_DEVICE inline int64_t source(int64_t t, int i, int64_t pad, int64_t n) {
+PYTEXSYNTH_WINO_INLINE int64_t source(int64_t t, int i, int64_t pad, int64_t n) {
   const int64_t s = kOut * t + i - pad;
   return (s >= 0 && s < n) ? s : -1;
 }
 
 // Output row (or column) position i of tile t, or -1 past the end (the last tile may overhang).
-C10_HOST_DEVICE inline int64_t target(int64_t t, int i, int64_t n) {
+PYTEXSYNTH_WINO_INLINE int64_t target(int64_t t, int i, int64_t n) {
   const int64_t s = kOut * t + i;
   return s < n ? s : -1;
 }
 
 // Offset of input pixel (i, j) of tile (n, ty, tx) in the NHWC input, or -1 in the padding.
-C10_HOST_DEVICE inline int64_t input_pixel(const Geometry& g, int64_t n, int64_t ty, int64_t tx, int i, int j) {
+PYTEXSYNTH_WINO_INLINE int64_t input_pixel(const Geometry& g, int64_t n, int64_t ty, int64_t tx, int i, int j) {
   const int64_t h = source(ty, i, g.pad, g.H), w = source(tx, j, g.pad, g.W);
   return (h >= 0 && w >= 0) ? ((n * g.H + h) * g.W + w) * g.C : -1;
 }
 
 // Offset of output pixel (i, j) of tile (n, ty, tx) in the NHWC output, or -1 past its edge.
-C10_HOST_DEVICE inline int64_t output_pixel(const Geometry& g, int64_t n, int64_t ty, int64_t tx, int i, int j) {
+PYTEXSYNTH_WINO_INLINE int64_t output_pixel(const Geometry& g, int64_t n, int64_t ty, int64_t tx, int i, int j) {
   const int64_t h = target(ty, i, g.Ho), w = target(tx, j, g.Wo);
   return (h >= 0 && w >= 0) ? ((n * g.Ho + h) * g.Wo + w) * g.Cout : -1;
 }

@@ -124,9 +124,10 @@ def load_vgg19_state_dict(weights: Union[str, os.PathLike, None] = None) -> Dict
 class _Conv(nn.Module):
     """A 3x3 convolution whose padding is zeros (VGG's) or circular (tileable synthesis).
 
-    On the CPU (float32/float64, frozen weights, at least 16 input channels) it runs Winograd
-    F(4x4, 3x3) (:func:`pytexsynth.ops.winograd_conv3x3`) with the weights transformed once and
-    cached: about 2x less time than oneDNN's direct convolution forward and 1.7x backward.
+    On the CPU it runs Winograd F(4x4, 3x3) (:func:`pytexsynth.ops.winograd_conv3x3`) with the
+    weights transformed once and cached, where that pays: float32/float64, frozen weights, at
+    least 16 input channels and at least 16 tiles of 4x4 outputs (a 16x16 map). About 2x less
+    time than oneDNN's direct convolution forward and 1.7x backward at VGG's sizes.
     """
 
     def __init__(self, cin: int, cout: int, circular: bool, winograd: bool = True):
@@ -135,10 +136,12 @@ class _Conv(nn.Module):
         self.bias = nn.Parameter(torch.empty(cout), requires_grad=False)
         self.circular = circular
         self.winograd = winograd
-        self._winograd_cache: Optional[Tuple[tuple, torch.Tensor]] = None
+        # (the weight tensor, its version, U): a strong reference, so a new tensor can never
+        # pass for the old one at a reused address; cleared on .to()/.double()/load_state_dict.
+        self._winograd_cache: Optional[Tuple[torch.Tensor, int, torch.Tensor]] = None
 
     def _use_winograd(self, x: torch.Tensor) -> bool:
-        # Below ~16 tiles of 4x4 outputs (an 8x8 map at 512 channels) reading the transformed
+        # Below 16 tiles of 4x4 outputs (e.g. an 8x8 map: 4 tiles) reading the transformed
         # weights (4x the direct weights) costs more than the multiplications it saves.
         tiles = x.shape[0] * -(-x.shape[2] // 4) * -(-x.shape[3] // 4)
         return (self.winograd and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
@@ -147,11 +150,24 @@ class _Conv(nn.Module):
 
     def _transformed_weight(self) -> torch.Tensor:
         w = self.weight
-        key = (w.data_ptr(), w._version, w.dtype, w.device)
-        if self._winograd_cache is None or self._winograd_cache[0] != key:
-            with torch.no_grad():
-                self._winograd_cache = (key, ops.winograd_weight(w))
-        return self._winograd_cache[1]
+        cache = self._winograd_cache
+        if cache is None or cache[0] is not w or cache[1] != w._version:
+            # a normal tensor even when first asked for under inference_mode (style targets),
+            # so later passes with gradients can save it for backward
+            with torch.inference_mode(False), torch.no_grad():
+                self._winograd_cache = (w, w._version, ops.winograd_weight(w.detach()))
+        return self._winograd_cache[2]
+
+    def clear_winograd_cache(self) -> None:
+        self._winograd_cache = None
+
+    def _apply(self, fn, *args, **kwargs):
+        self._winograd_cache = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._winograd_cache = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._use_winograd(x):
@@ -180,12 +196,15 @@ class VGG19(nn.Module):
             synthesis iteration at 256 px, 11x faster pooling), and the returned features are
             NHWC too, so the loss ops' gradients arrive in the same layout (no reorders).
             Fixed at construction.
-        winograd: on the CPU with channels_last, run the 3x3 convolutions (all but conv1_1, whose 3 input channels
-            make a poor GEMM) by Winograd F(4x4, 3x3), :func:`pytexsynth.ops.winograd_conv3x3`
-            (default True): about half the time of oneDNN's direct convolutions at 256 px, at
-            ~1e-6 relative difference in float32. Costs the transformed weights, 4x the
-            weights of the layers used (about 200 MB up to relu5_1), made on first use. The
-            GPU always uses cuDNN.
+        winograd: on the CPU with channels_last and frozen weights, run the 3x3 convolutions
+            by Winograd F(4x4, 3x3), :func:`pytexsynth.ops.winograd_conv3x3` (default True):
+            about half the time of oneDNN's direct convolutions at 256 px, ~1e-6 relative
+            difference in float32. Not for conv1_1 (3 input channels make a poor GEMM) nor for
+            maps under 16 tiles of 4x4 outputs (weight-bound). Costs the transformed weights,
+            4x the weights of the layers used (about 200 MB up to relu5_1), made on first use
+            and dropped by ``.to()``, ``load_state_dict`` and :meth:`clear_winograd_cache`
+            (call it after changing weights through ``.data``; in-place updates of the weights
+            themselves are noticed). The GPU always uses cuDNN.
 
     Example:
         >>> vgg = VGG19(("relu1_1", "relu2_1"))
@@ -234,6 +253,11 @@ class VGG19(nn.Module):
         if not out:
             raise ValueError("VGG19: layers must name at least one layer")
         return out
+
+    def clear_winograd_cache(self) -> None:
+        """Drops the transformed weights of the CPU's Winograd convolutions (remade on use)."""
+        for conv in self.convs.values():
+            conv.clear_winograd_cache()
 
     def train(self, mode: bool = True) -> "VGG19":  # frozen: there is nothing to train
         return super().train(False)
