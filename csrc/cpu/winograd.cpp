@@ -163,30 +163,6 @@ void range(const Job<T>& j, int64_t b, int64_t e) {
   Ranges<T>::fn[static_cast<int>(S)](j, b, e);
 }
 
-template <Step S>
-void transform(const at::Tensor& src, at::Tensor& dst, const at::Tensor& planes, const at::Tensor& bias,
-               const Geometry& g, int64_t r0, int64_t r1) {
-  const int64_t tiles = (r1 - r0) * g.TW;
-  const int64_t C = S == Step::kInput || S == Step::kInputAdjoint ? g.C : g.Cout;
-  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "winograd_transform_cpu", [&] {
-    const std::vector<scalar_t> zeros(std::max(g.C, g.Cout), scalar_t(0));
-    Job<scalar_t> j{g, r0, planes.stride(0), src.const_data_ptr<scalar_t>(), dst.mutable_data_ptr<scalar_t>(),
-                    bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, zeros.data(), 0};
-    if constexpr (S == Step::kInputAdjoint) {
-      // Whole tile rows per task, left to right (a tile's overlap with its left neighbour is
-      // still in cache); rows of one parity never share a pixel, so the even rows run in
-      // parallel, then the odd ones.
-      for (int parity = 0; parity < 2; ++parity) {
-        j.parity = parity;
-        at::parallel_for(0, r1 - r0, 1, [&](int64_t b, int64_t e) { range<S>(j, b * g.TW, e * g.TW); });
-      }
-    } else {
-      const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C));
-      at::parallel_for(0, tiles, grain, [&](int64_t b, int64_t e) { range<S>(j, b, e); });
-    }
-  });
-}
-
 struct CpuBackend {
   // V and M of a chunk: measured fastest at 8-16 MiB on the AVX-512 Xeon (L3-resident; smaller
   // chunks make GEMMs too short, larger ones spill to memory).
@@ -195,7 +171,25 @@ struct CpuBackend {
   template <Step S>
   static void transform(const at::Tensor& src, at::Tensor& dst, const at::Tensor& planes, const at::Tensor& bias,
                         const Geometry& g, int64_t r0, int64_t r1) {
-    pytexsynth::transform<S>(src, dst, planes, bias, g, r0, r1);
+    const int64_t tiles = (r1 - r0) * g.TW;
+    const int64_t C = S == Step::kInput || S == Step::kInputAdjoint ? g.C : g.Cout;
+    AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "winograd_transform_cpu", [&] {
+      const std::vector<scalar_t> zeros(std::max(g.C, g.Cout), scalar_t(0));
+      Job<scalar_t> j{g, r0, planes.stride(0), src.const_data_ptr<scalar_t>(), dst.mutable_data_ptr<scalar_t>(),
+                      bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, zeros.data(), 0};
+      if constexpr (S == Step::kInputAdjoint) {
+        // Whole tile rows per task, left to right (a tile's overlap with its left neighbour is
+        // still in cache); rows of one parity never share a pixel, so the even rows run in
+        // parallel, then the odd ones.
+        for (int parity = 0; parity < 2; ++parity) {
+          j.parity = parity;
+          at::parallel_for(0, r1 - r0, 1, [&](int64_t b, int64_t e) { range<S>(j, b * g.TW, e * g.TW); });
+        }
+      } else {
+        const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C));
+        at::parallel_for(0, tiles, grain, [&](int64_t b, int64_t e) { range<S>(j, b, e); });
+      }
+    });
   }
 
   // out[k] (+)= a[k] @ b[k] for the 36 planes.

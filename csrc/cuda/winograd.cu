@@ -81,28 +81,22 @@ unsigned int grid_size(int64_t total) {
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads, max_blocks)));
 }
 
-template <Step S>
-void transform(const at::Tensor& src, at::Tensor& dst, const at::Tensor& planes, const at::Tensor& bias,
-               const Geometry& g, int64_t r0, int64_t r1) {
-  const int64_t C = S == Step::kInput || S == Step::kInputAdjoint ? g.C : g.Cout;
-  const int64_t total = (r1 - r0) * g.TW * C;
-  AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "winograd_transform_cuda", [&] {
-    for (int parity = 0; parity < (S == Step::kInputAdjoint ? 4 : 1); ++parity) {
-      transform_kernel<S, scalar_t><<<grid_size(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-          src.const_data_ptr<scalar_t>(), dst.mutable_data_ptr<scalar_t>(),
-          bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, g, r0, planes.stride(0), C, total, parity);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-  });
-}
-
 struct CudaBackend {
   static int64_t default_chunk_bytes() { return int64_t(256) << 20; }
 
   template <Step S>
   static void transform(const at::Tensor& src, at::Tensor& dst, const at::Tensor& planes, const at::Tensor& bias,
                         const Geometry& g, int64_t r0, int64_t r1) {
-    pytexsynth::transform<S>(src, dst, planes, bias, g, r0, r1);
+    const int64_t C = S == Step::kInput || S == Step::kInputAdjoint ? g.C : g.Cout;
+    const int64_t total = (r1 - r0) * g.TW * C;
+    AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "winograd_transform_cuda", [&] {
+      for (int parity = 0; parity < (S == Step::kInputAdjoint ? 4 : 1); ++parity) {
+        transform_kernel<S, scalar_t><<<grid_size(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            src.const_data_ptr<scalar_t>(), dst.mutable_data_ptr<scalar_t>(),
+            bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, g, r0, planes.stride(0), C, total, parity);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+    });
   }
   static void gemm(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool accumulate) {
     if (accumulate) {
