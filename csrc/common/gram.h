@@ -177,16 +177,50 @@ inline void check_backward_layers(at::TensorList diffs, at::TensorList xs, size_
 }
 
 // The loss coefficient of grad_x = coef * grad_loss * (D + D^T) F for one layer.
-// The backward of gram_loss_multi on either device: the checks, then each layer's gradient by the
-// backend's single-layer function `layer_grad(grad_loss, diff, x, weight, op)`.
-template <typename LayerGrad>
-std::vector<at::Tensor> multi_backward(const at::Tensor& grad_loss, at::TensorList diffs, at::TensorList xs,
-                                       at::ArrayRef<double> weights, const char* op, LayerGrad&& layer_grad) {
+// The kernels of the loss ops, the same on every backend around the backend's two functions
+// (each backend registers these instantiations directly):
+//   LossLayers(xs, targets, weights, normalize, precision, op) -> (loss, diffs)
+//   LayerGrad(grad_loss, diff, x, weight, normalize, precision, op) -> grad_x of one layer
+template <auto LossLayers>
+std::tuple<at::Tensor, at::Tensor> loss_kernel(const at::Tensor& x, const at::Tensor& target, double weight,
+                                               c10::string_view normalize, c10::string_view precision) {
+  const char* op = "gram_loss";
+  check_x(x, op);
+  check_target(x, target, op);  // the single-layer messages name x and target
+  auto [loss, diffs] = LossLayers({x}, {target}, {weight}, normalize, precision, op);
+  return {loss, diffs[0]};
+}
+
+template <auto LossLayers>
+std::tuple<at::Tensor, std::vector<at::Tensor>> loss_multi_kernel(at::TensorList xs, at::TensorList targets,
+                                                                  at::ArrayRef<double> weights,
+                                                                  c10::string_view normalize,
+                                                                  c10::string_view precision) {
+  return LossLayers(xs, targets, weights, normalize, precision, "gram_loss_multi");
+}
+
+template <auto LayerGrad>
+at::Tensor loss_backward_kernel(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x,
+                                double weight, c10::string_view normalize, c10::string_view precision) {
+  const char* op = "_gram_loss_backward";
+  check_x(x, op);
+  check_diff(x, diff, op);
+  check_grad_loss(grad_loss, x, op);
+  return LayerGrad(grad_loss, diff, x, weight, normalize, precision, op);
+}
+
+template <auto LayerGrad>
+std::vector<at::Tensor> loss_multi_backward_kernel(const at::Tensor& grad_loss, at::TensorList diffs,
+                                                   at::TensorList xs, at::ArrayRef<double> weights,
+                                                   c10::string_view normalize, c10::string_view precision) {
+  const char* op = "_gram_loss_multi_backward";
   check_backward_layers(diffs, xs, weights.size(), op);
   check_grad_loss(grad_loss, xs[0], op);
   std::vector<at::Tensor> grads;
   grads.reserve(xs.size());
-  for (size_t l = 0; l < xs.size(); ++l) grads.push_back(layer_grad(grad_loss, diffs[l], xs[l], weights[l], op));
+  for (size_t l = 0; l < xs.size(); ++l) {
+    grads.push_back(LayerGrad(grad_loss, diffs[l], xs[l], weights[l], normalize, precision, op));
+  }
   return grads;
 }
 

@@ -198,22 +198,6 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> loss_layers(at::TensorList xs, a
   return {loss, diffs};
 }
 
-std::tuple<at::Tensor, at::Tensor> gram_loss_cpu(const at::Tensor& x, const at::Tensor& target, double weight,
-                                                 c10::string_view normalize, c10::string_view precision) {
-  const char* op = "gram_loss";
-  gram::check_x(x, op);
-  gram::check_target(x, target, op);  // the single-layer messages name x and target
-  auto [loss, diffs] = loss_layers({x}, {target}, {weight}, normalize, precision, op);
-  return {loss, diffs[0]};
-}
-
-std::tuple<at::Tensor, std::vector<at::Tensor>> gram_loss_multi_cpu(at::TensorList xs, at::TensorList targets,
-                                                                    at::ArrayRef<double> weights,
-                                                                    c10::string_view normalize,
-                                                                    c10::string_view precision) {
-  return loss_layers(xs, targets, weights, normalize, precision, "gram_loss_multi");
-}
-
 at::Tensor gram_backward_cpu(const at::Tensor& grad_output, const at::Tensor& x, c10::string_view normalize,
                              c10::string_view precision) {
   const char* op = "_gram_backward";
@@ -250,33 +234,15 @@ at::Tensor loss_layer_grad(const at::Tensor& grad_loss, const at::Tensor& diff, 
   return apply_grad(f, S, x);
 }
 
-at::Tensor gram_loss_backward_cpu(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x,
-                                  double weight, c10::string_view normalize, c10::string_view precision) {
-  const char* op = "_gram_loss_backward";
-  gram::check_x(x, op);
-  gram::check_diff(x, diff, op);
-  gram::check_grad_loss(grad_loss, x, op);
-  return loss_layer_grad(grad_loss, diff, x, weight, normalize, precision, op);
-}
-
-std::vector<at::Tensor> gram_loss_multi_backward_cpu(const at::Tensor& grad_loss, at::TensorList diffs,
-                                                     at::TensorList xs, at::ArrayRef<double> weights,
-                                                     c10::string_view normalize, c10::string_view precision) {
-  return gram::multi_backward(grad_loss, diffs, xs, weights, "_gram_loss_multi_backward",
-                              [&](const at::Tensor& g, const at::Tensor& d, const at::Tensor& x, double w, const char* op) {
-                                return loss_layer_grad(g, d, x, w, normalize, precision, op);
-                              });
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
   m.impl("gram", &gram_cpu);
   m.impl("_gram_backward", &gram_backward_cpu);
-  m.impl("gram_loss", &gram_loss_cpu);
-  m.impl("_gram_loss_backward", &gram_loss_backward_cpu);
-  m.impl("gram_loss_multi", &gram_loss_multi_cpu);
-  m.impl("_gram_loss_multi_backward", &gram_loss_multi_backward_cpu);
+  m.impl("gram_loss", &gram::loss_kernel<loss_layers>);
+  m.impl("_gram_loss_backward", &gram::loss_backward_kernel<loss_layer_grad>);
+  m.impl("gram_loss_multi", &gram::loss_multi_kernel<loss_layers>);
+  m.impl("_gram_loss_multi_backward", &gram::loss_multi_backward_kernel<loss_layer_grad>);
 }
 
 }  // namespace pytexsynth
