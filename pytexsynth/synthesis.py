@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .io import resize_image
 from .losses import ContentLoss, GramStyleLoss, HistogramStyleLoss, label_masks, total_variation
-from .models.vgg import LAYER_NAMES, VGG19
+from .models.vgg import LAYER_NAMES, VGG19, _layer_channels, _winograd_weight_bytes
 
 __all__ = ["synthesize_texture", "transfer_style", "SynthesisProgress", "estimate_memory",
            "DEFAULT_STYLE_LAYERS", "DEFAULT_CONTENT_LAYERS", "DEFAULT_HISTOGRAM_LAYERS"]
@@ -177,20 +177,8 @@ def _layer_feature_bytes(h: int, w: int, deepest: str) -> int:
         if name.startswith("pool"):
             h, w = h // 2, w // 2
         elif name.startswith("conv"):
-            c = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}[name[4]]
+            c = _layer_channels(name)
         total += c * h * w * 4
-    return total
-
-
-def _winograd_weight_bytes(deepest: str) -> int:
-    """The transformed weights VGG19 keeps on the CPU for its Winograd layers up to ``deepest``
-    (36 / 9 = 4x each layer's weights; conv1_1 runs directly)."""
-    total, cin = 0, 3
-    for name in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1]:
-        if name.startswith("conv"):
-            cout = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}[name[4]]
-            total += 36 * cin * cout * 4 if cin >= 16 else 0
-            cin = cout
     return total
 
 
@@ -354,9 +342,12 @@ def _optimise_level(x: torch.Tensor, terms: List[_Term], scales: List[torch.Tens
     base_lr = group["lr"]
     reported = 0  # the last evaluation count reported; reports fall on multiples of report_every and the end
 
+    def current():  # the evaluation at x (where the last step() ended), else the latest one
+        return next((r for r in recent if torch.equal(r[0], x.detach())), recent[-1])
+
     def report_upto(n):
         nonlocal reported
-        hit = next((r for r in recent if torch.equal(r[0], x.detach())), recent[-1])
+        hit = current()
         marks = list(range((reported // report_every + 1) * report_every, n + 1, report_every))
         if n not in marks and n == iterations:
             marks.append(n)
@@ -388,7 +379,7 @@ def _optimise_level(x: torch.Tensor, terms: List[_Term], scales: List[torch.Tens
     if callback is not None and reported < min(evals, iterations):
         report_upto(min(evals, iterations))
         if reported < min(evals, iterations):  # converged between marks: report where it stopped
-            hit = next((r for r in recent if torch.equal(r[0], x.detach())), recent[-1])
+            hit = current()
             report(min(evals, iterations), hit[1], hit[3])
     return x.detach(), last_loss  # last_loss stays None without a callback: no host sync
 

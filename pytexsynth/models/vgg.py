@@ -37,6 +37,25 @@ def _layer_names() -> Tuple[str, ...]:
 
 
 LAYER_NAMES: Tuple[str, ...] = _layer_names()
+# conv1_1's 3 input channels make a poor GEMM: Winograd only from this many input channels on.
+_WINOGRAD_MIN_CHANNELS = 16
+
+
+def _layer_channels(name: str) -> int:
+    """Output channels of a layer ('conv3_2', 'relu3_2', 'pool3': 256)."""
+    return _BLOCKS[int(name[4]) - 1][1]
+
+
+def _winograd_weight_bytes(deepest: str) -> int:
+    """float32 bytes of the transformed weights VGG19 keeps on the CPU for its Winograd layers
+    up to ``deepest`` (36 / 9 = 4x each such layer's weights)."""
+    total, cin = 0, 3
+    for name in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1]:
+        if name.startswith("conv"):
+            cout = _layer_channels(name)
+            total += 36 * cin * cout * 4 if cin >= _WINOGRAD_MIN_CHANNELS else 0
+            cin = cout
+    return total
 _LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
 # Caffe's BGR mean pixel, on the 0..255 scale.
 _BGR_MEAN = (103.939, 116.779, 123.68)
@@ -145,7 +164,7 @@ class _Conv(nn.Module):
         # weights (4x the direct weights) costs more than the multiplications it saves.
         tiles = x.shape[0] * -(-x.shape[2] // 4) * -(-x.shape[3] // 4)
         return (self.winograd and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-                and self.weight.shape[1] >= 16 and tiles >= 16 and not self.weight.requires_grad
+                and self.weight.shape[1] >= _WINOGRAD_MIN_CHANNELS and tiles >= 16 and not self.weight.requires_grad
                 and not self.bias.requires_grad and self.weight.dtype == x.dtype)
 
     def _transformed_weight(self) -> torch.Tensor:
@@ -170,14 +189,13 @@ class _Conv(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._use_winograd(x):
-            u = self._transformed_weight()
-            if self.circular:
-                return ops.winograd_conv3x3(ops.circular_pad2d(x, 1), u, self.bias, padding=0)
-            return ops.winograd_conv3x3(x, u, self.bias, padding=1)
+        winograd = self._use_winograd(x)  # decided on the unpadded map
+        padding = 1
         if self.circular:
-            return F.conv2d(ops.circular_pad2d(x, 1), self.weight, self.bias)
-        return F.conv2d(x, self.weight, self.bias, padding=1)
+            x, padding = ops.circular_pad2d(x, 1), 0
+        if winograd:
+            return ops.winograd_conv3x3(x, self._transformed_weight(), self.bias, padding=padding)
+        return F.conv2d(x, self.weight, self.bias, padding=padding)
 
 
 class VGG19(nn.Module):
