@@ -21,11 +21,9 @@ from typing import Callable, Optional, Union
 import torch
 import torch.nn.functional as F
 
-from .. import training
 from ..losses import total_variation
-from .base import save_model
 from .inverse import INVERSE_LAYERS, InverseNet
-from .trainers import ContentFolder
+from .trainers import ContentFolder, _fit, _training_device
 
 __all__ = ["train_inverse_network", "augment"]
 
@@ -142,9 +140,7 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
         raise ValueError(f"{name}: jitter must be in [0, 0.5), got {jitter!r}")
     contents = ContentFolder(image_dir, load_size)
     styles = contents if style_dir is None else ContentFolder(style_dir, load_size)
-    rank, world, owns = training._init_distributed()
-    try:
-        dev = torch.device(device) if device is not None else training._default_device(world)
+    with _training_device(device) as (rank, dev):
         vgg = VGG19((layer,), pooling=pooling, weights=weights).to(dev)
 
         def batches(gen: torch.Generator, step: int):
@@ -168,18 +164,14 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
                 "style_dir": None if style_dir is None else str(style_dir), "images": len(contents),
                 "size": size, "load_size": load_size, "batch_size": batch_size, "tv_weight": float(tv_weight),
                 "patch_size": patch_size, "stride": stride, "jitter": float(jitter), "pooling": pooling}
-        result = training.train(net, loss_fn, batches, steps=steps, lr=lr, lr_schedule=lr_schedule,
-                                lr_decay=lr_decay, lr_decay_every=lr_decay_every, checkpoint=checkpoint,
-                                checkpoint_every=checkpoint_every, resume=resume, seed=seed, device=dev,
-                                progress=progress, desc="train-inverse", callback=callback, metadata=meta)
-        net = result.model
-        net.losses = result.losses  # type: ignore[attr-defined]
-        skipped = sorted(set(contents.skipped) | set(styles.skipped))
-        net.skipped_images = skipped  # type: ignore[attr-defined]
-        if output is not None and rank == 0:
-            save_model(net, output, **meta, skipped_images=len(skipped), steps=result.step,
-                       final_loss=result.losses[-1])
-        return net.eval()
-    finally:
-        if owns:
-            torch.distributed.destroy_process_group()
+
+        def skipped():  # files found unreadable up to now (batches can add some)
+            return sorted(set(contents.skipped) | set(styles.skipped))
+
+        net = _fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta,
+                   saved_extra=lambda: {"skipped_images": len(skipped())}, steps=steps, lr=lr,
+                   lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
+                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, seed=seed,
+                   device=dev, progress=progress, desc="train-inverse", callback=callback)
+        net.skipped_images = skipped()  # type: ignore[attr-defined]
+        return net
