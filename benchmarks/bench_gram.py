@@ -25,7 +25,7 @@ import torch
 
 from pytexsynth import ops, reference
 
-from conftest import DEVICES, run_benchmark
+from conftest import DEVICES, interleaved_medians, run_benchmark
 
 VGG19_STYLE_LAYERS = [(64, 1), (128, 2), (256, 4), (512, 8), (512, 16)]  # (channels, downsampling)
 SIZES = [256, 512, 1024]
@@ -114,20 +114,8 @@ def test_gram_forward_vgg19(benchmark, device, size, impl):
 def _per_layer_forward(size: int, rounds: int = 15) -> None:
     """Prints ops.gram vs f @ f.mT per layer with the CPU tile schedule of each: medians of
     rounds that alternate the two, so load from other jobs hits both alike."""
-    import statistics
-    import time
-
     for f in (f.detach() for f in vgg_features(size, "cpu")[0]):
-        fns = {"ours": lambda: ops.gram(f), "reference": lambda: reference.gram(f)}
-        times = {name: [] for name in fns}
-        for fn in fns.values():
-            fn()
-        for _ in range(rounds):
-            for name, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-        med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+        med = interleaved_medians({"ours": lambda: ops.gram(f), "reference": lambda: reference.gram(f)}, rounds)
         tile, tiles, pairs, chunk, chunks, items = torch.ops.pytexsynth._gram_schedule(1, f.shape[1], f.shape[2] * f.shape[3])
         print(f"{tuple(f.shape)}: {pairs} of {tiles * tiles} tiles of {tile}, {chunks} chunks of {chunk} px: "
               f"ours {med['ours']:.2f} ms, reference {med['reference']:.2f} ms, ratio {med['reference'] / med['ours']:.2f}x")

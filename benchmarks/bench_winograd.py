@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from pytexsynth import ops
 
-from conftest import DEVICES, run_benchmark
+from conftest import DEVICES, interleaved_medians, run_benchmark
 
 # (side at 256 px input, C_in, C_out) of every distinct 3x3 layer shape of VGG-19 up to conv5_1,
 # with how many layers of relu5_1's stack have it.
@@ -66,23 +66,11 @@ def test_winograd_vs_conv2d(benchmark, device, layer, mode, impl):
 def _table(size: int, rounds: int = 9) -> None:
     """Per layer: medians of rounds alternating ours and F.conv2d; totals weighted by how many
     layers of VGG-19 up to conv5_1 have each shape."""
-    import statistics
-    import time
-
     totals = {"forward": [0.0, 0.0], "input_grad": [0.0, 0.0]}
     print(f"| layer ({size} px input) | fwd conv2d ms | fwd winograd ms | ratio | grad conv2d ms | grad winograd ms | ratio |")
     print("|---|---|---|---|---|---|---|")
     for side, cin, cout, count in LAYERS:
-        fns = _fns(*_problem(side, cin, cout, "cpu", size / 256))
-        times = {k: [] for k in fns}
-        for fn in fns.values():
-            fn()
-        for _ in range(rounds):
-            for k, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        med = interleaved_medians(_fns(*_problem(side, cin, cout, "cpu", size / 256)), rounds)
         row = []
         for mode in ("forward", "input_grad"):
             ref, ours = med[(mode, "reference")], med[(mode, "ours")]

@@ -44,6 +44,23 @@ def run_benchmark(benchmark, device: str, fn, *, rounds: int | None = None) -> N
         benchmark(timed)
 
 
+def interleaved_medians(fns: dict, rounds: int) -> dict:
+    """Median milliseconds of each of ``fns`` (name -> callable, CPU), after one warm-up call
+    each, over rounds that call them one after the other, so load from other jobs hits all alike."""
+    import statistics
+    import time
+
+    times = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
 # ---- out-of-memory rows ----------------------------------------------------------------------
 # A benchmark that runs out of memory sets benchmark.extra_info["oom"] = True and skips (see
 # bench_style_swap.py). pytest-benchmark saves only benchmarks that were timed, so such a case
