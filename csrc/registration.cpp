@@ -41,7 +41,10 @@ std::string cuda_archs() {
 }  // namespace pytexsynth
 
 TORCH_LIBRARY(pytexsynth, m) {
-  m.set_python_module("pytexsynth._registrations");
+  // Every op's fake kernel and autograd formula are registered from Python by
+  // pytexsynth.ops._ext.register (called by the op's own module, pytexsynth/ops/<op>.py);
+  // importing that module imports the whole package, so all of them are there.
+  m.set_python_module("pytexsynth.ops._ext");
 
   m.def("_cuda_version() -> int", &pytexsynth::cuda_version);
   m.def("_cuda_archs() -> str", &pytexsynth::cuda_archs);

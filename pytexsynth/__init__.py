@@ -1,14 +1,19 @@
-"""pytexsynth: C++/CUDA-accelerated neural texture synthesis and style transfer for PyTorch."""
+"""pytexsynth: C++/CUDA-accelerated neural texture synthesis and style transfer for PyTorch.
+
+Layout: :mod:`~pytexsynth.ops` (the custom ops), :mod:`~pytexsynth.reference` (their pure-PyTorch
+versions), :mod:`~pytexsynth.losses` and :mod:`~pytexsynth.nn` (modules over the ops),
+:mod:`~pytexsynth.models` (VGG-19), :mod:`~pytexsynth.synthesis` (optimisation-based methods),
+:mod:`~pytexsynth.networks` (feed-forward architectures), :mod:`~pytexsynth.training` (the loop
+and the trainers), :mod:`~pytexsynth.io` (images, atomic writes), :mod:`~pytexsynth.cli`.
+"""
 
 from . import nn, ops, reference
 from ._info import __version__, has_cuda, has_extension, info
-from . import io, losses, models, networks, training
+from . import io, losses, models, networks, synthesis, training
 from .models import VGG19
-from .networks import load_model, save_model
-from .networks.trainers import train_stylization_network, train_texture_network
-from .synthesis import synthesize_texture, transfer_style
-from .networks import InverseNet, train_inverse_network
-from .style_transfer import style_swap_transfer
+from .networks import InverseNet, load_model, save_model
+from .synthesis import style_swap_transfer, synthesize_texture, transfer_style
+from .training import train_inverse_network, train_stylization_network, train_texture_network
 
 __all__ = [
     "__version__", "has_cuda", "has_extension", "info", "nn", "ops", "reference",

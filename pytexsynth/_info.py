@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 import torch
 
-from . import _ext
+from .ops import _ext
 from .models.weights import ENV_VAR, default_weights_path
 
 __version__ = "0.1.0"

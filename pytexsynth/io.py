@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import BinaryIO, Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["load_image", "save_image", "resize_image", "ImageLoadError"]
+__all__ = ["load_image", "save_image", "resize_image", "as_image", "atomic_write", "ImageLoadError"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -79,6 +79,30 @@ def load_image(path: PathLike, size: Optional[Union[int, Tuple[int, int]]] = Non
     return x.to(device) if device is not None else x
 
 
+def as_image(x: Union[torch.Tensor, PathLike], name: str,
+             device: Union[str, torch.device, None] = None) -> torch.Tensor:
+    """An image argument of the API as a (1, 3, H, W) float32 tensor on ``device``.
+
+    Takes a path (read with :func:`load_image`) or a float tensor in [0, 1] of shape (1, 3, H, W),
+    (3, H, W) or (1, 1, H, W) (grayscale, repeated to RGB); ``name`` is the argument's name in
+    the errors (TypeError / ValueError).
+    """
+    if isinstance(x, (str, os.PathLike)):
+        x = load_image(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be an image tensor (1, 3, H, W) in [0, 1] or a path, got {type(x).__name__}")
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] not in (1, 3):
+        raise ValueError(f"{name} must be a (3, H, W) or (1, 3, H, W) RGB tensor in [0, 1] (or (1, 1, H, W) "
+                         f"grayscale), got shape {tuple(x.shape)}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a float tensor in [0, 1], got {x.dtype}")
+    if x.shape[-1] < 1 or x.shape[-2] < 1:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+    return x.detach().expand(1, 3, -1, -1).to(device=device, dtype=torch.float32)
+
+
 def _target_size(h: int, w: int, size: Union[int, Tuple[int, int]]) -> Tuple[int, int]:
     if isinstance(size, bool) or not isinstance(size, (int, tuple, list)):
         raise TypeError(f"size must be an int (longer side) or (height, width), got {size!r}")
@@ -102,10 +126,31 @@ def resize_image(x: torch.Tensor, size: Union[int, Tuple[int, int]]) -> torch.Te
                          antialias=th < h or tw < w).clamp_(0.0, 1.0)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Writes a file atomically: ``write(fh)`` fills a temporary file in the same folder, which is
+    flushed, fsynced and renamed over ``path``, so a reader (or a crash, or a full disk) never
+    sees a half-written file; on any error the temporary file is removed and ``path`` is left
+    as it was. The file gets the usual permissions (0666 minus the umask). Parent folders are
+    created. The one way this package writes images, models and checkpoints."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
 
 
 def save_image(x: torch.Tensor, path: PathLike, force: bool = False, bits: int = 8) -> Path:
@@ -142,20 +187,7 @@ def save_image(x: torch.Tensor, path: PathLike, force: bool = False, bits: int =
         img = Image.fromarray(np.round(a * 255).astype(np.uint8))
     else:
         raise ValueError(f"save_image: bits must be 8 or 16, got {bits}")
-    p.parent.mkdir(parents=True, exist_ok=True)
     fmt = Image.registered_extensions().get(p.suffix.lower())
     if fmt is None:
         raise ValueError(f"save_image: unknown image extension {p.suffix!r} in {str(p)!r}; use .png, .jpg, ...")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format=fmt)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return p
+    return atomic_write(p, lambda fh: img.save(fh, format=fmt))

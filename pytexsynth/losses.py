@@ -1,47 +1,117 @@
-"""Loss terms of optimisation-based synthesis, as modules over the fused ops.
+"""Loss terms of synthesis and of the trainers: one family of modules over the fused ops.
 
 - :class:`ContentLoss`: feature MSE against a content image's features.
-- :class:`GramStyleLoss`: Gatys' Gram loss (``ops.gram_loss``), several layers, optionally
-  masked ("painting by numbers": each label region of the output matched to the same label's
-  region of the style).
-- :class:`HistogramStyleLoss`: Risser et al.'s histogram loss (``ops.histogram_loss``).
+- :class:`GramLoss`: Gatys' Gram loss over several layers, one style image or several blended,
+  optionally masked ("painting by numbers"); every forward is ONE
+  :func:`pytexsynth.ops.gram_loss_multi` call for all layers.
+- :class:`HistogramLoss`: Risser et al.'s histogram loss (:func:`pytexsynth.ops.histogram_loss`).
 - :func:`total_variation` / :class:`TotalVariationLoss`: smoothness prior (periodic when tileable).
+- :class:`GramStyleLoss`, :class:`HistogramStyleLoss`: the same two losses with the defaults the
+  synthesis engine and the trainers use (per-layer ``"auto"`` weights, float32), by those names.
 
-Every module maps a feature dict (layer -> (1, C, H, W), from :class:`pytexsynth.models.VGG19`)
-to a scalar tensor; none synchronises with the device.
+Every module maps features (a dict layer -> (B, C, H, W), from :class:`pytexsynth.models.VGG19`,
+or a list by position) to a scalar tensor; none synchronises with the device. Style targets are
+buffers: ``.to(device)`` moves them and ``state_dict()`` saves them.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from . import ops
+from .masks import check_masks, label_masks, masked_features, masks_at, region_cells
+from .ops.checks import check_weight
+from .ops.gram import check_gram_options
 
-__all__ = ["ContentLoss", "GramStyleLoss", "HistogramStyleLoss", "TotalVariationLoss", "content_loss",
-           "total_variation", "label_masks"]
+__all__ = ["ContentLoss", "GramLoss", "HistogramLoss", "TotalVariationLoss", "GramStyleLoss", "HistogramStyleLoss",
+           "content_loss", "total_variation", "label_masks", "DEFAULT_STYLE_LAYERS", "DEFAULT_CONTENT_LAYERS",
+           "DEFAULT_HISTOGRAM_LAYERS"]
 
-Features = Mapping[str, torch.Tensor]
-LayerWeights = Union[None, float, Sequence[float], Mapping[str, float]]
+# The layers of Gatys et al. (style, content) and of Risser et al. (histograms).
+DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+DEFAULT_CONTENT_LAYERS = ("relu4_2",)
+DEFAULT_HISTOGRAM_LAYERS = ("relu1_1", "relu4_1")
+
+Features = Union[Mapping[str, torch.Tensor], Sequence[torch.Tensor]]
+LayerWeights = Union[None, str, float, Sequence[float], Mapping[str, float]]
 
 
-def _layer_weights(layers: Sequence[str], weights: LayerWeights, what: str) -> Dict[str, float]:
+def per_layer_weights(layers: Sequence, weights: LayerWeights, what: str, arg: str = "weights",
+                  missing: Optional[float] = None) -> Dict:
+    """Per-layer weights: None (equal, summing to 1), a number (each layer), a list (in layer
+    order) or a mapping layer -> weight (layers it leaves out weigh ``missing``, or are an error
+    when ``missing`` is None; layers it names that are not there are an error)."""
     if weights is None:
         return {n: 1.0 / len(layers) for n in layers}
-    if isinstance(weights, (int, float)):
-        return {n: float(weights) for n in layers}
     if isinstance(weights, Mapping):
-        missing = [n for n in layers if n not in weights]
-        if missing:
-            raise ValueError(f"{what}: layer_weights lacks layers {missing}")
-        return {n: float(weights[n]) for n in layers}
-    weights = list(weights)
-    if len(weights) != len(layers):
-        raise ValueError(f"{what}: {len(weights)} layer_weights for {len(layers)} layers {list(layers)}")
-    return {n: float(w) for n, w in zip(layers, weights)}
+        unknown = [k for k in weights if k not in layers]
+        if unknown:
+            raise ValueError(f"{what}: {arg} name layers without style features: {sorted(map(str, unknown))}")
+        absent = [n for n in layers if n not in weights]
+        if absent and missing is None:
+            raise ValueError(f"{what}: {arg} has no entry for layers {absent}")
+        values = [weights.get(n, missing) for n in layers]
+    elif isinstance(weights, Sequence) and not isinstance(weights, str):
+        if len(weights) != len(layers):
+            raise ValueError(f"{what}: {len(weights)} {arg} for {len(layers)} layers {list(layers)}")
+        values = list(weights)
+    else:
+        values = [weights] * len(layers)
+    return {n: check_weight(v, what) for n, v in zip(layers, values)}
+
+
+def blend_weights(blend: Optional[Sequence[float]], n: int, what: str) -> List[float]:
+    """The weights of ``n`` style images, normalised to sum 1 (default equal)."""
+    if blend is None:
+        return [1.0 / n] * n
+    blend = [float(b) for b in blend]
+    if len(blend) != n:
+        raise ValueError(f"{what}: {len(blend)} blend weights for {n} styles")
+    if any(b < 0 for b in blend) or sum(blend) <= 0:
+        raise ValueError(f"{what}: blend weights must be >= 0 with a positive sum, got {blend}")
+    s = sum(blend)
+    return [b / s for b in blend]
+
+
+def style_layers(style_features, what: str) -> Tuple[bool, list, List[List[torch.Tensor]]]:
+    """(keyed, layers, per style the per-layer tensors) of a dict layer -> tensor, a list of such
+    dicts (several style images) or a list of tensors (layers by position)."""
+    if isinstance(style_features, Mapping):
+        style_features = [style_features]
+    elif isinstance(style_features, torch.Tensor) or not isinstance(style_features, Sequence) \
+            or isinstance(style_features, str):
+        raise TypeError(f"{what}: style_features must be a dict of layer -> tensor, a list of such dicts (one per "
+                        f"style image) or a list of tensors, got {type(style_features).__name__}")
+    if not style_features:
+        raise ValueError(f"{what}: needs at least one style (style_features is empty)")
+    if all(isinstance(s, torch.Tensor) for s in style_features):
+        return False, list(range(len(style_features))), [list(style_features)]
+    if not all(isinstance(s, Mapping) for s in style_features):
+        raise TypeError(f"{what}: style_features must hold only dicts (one per style image) or only tensors")
+    layers = list(style_features[0])
+    if not layers:
+        raise ValueError(f"{what}: style_features is empty (no layers)")
+    return True, layers, [[s[n] for n in layers] for s in style_features]
+
+
+def select_features(features, layers: list, keyed: bool, what: str) -> List[torch.Tensor]:
+    """The loss's layers of ``features`` in order (a dict for a keyed loss, else a list)."""
+    if keyed:
+        if not isinstance(features, Mapping):
+            raise TypeError(f"{what}: was built from a dict of layers; forward takes a dict, got "
+                            f"{type(features).__name__}")
+        absent = [n for n in layers if n not in features]
+        if absent:
+            raise KeyError(f"{what}: features lack the layers {absent}")
+        return [features[n] for n in layers]
+    feats = list(features)
+    if len(feats) != len(layers):
+        raise ValueError(f"{what}: expected {len(layers)} feature tensors, got {len(feats)}")
+    return feats
 
 
 def content_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -66,22 +136,15 @@ def total_variation(img: torch.Tensor, circular: bool = False) -> torch.Tensor:
     return dx.square().mean() + dy.square().mean()
 
 
-def label_masks(labels: torch.Tensor, num_labels: Optional[int] = None) -> torch.Tensor:
-    """A label map (H, W) or (1, H, W) or (1, 1, H, W) of ints -> one-hot masks (1, K, H, W) float."""
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise TypeError(f"label_masks: labels must be an integer tensor, got {labels.dtype}")
-    lab = labels.reshape(labels.shape[-2:]).long()
-    if lab.numel() and int(lab.min()) < 0:
-        raise ValueError("label_masks: labels must be >= 0")
-    k = int(lab.max()) + 1 if num_labels is None else num_labels
-    return F.one_hot(lab, k).permute(2, 0, 1).unsqueeze(0).float()
+class TotalVariationLoss(nn.Module):
+    """Module form of :func:`total_variation` (acts on the image, not on features)."""
 
+    def __init__(self, circular: bool = False):
+        super().__init__()
+        self.circular = circular
 
-def _masks_at(masks: torch.Tensor, size) -> torch.Tensor:
-    """Soft masks at a layer's resolution: the fraction of each cell covered by each label."""
-    if tuple(masks.shape[-2:]) == tuple(size):
-        return masks
-    return F.adaptive_avg_pool2d(masks, size)
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return total_variation(img, self.circular)
 
 
 class ContentLoss(nn.Module):
@@ -92,14 +155,14 @@ class ContentLoss(nn.Module):
         layer_weights: None (equal, summing to 1), a float, a list or a dict.
     """
 
-    def __init__(self, targets: Features, layer_weights: LayerWeights = None):
+    def __init__(self, targets: Mapping[str, torch.Tensor], layer_weights: LayerWeights = None):
         super().__init__()
         self.layers = list(targets)
-        self.weights = _layer_weights(self.layers, layer_weights, "ContentLoss")
+        self.weights = per_layer_weights(self.layers, layer_weights, "ContentLoss", "layer_weights")
         for i, n in enumerate(self.layers):
             self.register_buffer(f"target_{i}", targets[n].detach().float())
 
-    def forward(self, feats: Features) -> torch.Tensor:
+    def forward(self, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = None
         for i, n in enumerate(self.layers):
             term = self.weights[n] * content_loss(feats[n], getattr(self, f"target_{i}"))
@@ -107,92 +170,115 @@ class ContentLoss(nn.Module):
         return total
 
 
-class GramStyleLoss(nn.Module):
-    """Gatys' style loss: ``sum_l w_l * mean((gram(F_l) - G_l)**2)`` with the fused ``ops.gram_loss``.
+class GramLoss(nn.Module):
+    """Gram (style) loss ``sum_l w_l * mean((gram(F_l) - T_l)**2)``, one fused op for all layers.
 
-    Several styles are blended by averaging their Gram matrices with the blend weights: for
-    weights summing to 1 this has the same gradient as the weighted sum of one loss per style,
-    at the cost of one.
+    The targets T_l are computed once here by :func:`pytexsynth.ops.gram` with the loss's own
+    normalize and precision, so the loss is exactly 0 at the style's features; each forward is
+    one :func:`pytexsynth.ops.gram_loss_multi` call (on the CPU 1.02x with one thread and 1.2x
+    with two faster than one ``gram_loss`` per layer: benchmarks/results/gram-cpu-xeon-*.md).
+    A style batch of one is broadcast over the batch of the features; a larger one gives one
+    target per sample.
 
-    With masks, the output's label region k is matched to the style's region k: features are
-    multiplied by the (resized) mask and rescaled by sqrt(H*W / area), so each region's Gram
-    matrix is its own mean, and the per-region losses are summed.
+    Several style images are blended by averaging their Gram matrices with the blend weights:
+    for weights summing to 1 this has the gradient of the weighted sum of one loss per style,
+    at the cost of one. With masks, the output's label region k is matched to the style's region
+    k: features are multiplied by the (resized) mask and rescaled by sqrt(H*W / area), so each
+    region's Gram matrix is its own mean, and the per-region losses add up.
 
     Args:
-        style_feats: list of layer -> style features, one dict per style image.
-        blend: weights of the styles (default equal).
-        layer_weights: ``"auto"`` (default: 1 / (L * mean(G_l**2)), so each layer's term is a
-            relative error and no layer dominates by scale), None (equal, summing to 1), a float,
-            a list or a dict.
+        style_features: a dict layer -> (B, C, H, W) style features, a list of such dicts (one
+            per style image, blended), or a list of tensors (layers by position).
+        weights: per layer: one float for all (default 1.0), a list, a dict (every layer),
+            None (equal, summing to 1) or ``"auto"`` (1 / (L * mean(T_l**2)): each layer's
+            term a relative error, so no layer dominates by scale).
+        normalize, precision: as in :func:`pytexsynth.ops.gram`.
+        blend: weights of several style images (default equal).
         output_masks: (1, K, H, W) one-hot/soft masks of the output image, or None.
         style_masks: one (1, K, Hs, Ws) mask per style image (required with output_masks).
+        dtype: None keeps the features' dtype; ``torch.float32`` casts style and output
+            features to it first (what synthesis does under bf16 autocast).
+
+    Example:
+        >>> style = {"relu1_1": torch.rand(1, 4, 8, 8), "relu2_1": torch.rand(1, 8, 4, 4)}
+        >>> loss = GramLoss(style, weights={"relu1_1": 1.0, "relu2_1": 0.5})
+        >>> loss(style).item()
+        0.0
     """
 
-    def __init__(self, style_feats: Sequence[Features], blend: Optional[Sequence[float]] = None,
-                 layer_weights: LayerWeights = "auto", output_masks: Optional[torch.Tensor] = None,
-                 style_masks: Optional[Sequence[torch.Tensor]] = None):
+    weights_arg = "weights"  # the argument's name in error messages
+
+    def __init__(self, style_features, weights: LayerWeights = 1.0, normalize: str = "hw", precision: str = "ieee",
+                 *, blend: Optional[Sequence[float]] = None, output_masks: Optional[torch.Tensor] = None,
+                 style_masks: Optional[Sequence[torch.Tensor]] = None, dtype: Optional[torch.dtype] = None):
         super().__init__()
-        if not style_feats:
-            raise ValueError("GramStyleLoss: needs at least one style")
-        self.layers = list(style_feats[0])
-        auto = isinstance(layer_weights, str) and layer_weights == "auto"
-        self.weights = _layer_weights(self.layers, None if auto else layer_weights, "GramStyleLoss")
-        blend = _blend_weights(blend, len(style_feats), "GramStyleLoss")
+        what = type(self).__name__
+        check_gram_options(normalize, precision, what)
+        self.normalize, self.precision, self.dtype = normalize, precision, dtype
+        self.keyed, self.layers, styles = style_layers(style_features, what)
+        blend = blend_weights(blend, len(styles), what)
         self.masked = output_masks is not None
         if self.masked:
-            _check_masks(output_masks, style_masks, len(style_feats), "GramStyleLoss")
+            check_masks(output_masks, style_masks, len(styles), what)
             self.register_buffer("output_masks", output_masks.float())
-        for i, n in enumerate(self.layers):
-            target = None
-            for w, feats, smask in zip(blend, style_feats, style_masks or [None] * len(style_feats)):
-                f = feats[n].detach().float()
-                if self.masked:
-                    f = _masked_features(f, _masks_at(smask.to(f.device).float(), f.shape[-2:]))  # (K, C, H, W)
-                g = w * ops.gram(f, normalize="hw")
-                target = g if target is None else target + g
-            self.register_buffer(f"target_{i}", target)
-            if auto:  # relative error per layer: each layer counts alike whatever its scale
-                self.weights[n] = 1.0 / (len(self.layers) * max(float(target.square().mean()), 1e-12))
+        with torch.no_grad():
+            for i in range(len(self.layers)):
+                self.register_buffer(f"target_{i}", self._target([s[i] for s in styles], blend, style_masks))
+        if isinstance(weights, str) and weights == "auto":
+            self.weights = {n: 1.0 / (len(self.layers) * max(float(t.square().mean()), 1e-12))
+                            for n, t in zip(self.layers, self.targets())}
+        else:
+            self.weights = per_layer_weights(self.layers, weights, what, self.weights_arg)
 
-    def forward(self, feats: Features) -> torch.Tensor:
-        total = None
-        for i, n in enumerate(self.layers):
-            f = feats[n].float()
+    def _target(self, feats: List[torch.Tensor], blend: List[float], style_masks) -> torch.Tensor:
+        target = None
+        for w, f, smask in zip(blend, feats, style_masks or [None] * len(feats)):
+            f = f.detach() if self.dtype is None else f.detach().to(self.dtype)
             if self.masked:
-                f = _masked_features(f, _masks_at(self.output_masks, f.shape[-2:]))
-                # gram_loss averages over K*C*C: scale by K so regions add up rather than average.
-                term = ops.gram_loss(f, getattr(self, f"target_{i}"), weight=self.weights[n] * f.shape[0])
-            else:
-                term = ops.gram_loss(f, getattr(self, f"target_{i}"), weight=self.weights[n])
-            total = term if total is None else total + term
-        return total
+                f = masked_features(f, masks_at(smask.to(f.device).float(), f.shape[-2:]))  # (K, C, H, W)
+            g = ops.gram(f, self.normalize, self.precision)
+            g = g if len(feats) == 1 else w * g
+            target = g if target is None else target + g
+        return target[0] if target.shape[0] == 1 else target
+
+    def targets(self) -> List[torch.Tensor]:
+        return [getattr(self, f"target_{i}") for i in range(len(self.layers))]
+
+    def forward(self, features: Features) -> torch.Tensor:
+        feats = select_features(features, self.layers, self.keyed, type(self).__name__)
+        if self.dtype is not None:
+            feats = [f.to(self.dtype) for f in feats]
+        weights = [self.weights[n] for n in self.layers]
+        if self.masked:
+            feats = [masked_features(f, masks_at(self.output_masks, f.shape[-2:])) for f in feats]
+            # gram_loss averages over K*C*C: scale by K so regions add up rather than average.
+            weights = [w * f.shape[0] for w, f in zip(weights, feats)]
+        return ops.gram_loss_multi(feats, self.targets(), weights, self.normalize, self.precision)
+
+    def extra_repr(self) -> str:
+        return (f"layers={self.layers}, weights={self.weights}, normalize={self.normalize!r}, "
+                f"precision={self.precision!r}" + (", masked" if self.masked else ""))
 
 
-def _masked_features(f: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """(1, C, H, W) features and (1, K, H, W) masks -> (K, C, H, W), region k scaled so that its
-    ``gram(normalize="hw")`` is the mean over the region only."""
-    hw = f.shape[-2] * f.shape[-1]
-    area = masks.sum(dim=(-2, -1)).clamp_min(1e-6)  # (1, K)
-    scale = (hw / area).sqrt().view(-1, 1, 1, 1)
-    return f * masks.transpose(0, 1) * scale
+class _LayerHistogram(nn.Module):
+    """The style statistics of one layer, as buffers (so they follow .to() and state_dict)."""
+
+    def __init__(self, stats: ops.HistogramStats):
+        super().__init__()
+        self.register_buffer("lo", stats.lo)
+        self.register_buffer("hi", stats.hi)
+        self.register_buffer("cdf", stats.cdf)
+
+    def stats(self) -> ops.HistogramStats:
+        return ops.HistogramStats(self.lo, self.hi, self.cdf)
 
 
-def _blend_weights(blend: Optional[Sequence[float]], n: int, what: str):
-    if blend is None:
-        return [1.0 / n] * n
-    blend = [float(b) for b in blend]
-    if len(blend) != n:
-        raise ValueError(f"{what}: {len(blend)} blend weights for {n} styles")
-    if any(b < 0 for b in blend) or sum(blend) <= 0:
-        raise ValueError(f"{what}: blend weights must be >= 0 with a positive sum, got {blend}")
-    s = sum(blend)
-    return [b / s for b in blend]
+class HistogramLoss(nn.Module):
+    """Histogram loss (Risser et al. 2017) over layers: ``sum_l w_l * mean((F_l - R(F_l))^2)``.
 
-
-class HistogramStyleLoss(nn.Module):
-    """Risser et al.'s histogram loss over several layers: ``sum_l w_l * mean((F_l - R(F_l))**2)``.
-
-    Several styles contribute one term each, weighted by the blend weights.
+    The style statistics (:func:`pytexsynth.ops.histogram_stats`) are computed once here and
+    kept as buffers; each forward runs :func:`pytexsynth.ops.histogram_loss` per layer (and per
+    style image: several styles contribute one term each, weighted by the blend weights).
 
     With masks ("painting by numbers"), each cell of a layer belongs to the label that covers
     most of it; the output's cells of label k are matched to the histogram of the style's cells
@@ -201,95 +287,126 @@ class HistogramStyleLoss(nn.Module):
     whose label has no style cells at a layer adds nothing there.
 
     Args:
-        style_feats: list of layer -> style features, one dict per style image.
-        blend: weights of the styles (default equal).
-        layer_weights: ``"auto"`` (default: 1 / (L * mean(F_style**2))), None (equal, summing
-            to 1), a float, a list or a dict.
-        bins: histogram bins.
-        output_masks: (1, K, H, W) one-hot/soft masks of the output image, or None.
-        style_masks: one (1, K, Hs, Ws) mask per style image (required with output_masks).
+        style_features: a dict layer -> style activations (C, H, W) or (B, C, H, W), a list of
+            such dicts (one per style image), or a list of tensors (layers by position).
+        weights: per layer: one float for all (default 1.0), a list, a dict (layers it leaves
+            out weigh 1), None (equal, summing to 1) or ``"auto"`` (1 / (L * mean(F_style**2)),
+            the energy averaged over the styles).
+        bins: histogram bins per channel, 1 to 4096.
+        blend, output_masks, style_masks, dtype: as in :class:`GramLoss`.
+
+    Example:
+        >>> loss_fn = HistogramLoss({"relu1_1": torch.rand(1, 64, 32, 32)}, weights={"relu1_1": 0.5})
+        >>> loss_fn({"relu1_1": torch.rand(1, 64, 32, 32)}).shape
+        torch.Size([])
     """
 
-    def __init__(self, style_feats: Sequence[Features], blend: Optional[Sequence[float]] = None,
-                 layer_weights: LayerWeights = "auto", bins: int = 256, output_masks: Optional[torch.Tensor] = None,
-                 style_masks: Optional[Sequence[torch.Tensor]] = None):
+    weights_arg = "weights"
+
+    def __init__(self, style_features, weights: LayerWeights = 1.0, bins: int = 256, *,
+                 blend: Optional[Sequence[float]] = None, output_masks: Optional[torch.Tensor] = None,
+                 style_masks: Optional[Sequence[torch.Tensor]] = None, dtype: Optional[torch.dtype] = None):
         super().__init__()
-        if not style_feats:
-            raise ValueError("HistogramStyleLoss: needs at least one style")
-        self.layers = list(style_feats[0])
-        auto = isinstance(layer_weights, str) and layer_weights == "auto"
-        self.weights = _layer_weights(self.layers, None if auto else layer_weights, "HistogramStyleLoss")
-        if auto:  # relative to the style activations' energy, averaged over the styles
-            for n in self.layers:
-                energy = sum(float(f[n].float().square().mean()) for f in style_feats) / len(style_feats)
-                self.weights[n] = 1.0 / (len(self.layers) * max(energy, 1e-12))
-        self.blend = _blend_weights(blend, len(style_feats), "HistogramStyleLoss")
+        what = type(self).__name__
+        self.keyed, self.layers, styles = style_layers(style_features, what)
+        self.bins, self.dtype = bins, dtype
+        styles = [[f.detach() if dtype is None else f.detach().to(dtype) for f in s] for s in styles]
+        if isinstance(weights, str) and weights == "auto":
+            energy = [sum(float(s[i].float().square().mean()) for s in styles) / len(styles)
+                      for i in range(len(self.layers))]
+            self.weights = {n: 1.0 / (len(self.layers) * max(e, 1e-12)) for n, e in zip(self.layers, energy)}
+        else:
+            self.weights = per_layer_weights(self.layers, weights, what, self.weights_arg, missing=1.0)
+        self.blend = blend_weights(blend, len(styles), what)
         self.masked = output_masks is not None
         if not self.masked:
-            self.stats = [{n: ops.histogram_stats(feats[n].detach().float(), bins=bins) for n in self.layers}
-                          for feats in style_feats]
+            # Module names cannot hold '.', so the statistics are stored by position (style, layer).
+            self.targets = nn.ModuleList(_LayerHistogram(ops.histogram_stats(f, bins)) for s in styles for f in s)
             return
-        _check_masks(output_masks, style_masks, len(style_feats), "HistogramStyleLoss")
+        check_masks(output_masks, style_masks, len(styles), what)
         self.register_buffer("output_masks", output_masks.float())
         self._regions: Dict[tuple, list] = {}  # output cell indices per label, per layer size
-        # per style, per layer: one HistogramStats per label (None: the style lacks that label there)
-        self.stats = []
-        for feats, smask in zip(style_feats, style_masks):
-            per_layer = {}
-            for n in self.layers:
-                f = feats[n].detach().float()
+        # (style, layer, label) -> statistics; absent where the style lacks the label at that layer
+        self.region_targets = nn.ModuleDict()
+        for s, (feats, smask) in enumerate(zip(styles, style_masks)):
+            for i, f in enumerate(feats):
                 flat = f.flatten(2)
-                per_layer[n] = [ops.histogram_stats(flat[:, :, idx].unsqueeze(2), bins=bins) if idx.numel() else None
-                                for idx in _region_cells(smask.to(f.device), f.shape[-2:])]
-            self.stats.append(per_layer)
+                for k, idx in enumerate(region_cells(smask.to(f.device), f.shape[-2:])):
+                    if idx.numel():
+                        stats = ops.histogram_stats(flat[:, :, idx].unsqueeze(2), bins=bins)
+                        self.region_targets[f"{s}_{i}_{k}"] = _LayerHistogram(stats)
 
-    def forward(self, feats: Features) -> torch.Tensor:
+    def stats(self, layer, style: int = 0) -> ops.HistogramStats:
+        """The statistics of one layer of one style image (unmasked losses)."""
+        return self.targets[style * len(self.layers) + self.layers.index(layer)].stats()
+
+    def forward(self, features: Features) -> torch.Tensor:
+        feats = select_features(features, self.layers, self.keyed, type(self).__name__)
+        if self.dtype is not None:
+            feats = [f.to(self.dtype) for f in feats]
         total = None
-        for b, stats in zip(self.blend, self.stats):
-            for n in self.layers:
-                f = feats[n].float()
-                if not self.masked:
-                    term = ops.histogram_loss(f, stats[n], weight=b * self.weights[n])
-                    total = term if total is None else total + term
-                    continue
-                size = tuple(f.shape[-2:])
-                if size not in self._regions:
-                    self._regions[size] = _region_cells(self.output_masks.to(f.device), size)
-                flat = f.flatten(2)
-                cells = flat.shape[-1]
-                for idx, st in zip(self._regions[size], stats[n]):
-                    if st is None or idx.numel() == 0:
-                        continue
-                    term = ops.histogram_loss(flat[:, :, idx].unsqueeze(2), st,
-                                              weight=b * self.weights[n] * idx.numel() / cells)
+        for s, b in enumerate(self.blend):
+            for i, (n, f) in enumerate(zip(self.layers, feats)):
+                for term in self._layer_terms(s, i, f, b * self.weights[n]):
                     total = term if total is None else total + term
         if total is None:  # no output region has style cells of its label at any layer: zero, still in the graph
-            total = feats[self.layers[0]].float().sum() * 0.0
+            total = feats[0].float().sum() * 0.0
         return total
 
+    def _layer_terms(self, s: int, i: int, f: torch.Tensor, weight: float):
+        if not self.masked:
+            yield ops.histogram_loss(f, self.targets[s * len(self.layers) + i].stats(), weight=weight)
+            return
+        size = tuple(f.shape[-2:])
+        if size not in self._regions:
+            self._regions[size] = region_cells(self.output_masks.to(f.device), size)
+        flat = f.flatten(2)
+        cells = flat.shape[-1]
+        for k, idx in enumerate(self._regions[size]):
+            key = f"{s}_{i}_{k}"
+            if key in self.region_targets and idx.numel():
+                yield ops.histogram_loss(flat[:, :, idx].unsqueeze(2), self.region_targets[key].stats(),
+                                         weight=weight * idx.numel() / cells)
 
-def _check_masks(output_masks, style_masks, n_styles: int, what: str) -> None:
-    if style_masks is None or len(style_masks) != n_styles:
-        raise ValueError(f"{what}: output_masks needs one style mask per style image")
-    if any(m.shape[1] != output_masks.shape[1] for m in style_masks):
-        raise ValueError(
-            f"{what}: output and style masks must have the same number of labels, got "
-            f"{output_masks.shape[1]} and {[m.shape[1] for m in style_masks]}")
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}, weights={self.weights}, bins={self.bins}" + (", masked" if self.masked else "")
 
 
-def _region_cells(masks: torch.Tensor, size) -> list:
-    """(1, K, H, W) masks -> per label, the flat indices of a (h, w) layer's cells that the label
-    covers most of (each cell in exactly one region)."""
-    label = _masks_at(masks.float(), size)[0].argmax(0).flatten()
-    return [torch.nonzero(label == k).flatten() for k in range(masks.shape[1])]
+class GramStyleLoss(GramLoss):
+    """:class:`GramLoss` with the synthesis engine's defaults: several style images (a list of
+    feature dicts, blended), per-layer ``"auto"`` weights, features in float32.
+
+    Args:
+        style_feats: list of layer -> style features, one dict per style image.
+        blend: weights of the styles (default equal).
+        layer_weights: ``"auto"`` (default), None (equal, summing to 1), a float, a list or a dict.
+        output_masks, style_masks: as in :class:`GramLoss`.
+    """
+
+    weights_arg = "layer_weights"
+
+    def __init__(self, style_feats: Sequence[Mapping[str, torch.Tensor]], blend: Optional[Sequence[float]] = None,
+                 layer_weights: LayerWeights = "auto", output_masks: Optional[torch.Tensor] = None,
+                 style_masks: Optional[Sequence[torch.Tensor]] = None):
+        super().__init__(list(style_feats), layer_weights, blend=blend, output_masks=output_masks,
+                         style_masks=style_masks, dtype=torch.float32)
 
 
-class TotalVariationLoss(nn.Module):
-    """Module form of :func:`total_variation` (acts on the image, not on features)."""
+class HistogramStyleLoss(HistogramLoss):
+    """:class:`HistogramLoss` with the synthesis engine's defaults: several style images (a list of
+    feature dicts, blended), per-layer ``"auto"`` weights, features in float32.
 
-    def __init__(self, circular: bool = False):
-        super().__init__()
-        self.circular = circular
+    Args:
+        style_feats: list of layer -> style features, one dict per style image.
+        blend: weights of the styles (default equal).
+        layer_weights: ``"auto"`` (default), None (equal, summing to 1), a float, a list or a dict.
+        bins, output_masks, style_masks: as in :class:`HistogramLoss`.
+    """
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return total_variation(img, self.circular)
+    weights_arg = "layer_weights"
+
+    def __init__(self, style_feats: Sequence[Mapping[str, torch.Tensor]], blend: Optional[Sequence[float]] = None,
+                 layer_weights: LayerWeights = "auto", bins: int = 256, output_masks: Optional[torch.Tensor] = None,
+                 style_masks: Optional[Sequence[torch.Tensor]] = None):
+        super().__init__(list(style_feats), layer_weights, bins, blend=blend, output_masks=output_masks,
+                         style_masks=style_masks, dtype=torch.float32)

@@ -11,6 +11,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .ops.checks import compute_dtype
+from .ops.histogram_stats import HistogramStats, bin_position
+
 
 def circular_pad2d(x: torch.Tensor, pad: Sequence[int]) -> torch.Tensor:
     """Circular (periodic) padding of the last two dims: ``F.pad(x, pad, mode="circular")``.
@@ -24,11 +27,8 @@ def circular_pad2d(x: torch.Tensor, pad: Sequence[int]) -> torch.Tensor:
 
 # ---- gram ----
 
-_GRAM_NORMALIZE = ("hw", "chw", "none")
-_GRAM_PRECISION = ("ieee", "tf32", "bf16")
-
-
-def _gram_divisor(x: torch.Tensor, normalize: str) -> int:
+def gram_divisor(x: torch.Tensor, normalize: str) -> int:
+    """The divisor of :func:`gram` for (B, C, H, W) features: H*W ("hw"), C*H*W ("chw") or 1."""
     c, n = x.shape[1], x.shape[2] * x.shape[3]
     return {"hw": n, "chw": c * n, "none": 1}[normalize]
 
@@ -46,7 +46,7 @@ def gram(x: torch.Tensor, normalize: str = "hw", precision: str = "ieee") -> tor
         f = f.to(torch.bfloat16).float()
     elif f.dtype in (torch.float16, torch.bfloat16):
         f = f.float()
-    g = f @ f.mT / _gram_divisor(x, normalize)
+    g = f @ f.mT / gram_divisor(x, normalize)
     return g.to(x.dtype)
 
 
@@ -70,12 +70,10 @@ def gram_loss_unfused(x: torch.Tensor, target: torch.Tensor, weight: float = 1.0
     """What every public implementation runs: ``bmm`` + ``mse_loss`` (the benchmarks' baseline)."""
     b, c = x.shape[:2]
     f = x.reshape(b, c, -1)
-    g = torch.bmm(f, f.transpose(1, 2)) / _gram_divisor(x, normalize)
+    g = torch.bmm(f, f.transpose(1, 2)) / gram_divisor(x, normalize)
     return weight * F.mse_loss(g, target.expand_as(g))
 
 # ---- histogram matching ----------------------------------------------------------------------
-
-from .histogram import HistogramStats, bin_position, compute_dtype  # noqa: E402
 
 
 def _planes(x: torch.Tensor) -> torch.Tensor:

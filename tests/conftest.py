@@ -10,7 +10,7 @@ import pytexsynth
 if not pytexsynth.has_extension():  # the tests are of the kernels: never run them on the fallback
     raise RuntimeError(
         "pytexsynth's compiled extension is not loaded; build it with `pip install .` "
-        f"(import error: {pytexsynth._ext.LOAD_ERROR})"
+        f"(import error: {pytexsynth.ops._ext.LOAD_ERROR})"
     )
 
 

@@ -247,8 +247,8 @@ def test_reference_is_f_pad():
 
 
 def test_fallback_warns_once_and_matches(monkeypatch):
-    monkeypatch.setattr(pytexsynth._ext, "HAS_EXTENSION", False)
-    monkeypatch.setattr(pytexsynth._ext, "_warned", set())
+    monkeypatch.setattr(pytexsynth.ops._ext, "HAS_EXTENSION", False)
+    monkeypatch.setattr(pytexsynth.ops._ext, "_warned", set())
     x = torch.randn(1, 2, 4, 4)
     with pytest.warns(RuntimeWarning, match="pure-PyTorch reference"):
         out = ops.circular_pad2d(x, 1)

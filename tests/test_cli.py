@@ -108,14 +108,14 @@ def test_default_threads_leave_busy_cores_alone(monkeypatch):
         monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 0.0, 0.0))
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         torch.set_num_threads(8)
-        cli._apply_threads(argparse.Namespace(threads=5))
+        cli.apply_threads(argparse.Namespace(threads=5))
         assert torch.get_num_threads() == 5
         torch.set_num_threads(8)
-        cli._apply_threads(argparse.Namespace(threads=None))
+        cli.apply_threads(argparse.Namespace(threads=None))
         assert torch.get_num_threads() == 2
         monkeypatch.setenv("OMP_NUM_THREADS", "4")
         torch.set_num_threads(8)
-        cli._apply_threads(argparse.Namespace(threads=None))
+        cli.apply_threads(argparse.Namespace(threads=None))
         assert torch.get_num_threads() == 8
     finally:
         torch.set_num_threads(n)

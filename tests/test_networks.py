@@ -223,33 +223,16 @@ def test_load_model_errors(tmp_path):
 
 
 # ---- CLI: train-texture, train-stylizer, generate, stylize --model ------------------------------
-import argparse  # noqa: E402
-
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pytexsynth.cli_networks import add_network_commands  # noqa: E402
+from pytexsynth.cli import main  # noqa: E402
 
 
-def _parser(with_synthesis_cli: bool):
-    """Our commands on their own, or hooked into the package's `pytexsynth` parser (whose
-    optimisation-based `stylize` then gains --model)."""
-    if with_synthesis_cli:
-        from pytexsynth.cli import build_parser
-
-        parser = build_parser()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "generate" not in sub.choices:
-            add_network_commands(sub)
-        return parser
-    parser = argparse.ArgumentParser(prog="pytexsynth")
-    add_network_commands(parser.add_subparsers(dest="command"))
-    return parser
-
-
-def _cli(parser, *argv):
-    args = parser.parse_args([str(a) for a in argv])
-    return args.func(args)
+def _cli(*argv):
+    """Runs the `pytexsynth` command line; returns its exit status (user errors: 1, printed on
+    stderr; usage errors raise SystemExit(2) after printing the command's usage)."""
+    return main([str(a) for a in argv])
 
 
 def _png(path, h, w, seed=0):
@@ -258,52 +241,52 @@ def _png(path, h, w, seed=0):
     return path
 
 
-@pytest.mark.parametrize("with_synthesis_cli", [False, True])
-def test_cli_generate_and_stylize_model(tmp_path, with_synthesis_cli, capsys):
-    parser = _parser(with_synthesis_cli)
+def test_cli_generate_and_stylize_model(tmp_path, capsys):
     tex, sty = tmp_path / "tex.pt", tmp_path / "sty.pt"
     save_model(_net(scales=2, channels=4), tex)
     save_model(_net(StylizationGenerator, scales=2, channels=4), sty)
-    assert _cli(parser, "generate", tex, "-o", tmp_path / "s.png", "-n", 2, "--size", "16x24", "--seed", 3) == 0
+    assert _cli("generate", tex, "-o", tmp_path / "s.png", "-n", 2, "--size", "16x24", "--seed", 3) == 0
     a = np.asarray(Image.open(tmp_path / "s_0.png"))
     assert a.shape == (16, 24, 3) and (tmp_path / "s_1.png").exists()
     expected = pytexsynth.load_model(tex).generate(2, (16, 24), seed=3)[0]
     assert np.abs(a / 255.0 - expected.permute(1, 2, 0).numpy()).max() <= 0.5 / 255 + 1e-6
-    with pytest.raises(SystemExit, match="exists; pass --force"):
-        _cli(parser, "generate", tex, "-o", tmp_path / "s.png", "-n", 2, "--size", 16)
-    with pytest.raises(SystemExit, match="not a positive multiple of 2\\*\\*2 = 4"):
-        _cli(parser, "generate", tex, "-o", tmp_path / "t.png", "--size", 18)
-    with pytest.raises(SystemExit, match="not a texture generator"):
-        _cli(parser, "generate", sty, "-o", tmp_path / "t.png", "--size", 16)
+    capsys.readouterr()
+    assert _cli("generate", tex, "-o", tmp_path / "s.png", "-n", 2, "--size", 16) == 1
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert _cli("generate", tex, "-o", tmp_path / "t.png", "--size", 18) == 1
+    assert "not a positive multiple of 2**2 = 4" in capsys.readouterr().err
+    assert _cli("generate", sty, "-o", tmp_path / "t.png", "--size", 16) == 1
+    assert "not a texture generator" in capsys.readouterr().err
 
     photo = _png(tmp_path / "photo.png", 21, 30)
-    assert _cli(parser, "stylize", photo, "--model", sty, "-o", tmp_path / "out.png") == 0
+    assert _cli("stylize", photo, "--model", sty, "-o", tmp_path / "out.png") == 0
     assert np.asarray(Image.open(tmp_path / "out.png")).shape[:2] == (21, 30)
-    with pytest.raises(SystemExit, match="not a stylisation network"):
-        _cli(parser, "stylize", photo, "--model", tex, "-o", tmp_path / "out2.png")
-    with pytest.raises(SystemExit, match="no such file"):
-        _cli(parser, "stylize", photo, "--model", tmp_path / "missing.pt", "-o", tmp_path / "out3.png")
-    if with_synthesis_cli:  # the optimisation command keeps its STYLE arguments, exclusive with --model
-        with pytest.raises(SystemExit):
-            _cli(parser, "stylize", photo, "-o", tmp_path / "out4.png")
-        assert "STYLE (or --model)" in capsys.readouterr().err
-        with pytest.raises(SystemExit):
-            _cli(parser, "stylize", photo, photo, "--model", sty, "-o", tmp_path / "out5.png")
-        assert "not both" in capsys.readouterr().err
+    capsys.readouterr()
+    assert _cli("stylize", photo, "--model", tex, "-o", tmp_path / "out2.png") == 1
+    assert "not a stylisation network" in capsys.readouterr().err
+    assert _cli("stylize", photo, "--model", tmp_path / "missing.pt", "-o", tmp_path / "out3.png") == 1
+    assert "no such file" in capsys.readouterr().err
+    # the optimisation command keeps its STYLE arguments, exclusive with --model
+    with pytest.raises(SystemExit):
+        _cli("stylize", photo, "-o", tmp_path / "out4.png")
+    assert "STYLE (or --model)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _cli("stylize", photo, photo, "--model", sty, "-o", tmp_path / "out5.png")
+    assert "not both" in capsys.readouterr().err
 
 
 def test_cli_train_texture_and_stylizer(tmp_path, capsys):
-    parser = _parser(False)
     ex = _png(tmp_path / "ex.png", 32, 32)
     model = tmp_path / "m.pt"
     tiny = ["--size", 16, "--scales", 2, "--channels", 4, "--steps", 2, "--batch-size", 1, "--quiet", "--device", "cpu"]
-    assert _cli(parser, "train-texture", ex, "-o", model, *tiny) == 0
+    assert _cli("train-texture", ex, "-o", model, *tiny) == 0
     assert isinstance(pytexsynth.load_model(model), TextureGenerator)
     assert (tmp_path / "m.pt.ckpt").exists()  # checkpoint beside it, for --resume
-    with pytest.raises(SystemExit, match="exists; pass --force"):
-        _cli(parser, "train-texture", ex, "-o", model, *tiny)
+    capsys.readouterr()
+    assert _cli("train-texture", ex, "-o", model, *tiny) == 1
+    assert "exists; pass --force" in capsys.readouterr().err
     more = ["--size", 16, "--scales", 2, "--channels", 4, "--steps", 3, "--batch-size", 1, "--quiet", "--device", "cpu"]
-    assert _cli(parser, "train-texture", ex, "-o", model, "--resume", *more) == 0
+    assert _cli("train-texture", ex, "-o", model, "--resume", *more) == 0
     assert torch.load(model, weights_only=True)["metadata"]["steps"] == 3
 
     photos = tmp_path / "photos"
@@ -311,9 +294,9 @@ def test_cli_train_texture_and_stylizer(tmp_path, capsys):
     _png(photos / "a.png", 20, 24)
     (photos / "b.png").write_bytes(b"broken")
     with pytest.warns(RuntimeWarning, match="skipped 1 unreadable"):
-        assert _cli(parser, "train-stylizer", ex, photos, "-o", tmp_path / "s.pt", *tiny) == 0
+        assert _cli("train-stylizer", ex, photos, "-o", tmp_path / "s.pt", *tiny) == 0
     assert "1 unreadable image(s) skipped" in capsys.readouterr().out
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(SystemExit, match="holds no readable images"):
-        _cli(parser, "train-stylizer", ex, empty, "-o", tmp_path / "s2.pt", *tiny)
+    assert _cli("train-stylizer", ex, empty, "-o", tmp_path / "s2.pt", *tiny) == 1
+    assert "holds no readable images" in capsys.readouterr().err

@@ -316,8 +316,8 @@ def test_module(device):
 
 
 def test_fallback_uses_reference(monkeypatch):
-    monkeypatch.setattr(pytexsynth._ext, "HAS_EXTENSION", False)
-    monkeypatch.setattr(pytexsynth._ext, "_warned", set())
+    monkeypatch.setattr(pytexsynth.ops._ext, "HAS_EXTENSION", False)
+    monkeypatch.setattr(pytexsynth.ops._ext, "_warned", set())
     content, style = torch.randn(1, 3, 6, 6), torch.randn(1, 3, 5, 5)
     with pytest.warns(RuntimeWarning, match="pure-PyTorch reference"):
         out = ops.style_swap(content, style)

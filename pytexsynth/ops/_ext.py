@@ -13,7 +13,7 @@ import warnings
 import torch
 
 try:
-    from . import _C  # noqa: F401  (registers torch.ops.pytexsynth.*)
+    from .. import _C  # noqa: F401  (registers torch.ops.pytexsynth.*)
 
     LOAD_ERROR: Exception | None = None
 except ImportError as exc:  # pragma: no cover - exercised only without a build
@@ -55,3 +55,13 @@ def use_kernel(t: torch.Tensor, op: str) -> bool:
         f"pytexsynth: this build {reason}; {op} runs the pure-PyTorch reference on {kind}.",
     )
     return False
+
+
+def register(op: str, fake, grad=None, setup_context=None) -> None:
+    """Registers the fake (meta) kernel and, with ``grad``, the autograd formula of
+    ``pytexsynth::op``. Without the extension the op does not exist and nothing is registered."""
+    if not HAS_EXTENSION:
+        return
+    torch.library.register_fake(f"pytexsynth::{op}")(fake)
+    if grad is not None:
+        torch.library.register_autograd(f"pytexsynth::{op}", grad, setup_context=setup_context)

@@ -11,6 +11,8 @@ from typing import Dict, NamedTuple
 
 import torch
 
+from .checks import compute_dtype
+
 MAX_BINS = 4096
 
 
@@ -61,11 +63,6 @@ class HistogramStats(NamedTuple):
 torch.serialization.add_safe_globals([HistogramStats])
 
 
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the arithmetic runs in: float64 for float64, float32 for the others."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def bin_position(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int):
     """(bin, frac) of values v in ``bins`` bins over [lo, hi] (hi > lo), as
     csrc/common/histogram_math.h:bin_position: t = (v - lo) / (hi - lo) * bins, bin = floor(t)
@@ -76,7 +73,7 @@ def bin_position(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int)
     return b.long(), frac
 
 
-def stats(style: torch.Tensor, bins: int = 256) -> HistogramStats:
+def compute_stats(style: torch.Tensor, bins: int = 256) -> HistogramStats:
     """Computes :class:`HistogramStats` of style (C, H, W) or (B, C, H, W), pooled over batch and
     space per channel. A constant channel puts all values in bin 0. Arguments are checked by
     :func:`pytexsynth.ops.histogram_stats`."""

@@ -11,7 +11,8 @@ rank) that the loop owns and checkpoints, and the global RNGs (torch CPU and CUD
 Python) are checkpointed too, so a loss that uses them resumes identically as well.
 
 Distributed: when the environment says WORLD_SIZE > 1 (torchrun) and no process group exists,
-one is created from the environment (NCCL on CUDA, gloo on CPU) and destroyed at the end. The
+one is created from the environment (NCCL on CUDA, gloo on CPU) and destroyed at the end
+(:func:`process_group`, which the trainers use too). The
 model is wrapped in DistributedDataParallel (gradients averaged over ranks); each rank draws its
 own batches; rank 0 alone writes checkpoints, holding every rank's RNG states.
 """
@@ -20,22 +21,21 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .networks.base import SavableNetwork, _check_plain, _unwrap, atomic_torch_save, build_network
+from ..networks.base import CHECKPOINT_FORMAT, SavableNetwork, atomic_torch_save, check_plain, unwrap
+from .rng import rng_state, set_rng_state
 
-__all__ = ["train", "TrainResult", "load_checkpoint", "CHECKPOINT_FORMAT"]
+__all__ = ["train", "TrainResult", "load_checkpoint", "process_group", "default_device", "CHECKPOINT_FORMAT"]
 
-CHECKPOINT_FORMAT = "pytexsynth-checkpoint"
 LossFn = Callable[[nn.Module, Any], Union[torch.Tensor, Tuple[torch.Tensor, Dict[str, float]]]]
 BatchFn = Callable[[torch.Generator, int], Any]
 _SCHEDULES = ("constant", "step", "cosine")
@@ -51,50 +51,33 @@ class TrainResult:
     step: int = 0
 
 
-# ---- RNG states ---------------------------------------------------------------------------------
-def _rng_state(batch_gen: torch.Generator) -> Dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": random.getstate(),
-        "batches": batch_gen.get_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Dict[str, Any], batch_gen: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    batch_gen.set_state(state["batches"])
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"]
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
-
-
 # ---- distributed --------------------------------------------------------------------------------
-def _init_distributed() -> Tuple[int, int, bool]:
-    """(rank, world size, whether this call created the process group)."""
+@contextmanager
+def process_group() -> Iterator[Tuple[int, int]]:
+    """(rank, world size) of this process. Under torchrun (WORLD_SIZE > 1) with no process group
+    yet, one is created from the environment (NCCL on CUDA, gloo on CPU) and destroyed on exit,
+    also on an error; an existing group is used and left alone. The one place the package sets
+    up and tears down torch.distributed (the trainers enter it around :func:`train`, which then
+    finds the group made)."""
+    owns = False
     if not dist.is_available():
-        return 0, 1, False
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://")
-        return dist.get_rank(), dist.get_world_size(), True
-    return 0, 1, False
+        rank, world = 0, 1
+    elif dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo", init_method="env://")
+        rank, world, owns = dist.get_rank(), dist.get_world_size(), True
+    else:
+        rank, world = 0, 1
+    try:
+        yield rank, world
+    finally:
+        if owns:
+            dist.destroy_process_group()
 
 
-def _default_device(world: int) -> torch.device:
+def default_device(world: int) -> torch.device:
+    """CUDA when available (the LOCAL_RANK device under torchrun), else the CPU."""
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else torch.cuda.current_device()
         return torch.device("cuda", local)
@@ -135,6 +118,91 @@ def _check_args(steps: int, lr: float, lr_schedule: str, lr_decay: float, checkp
         raise ValueError(f"train: checkpoint_every must be a positive int, got {checkpoint_every!r}")
 
 
+@dataclass
+class _Session:
+    """What one run of :func:`train` checkpoints and restores."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    batch_gen: torch.Generator
+    rank: int
+    world: int
+    checkpoint: Union[str, os.PathLike, None]
+    metadata: Optional[Dict[str, Any]]
+
+    def restore(self, path, device) -> Tuple[int, List[float]]:
+        """Loads a checkpoint into the model, optimiser, scheduler and RNGs: (step, losses)."""
+        ck = load_checkpoint(path, map_location=device)
+        model = self.model
+        if isinstance(model, SavableNetwork) and ck.get("architecture") not in (None, model.architecture()):
+            raise ValueError(f"train: checkpoint {path} is of {ck['architecture']}, the model is "
+                             f"{model.architecture()}")
+        model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        rngs = ck["rng"]
+        if len(rngs) != self.world:
+            warnings.warn(f"train: checkpoint {path} was written by {len(rngs)} processes, this run has {self.world}; "
+                          "ranks without a saved RNG state are re-seeded (the run is not bit-identical)",
+                          RuntimeWarning, stacklevel=3)
+        if self.rank < len(rngs):
+            set_rng_state(rngs[self.rank], self.batch_gen)
+        return int(ck["step"]), list(ck["losses"])
+
+    def save(self, step: int, losses: List[float]) -> None:
+        """Rank 0 writes the checkpoint (atomically) with every rank's RNG state."""
+        rng = rng_state(self.batch_gen)
+        if self.world > 1:
+            rng_all: List[Any] = [None] * self.world
+            dist.all_gather_object(rng_all, rng)
+        else:
+            rng_all = [rng]
+        if self.rank == 0 and self.checkpoint is not None:
+            data = {"format": CHECKPOINT_FORMAT, "version": 1, "step": step, "losses": list(losses),
+                    "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                    "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "rng": rng_all,
+                    "world_size": self.world, "metadata": dict(self.metadata or {})}
+            if isinstance(self.model, SavableNetwork):
+                data["architecture"] = self.model.architecture()
+            atomic_torch_save(data, self.checkpoint)
+        if self.world > 1:
+            dist.barrier()
+
+
+def _step(runner: nn.Module, loss_fn: LossFn, batch, session: _Session, step: int, lr: float):
+    """One optimisation step: (the loss averaged over ranks, the loss's named parts)."""
+    out = loss_fn(runner, batch)
+    loss, parts = out if isinstance(out, tuple) else (out, {})
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise TypeError(f"train: loss_fn must return a scalar tensor, got {type(loss).__name__}")
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"train: the loss is {loss.item()} at step {step}; lower lr (now {lr})")
+    session.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    session.opt.step()
+    session.sched.step()
+    value = loss.detach().double()
+    if session.world > 1:
+        dist.all_reduce(value)
+        value /= session.world
+    return float(value), parts
+
+
+@contextmanager
+def _progress_bar(show: bool, steps: int, start: int, desc: str):
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=start, desc=desc, dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 # ---- the loop -----------------------------------------------------------------------------------
 def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr: float = 1e-2,
           lr_schedule: str = "step", lr_decay: float = 0.5, lr_decay_every: Optional[int] = None,
@@ -170,107 +238,36 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
     """
     _check_args(steps, lr, lr_schedule, lr_decay, checkpoint_every)
     if metadata is not None:
-        _check_plain(metadata, "train: metadata")
+        check_plain(metadata, "train: metadata")
     if resume is True:
         if checkpoint is None:
             raise ValueError("train: resume=True needs checkpoint= (the file to resume from)")
         resume = checkpoint if Path(checkpoint).is_file() else None
-    rank, world, owns_group = _init_distributed()
-    try:
-        device = torch.device(device) if device is not None else _default_device(world)
-        model = _unwrap(model).to(device)
+    with process_group() as (rank, world):
+        device = torch.device(device) if device is not None else default_device(world)
+        model = unwrap(model).to(device)
         batch_gen = torch.Generator()
         batch_gen.manual_seed(int(seed) * 1_000_003 + rank)
         opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
-        sched = _make_scheduler(opt, lr_schedule, steps, lr_decay, lr_decay_every)
-        start, losses = 0, []
-        if resume:
-            ck = load_checkpoint(resume, map_location=device)
-            if isinstance(model, SavableNetwork) and ck.get("architecture") not in (None, model.architecture()):
-                raise ValueError(f"train: checkpoint {resume} is of {ck['architecture']}, the model is "
-                                 f"{model.architecture()}")
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            start, losses = int(ck["step"]), list(ck["losses"])
-            rngs = ck["rng"]
-            if len(rngs) != world:
-                warnings.warn(f"train: checkpoint {resume} was written by {len(rngs)} processes, this run has {world}; "
-                              "ranks without a saved RNG state are re-seeded (the run is not bit-identical)",
-                              RuntimeWarning, stacklevel=2)
-            if rank < len(rngs):
-                _set_rng_state(rngs[rank], batch_gen)
+        session = _Session(model, opt, _make_scheduler(opt, lr_schedule, steps, lr_decay, lr_decay_every),
+                           batch_gen, rank, world, checkpoint, metadata)
+        start, losses = session.restore(resume, device) if resume else (0, [])
         runner: nn.Module = model
         if world > 1:
             ddp_kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
             runner = nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
         model.train()
-
-        def save(step: int) -> None:
-            rng = _rng_state(batch_gen)
-            if world > 1:
-                gathered: List[Any] = [None] * world
-                dist.all_gather_object(gathered, rng)
-                rng_all = gathered
-            else:
-                rng_all = [rng]
-            if rank == 0 and checkpoint is not None:
-                data = {"format": CHECKPOINT_FORMAT, "version": 1, "step": step, "losses": list(losses),
-                        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_all,
-                        "world_size": world, "metadata": dict(metadata or {})}
-                if isinstance(model, SavableNetwork):
-                    data["architecture"] = model.architecture()
-                atomic_torch_save(data, checkpoint)
-            if world > 1:
-                dist.barrier()
-
-        bar = None
-        if progress and rank == 0:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=steps, initial=start, desc=desc, dynamic_ncols=True)
-        try:
+        with _progress_bar(progress and rank == 0, steps, start, desc) as bar:
             for step in range(start, steps):
-                batch = batches(batch_gen, step)
-                out = loss_fn(runner, batch)
-                loss, parts = out if isinstance(out, tuple) else (out, {})
-                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                    raise TypeError(f"train: loss_fn must return a scalar tensor, got {type(loss).__name__}")
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"train: the loss is {loss.item()} at step {step}; lower lr (now {lr})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                value = loss.detach().double()
-                if world > 1:
-                    dist.all_reduce(value)
-                    value /= world
-                losses.append(float(value))
+                value, parts = _step(runner, loss_fn, batches(batch_gen, step), session, step, lr)
+                losses.append(value)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1]:.4g}", **{k: f"{float(v):.3g}" for k, v in parts.items()})
+                    bar.set_postfix(loss=f"{value:.4g}", **{k: f"{float(v):.3g}" for k, v in parts.items()})
                 if checkpoint is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-                    save(step + 1)
+                    session.save(step + 1, losses)
                 if callback is not None and rank == 0:
-                    callback(step + 1, losses[-1])
+                    callback(step + 1, value)
             if checkpoint is not None:
-                save(steps)
-        finally:
-            if bar is not None:
-                bar.close()
+                session.save(steps, losses)
         return TrainResult(model=model, losses=losses, step=max(start, steps))
-    finally:
-        if owns_group:
-            dist.destroy_process_group()
-
-
-def model_from_checkpoint(path: Union[str, os.PathLike]) -> nn.Module:
-    """The network of a checkpoint, rebuilt from its architecture record, with its weights."""
-    ck = load_checkpoint(path)
-    if "architecture" not in ck:
-        raise ValueError(f"train: checkpoint {path} has no architecture record (the model was not a SavableNetwork)")
-    model = build_network(ck["architecture"])
-    model.load_state_dict(ck["model"])
-    return model

@@ -22,54 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from ..losses import total_variation
-from .inverse import INVERSE_LAYERS, InverseNet
-from .trainers import ContentFolder, _fit, _training_device
+from ..models import VGG19
+from ..networks.inverse import INVERSE_LAYERS, InverseNet
+from ..ops import style_swap
+from ..ops.checks import check_count
+from .data import ContentFolder, augment
+from .trainers import fit, training_device
 
-__all__ = ["train_inverse_network", "augment"]
+__all__ = ["train_inverse_network"]
 
 PathArg = Union[str, os.PathLike]
-
-
-def _uniform(gen: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=gen)
-
-
-def augment(crops: torch.Tensor, size: int, gen: torch.Generator, jitter: float = 0.2) -> torch.Tensor:
-    """Random-scale sub-crops resized to ``size``, flips and colour jitter of (N, 3, L, L) crops.
-
-    Each image gets a square sub-crop of side in [size, L] (a random zoom), a horizontal flip
-    and a vertical flip with probability 1/2 each, and colour jitter of amplitude ``jitter``:
-    brightness and contrast factors in [1 - jitter, 1 + jitter], saturation in
-    [1 - 2 jitter, 1 + 2 jitter] (grayscale images gain some colour through the next step),
-    and per-channel gains in [1 - jitter / 2, 1 + jitter / 2] (a colour cast). Draws from ``gen``.
-    """
-    n, _, h, w = crops.shape
-    out = []
-    for i in range(n):
-        side = int(torch.randint(size, min(h, w) + 1, (1,), generator=gen))
-        top = int(torch.randint(h - side + 1, (1,), generator=gen))
-        left = int(torch.randint(w - side + 1, (1,), generator=gen))
-        x = crops[i:i + 1, :, top:top + side, left:left + side]
-        if side != size:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        flips = torch.rand(2, generator=gen)
-        if flips[0] < 0.5:
-            x = x.flip(-1)
-        if flips[1] < 0.5:
-            x = x.flip(-2)
-        out.append(x)
-    x = torch.cat(out)
-    if jitter > 0:
-        b = _uniform(gen, n, 1 - jitter, 1 + jitter).view(n, 1, 1, 1)
-        c = _uniform(gen, n, 1 - jitter, 1 + jitter).view(n, 1, 1, 1)
-        s = _uniform(gen, n, 1 - 2 * jitter, 1 + 2 * jitter).view(n, 1, 1, 1)
-        g = _uniform(gen, 3 * n, 1 - jitter / 2, 1 + jitter / 2).view(n, 3, 1, 1)
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * c + mean * b
-        gray = x.mean(dim=1, keepdim=True)
-        x = (x - gray) * s + gray
-        x = x * g
-    return x.clamp(0.0, 1.0)
 
 
 def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: int = 128, steps: int = 2000,
@@ -95,7 +57,7 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
             3 * batch_size feature maps (content, style, swapped).
         tv_weight: total-variation weight (the feature term is a relative error, about 1 at the start).
         patch_size, stride: the style-swap that makes the swapped targets.
-        jitter: colour jitter amplitude (0: off); see :func:`augment`.
+        jitter: colour jitter amplitude (0: off); see :func:`pytexsynth.training.augment`.
         load_size: images are first scaled so their shorter side is this and cropped square
             (default 2 * size); each crop is then zoomed to a random sub-crop of ``size``.
         norm: the decoder's normalisation ("none" or "instance"); ignored with ``model``.
@@ -114,13 +76,9 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
         >>> net = train_inverse_network("photos/", steps=3000, output="decoder.pt")        # doctest: +SKIP
         >>> pytexsynth.style_swap_transfer("cat.jpg", "van_gogh.jpg", method="inverse", decoder=net)  # doctest: +SKIP
     """
-    from ..models import VGG19
-    from ..ops import style_swap
-
     name = "train_inverse_network"
     for arg, v in (("size", size), ("batch_size", batch_size), ("patch_size", patch_size), ("stride", stride)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name}: {arg} must be a positive int, got {v!r}")
+        check_count(v, f"{name}: {arg}")
     if layer not in INVERSE_LAYERS:
         raise ValueError(f"{name}: layer must be one of {', '.join(INVERSE_LAYERS)}, got {layer!r}")
     net = model if model is not None else InverseNet(layer=layer, norm=norm)
@@ -140,7 +98,7 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
         raise ValueError(f"{name}: jitter must be in [0, 0.5), got {jitter!r}")
     contents = ContentFolder(image_dir, load_size)
     styles = contents if style_dir is None else ContentFolder(style_dir, load_size)
-    with _training_device(device) as (rank, dev):
+    with training_device(device) as (rank, dev):
         vgg = VGG19((layer,), pooling=pooling, weights=weights).to(dev)
 
         def batches(gen: torch.Generator, step: int):
@@ -168,7 +126,7 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
         def skipped():  # files found unreadable up to now (batches can add some)
             return sorted(set(contents.skipped) | set(styles.skipped))
 
-        net = _fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta,
+        net = fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta,
                    saved_extra=lambda: {"skipped_images": len(skipped())}, steps=steps, lr=lr,
                    lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, seed=seed,

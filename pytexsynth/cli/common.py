@@ -1,0 +1,165 @@
+"""What every command of the ``pytexsynth`` CLI shares: argument types, the output check, the
+progress bar, the thread default, and the error policy.
+
+Error policy: a command raises :class:`CLIError` (or one of :data:`USER_ERRORS`) for anything the
+user can fix; :func:`pytexsynth.cli.main` prints it as one line, ``pytexsynth: error: ...``, and
+exits with status 1. :class:`UsageError` is a wrong combination of options: the command's usage
+and the message are printed, exit status 2, as argparse does for its own errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+from typing import Tuple, Union
+
+from ..io import ImageLoadError
+from ..models.vgg import WeightsNotFoundError
+
+__all__ = ["CLIError", "UsageError", "USER_ERRORS", "positive_int", "unit_interval", "size_arg", "check_output",
+           "add_run_options", "default_threads", "apply_threads", "progress", "report_every", "load_network"]
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as ``pytexsynth: error: ...``, exit status 1."""
+
+
+class UsageError(CLIError):
+    """Options that do not go together: printed with the command's usage, exit status 2."""
+
+
+# What the API raises for bad input a user can fix; main prints these as one line, exit status 1.
+USER_ERRORS = (CLIError, ImageLoadError, WeightsNotFoundError, FileExistsError, FileNotFoundError, NotADirectoryError,
+               MemoryError, ValueError)
+
+
+def positive_int(v: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        i = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}") from None
+    if i < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}")
+    return i
+
+
+def unit_interval(v: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        f = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v!r}") from None
+    if not 0.0 <= f <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {v!r}")
+    return f
+
+
+def size_arg(s: str) -> Union[int, Tuple[int, int]]:
+    """argparse type: 'N' or 'HxW' (height x width), positive ints."""
+    parts = s.lower().split("x")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {s!r}") from None
+    if len(vals) not in (1, 2) or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW with positive ints, got {s!r}")
+    return vals[0] if len(vals) == 1 else (vals[0], vals[1])
+
+
+def check_output(path: Union[str, Path], force: bool, image: bool = True) -> Path:
+    """The output file, refused before any work when it exists (without --force), is a folder,
+    or (for an image) has an extension Pillow cannot write."""
+    out = Path(path)
+    if out.is_dir():
+        raise CLIError(f"{str(out)!r} is a directory; give a file name")
+    if out.exists() and not force:
+        raise CLIError(f"{str(out)!r} exists; pass --force to overwrite it")
+    if image:
+        from PIL import Image
+
+        if Image.registered_extensions().get(out.suffix.lower()) is None:
+            raise CLIError(f"unknown image extension {out.suffix!r} in {str(out)!r}; use .png, .jpg, ...")
+    return out
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """--quiet and --threads: every command that computes."""
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads (default: the idle cores, i.e. the usable cores minus the 1-minute load "
+                        "average, at least 1; OMP_NUM_THREADS, when set, is respected)")
+
+
+def default_threads() -> int:
+    """CPU threads for a run: the cores this process may use minus the 1-minute load average,
+    at least 1 and at most torch's default. OpenMP threads that outnumber the idle cores wait
+    for each other at every parallel region while the OS runs other jobs on their cores: on
+    the shared 2-core CI machine the demo took 123 s with 2 threads and 37 s with 1."""
+    import torch
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return max(1, min(torch.get_num_threads(), cpus - int(load + 0.5)))
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """--threads, else OMP_NUM_THREADS (left to torch), else :func:`default_threads`."""
+    if not hasattr(args, "threads"):
+        return
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(default_threads())
+
+
+def progress(args: argparse.Namespace, out: Path, desc: str):
+    """(callback, close): the callback drives a tqdm bar and the --save-every snapshots."""
+    from tqdm import tqdm
+
+    from ..io import save_image
+
+    bar = None if args.quiet else tqdm(total=1, desc=desc, unit="it", dynamic_ncols=True, leave=True)
+    state = {"done": 0}
+
+    def callback(p) -> None:
+        if bar is not None:
+            if bar.total != p.total_steps:
+                bar.total = p.total_steps
+            bar.update(p.step - state["done"])
+            bar.set_postfix(level=f"{p.level + 1}/{p.levels} {p.size[1]}x{p.size[0]}", loss=f"{p.loss:.4g}",
+                            refresh=False)
+        state["done"] = p.step
+        if getattr(args, "save_every", None) and p.step % args.save_every == 0:
+            snap = out.with_name(f"{out.stem}.step{p.step:05d}{out.suffix}")
+            save_image(p.image, snap, force=args.force)
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    return callback, close
+
+
+def report_every(args: argparse.Namespace) -> int:
+    """--report-every, made to divide --save-every: snapshots are taken at report steps."""
+    return math.gcd(args.report_every, args.save_every) if args.save_every else args.report_every
+
+
+def load_network(path: str, device):
+    """A network saved by save_model or a trainer (on ``device``, default CUDA when available)."""
+    import torch
+
+    from ..networks import load_model
+
+    return load_model(path, map_location=device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -1,0 +1,117 @@
+"""``stylize``: one command, three methods, one handler that dispatches explicitly.
+
+- default (``--method gatys``): Gatys' optimisation, one or more STYLE images
+  (:func:`pytexsynth.cli.synthesis.stylize_gatys`);
+- ``--method style-swap``: style-swap (Chen & Schmidt 2016), one pass through a decoder, or
+  ``--optimize``;
+- ``--model MODEL``: one pass through a trained stylisation network, no STYLE
+  (:func:`pytexsynth.cli.networks.stylize_model`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from .common import CLIError, UsageError, check_output, positive_int, progress, report_every, unit_interval
+from .networks import stylize_model
+from .synthesis import add_optimisation_options, stylize_gatys
+
+__all__ = ["add_stylize_command"]
+
+# Options of the style-swap method only, and (dest, default, flag) of those of the others only.
+_SWAP_ONLY = ("optimize", "decoder", "strength", "patch_size", "stride", "layer", "style_size")
+_NOT_SWAP = (("blend", None, "--blend"), ("preserve_color", None, "--preserve-color"),
+             ("content_weight", None, "--content-weight"), ("tileable", False, "--tileable"),
+             ("init", "content", "--init"), ("style_layers", None, "--style-layers"),
+             ("histogram_weight", None, "--histogram-weight"), ("style_weight", None, "--style-weight"))
+
+
+def _cmd_stylize(a: argparse.Namespace, defaults: dict) -> int:
+    if a.method == "style-swap":
+        if a.model is not None:
+            raise UsageError("--model and --method style-swap are exclusive")
+        return _stylize_swap(a)
+    changed = [f"--{d.replace('_', '-')}" for d in _SWAP_ONLY if getattr(a, d) != defaults[d]]
+    if changed:
+        raise UsageError(f"{', '.join(changed)} need --method style-swap")
+    if a.model is not None:
+        if a.styles:
+            raise UsageError("give either STYLE image(s) or --model, not both")
+        return stylize_model(a)
+    if not a.styles:
+        raise UsageError("the following arguments are required: STYLE (or --model)")
+    return stylize_gatys(a)
+
+
+def _stylize_swap(a: argparse.Namespace) -> int:
+    from ..io import load_image, save_image
+    from ..synthesis import style_swap
+
+    for dest, default, flag in _NOT_SWAP:
+        if getattr(a, dest) != default:
+            raise CLIError(f"{flag} does not apply to --method style-swap")
+    if len(a.styles) != 1:
+        raise CLIError(f"--method style-swap takes exactly one STYLE image, got {len(a.styles)}")
+    if a.optimize and a.decoder is not None:
+        raise CLIError("--decoder is for the one-pass method; leave it out with --optimize")
+    out = check_output(a.output, a.force)
+    content, style = load_image(a.content), load_image(a.styles[0])
+    kw = dict(layer=a.layer, patch_size=a.patch_size, stride=a.stride, strength=a.strength,
+              size=a.size if a.size else min(512, max(content.shape[-2:])), style_size=a.style_size or None,
+              pooling=a.pooling, device=a.device)
+    t0 = time.perf_counter()
+    try:
+        if a.optimize:
+            callback, close = progress(a, out, "style-swap")
+            try:
+                img = style_swap.style_swap_transfer(
+                    content, style, method="optimize", iterations=a.iterations, optimizer=a.optimizer, lr=a.lr,
+                    pyramid=not a.no_pyramid, tv_weight=0.05 if a.tv_weight is None else a.tv_weight, seed=a.seed,
+                    balance=not a.raw_weights, callback=callback, report_every=report_every(a), **kw)
+            finally:
+                close()
+        else:
+            img = style_swap.style_swap_transfer(content, style, method="inverse", decoder=a.decoder, **kw)
+    except TypeError as exc:  # a decoder file that holds another kind of network
+        raise CLIError(str(exc)) from None
+    save_image(img, out, force=a.force)
+    how = "optimisation" if a.optimize else "one pass"
+    print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, style-swap by {how}, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def add_stylize_command(sub) -> None:
+    from ..synthesis.style_swap import DEFAULT_STYLE_SIZE
+
+    p = sub.add_parser("stylize", help="render a content image in the style of one or more images",
+                       description="Style transfer: Gatys et al.'s optimisation with a coarse-to-fine pyramid "
+                                   "(default), style-swap (--method style-swap), or a trained network (--model).")
+    p.add_argument("content", help="content image")
+    p.add_argument("styles", nargs="*", metavar="STYLE", help="style image(s) (none with --model)")
+    add_optimisation_options(p, default_size=None)
+    p.add_argument("--blend", type=float, nargs="+", default=None, metavar="W",
+                   help="weights of the style images (default equal)")
+    p.add_argument("--content-weight", type=float, default=None, help="content loss weight (default 1)")
+    p.add_argument("--preserve-color", choices=("luminance", "histogram"), default=None,
+                   help="keep the content's colours: transfer luminance only, or recolour the style")
+    p.add_argument("--init", choices=("content", "noise"), default="content")
+    p.add_argument("--model", default=None, help="a trained stylisation network (train-stylizer): one pass, no STYLE")
+    g = p.add_argument_group("style-swap (Chen & Schmidt 2016): any style, one pass through a decoder")
+    g.add_argument("--method", choices=("gatys", "style-swap"), default="gatys",
+                   help="gatys: optimise Gram statistics (default); style-swap: swap VGG patches with the style's")
+    g.add_argument("--optimize", action="store_true",
+                   help="style-swap by optimising the pixels (uses --iterations, --optimizer, --tv-weight (default "
+                        "0.05 here), ...) instead of one pass through the decoder")
+    g.add_argument("--decoder", default=None, metavar="MODEL",
+                   help="an inverse network from `pytexsynth train-inverse` (default: the one shipped)")
+    g.add_argument("--strength", type=unit_interval, default=1.0,
+                   help="0..1: blend of the content's features (0) and the swapped ones (1, default)")
+    g.add_argument("--patch-size", type=positive_int, default=3, help="style-swap patch size (default 3)")
+    g.add_argument("--stride", type=positive_int, default=1, help="style-swap patch stride (default 1)")
+    g.add_argument("--layer", default="relu3_1", help="VGG-19 layer of the swap (default relu3_1)")
+    g.add_argument("--style-size", type=int, default=DEFAULT_STYLE_SIZE,
+                   help=f"reduce the style's longer side to this first (default {DEFAULT_STYLE_SIZE}; 0 keeps it; "
+                        "time grows with content pixels x style pixels)")
+    defaults = {d: p.get_default(d) for d in _SWAP_ONLY}
+    p.set_defaults(func=lambda a: _cmd_stylize(a, defaults))

@@ -1,0 +1,156 @@
+"""The optimisation commands: ``texture``, ``demo``, and the Gatys method of ``stylize``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Optional
+
+from .common import CLIError, add_run_options, check_output, positive_int, progress, report_every
+
+__all__ = ["add_optimisation_options", "add_synthesis_commands", "stylize_gatys", "demo_inputs"]
+
+
+def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[int]) -> None:
+    """The options of every optimisation-based command (texture, stylize)."""
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, ...)")
+    p.add_argument("--size", type=positive_int, default=default_size,
+                   help="output size in pixels (longer side)" + (f" (default {default_size})" if default_size else
+                                                                 " (default: the content's, at most 512)"))
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="iterations at the finest level; each coarser level gets twice as many "
+                        "(default 100 with L-BFGS, 200 with Adam; L-BFGS counts function evaluations)")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    p.add_argument("--lr", type=float, default=None, help="step size (default 1.0 L-BFGS, 0.02 Adam)")
+    p.add_argument("--no-pyramid", action="store_true", help="optimise at the final size only")
+    p.add_argument("--style-weight", type=float, default=None, help="Gram (style) loss weight")
+    p.add_argument("--histogram-weight", type=float, default=None, help="histogram loss weight (0: off)")
+    p.add_argument("--tv-weight", type=float, default=None,
+                   help="total-variation weight (default 0; 0.05 with --method style-swap --optimize)")
+    p.add_argument("--style-scale", type=float, default=1.0, help="style image scale (2: bigger features)")
+    p.add_argument("--style-layers", nargs="+", default=None, metavar="LAYER",
+                   help="VGG layers of the Gram loss (default relu1_1 relu2_1 relu3_1 relu4_1 relu5_1)")
+    p.add_argument("--pooling", choices=("max", "avg"), default="max")
+    p.add_argument("--tileable", action="store_true", help="seamlessly tileable output")
+    p.add_argument("--raw-weights", action="store_true",
+                   help="use the weights as given (no per-term gradient normalisation)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--save-every", type=positive_int, default=None, metavar="N",
+                   help="also save the current image every N iterations (OUT stem + .stepNNNNN)")
+    p.add_argument("--report-every", type=positive_int, default=10, metavar="N",
+                   help="update the progress bar's loss every N iterations (each update waits for the device)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_run_options(p)
+
+
+def _synthesis_kwargs(args: argparse.Namespace) -> dict:
+    kw = dict(iterations=args.iterations, optimizer=args.optimizer, lr=args.lr, pyramid=not args.no_pyramid,
+              tv_weight=0.0 if args.tv_weight is None else args.tv_weight, style_scale=args.style_scale,
+              tileable=args.tileable, pooling=args.pooling, seed=args.seed, balance=not args.raw_weights,
+              device=args.device, report_every=report_every(args))
+    for name in ("style_weight", "histogram_weight", "style_layers", "content_weight"):
+        if getattr(args, name, None) is not None:
+            kw[name] = getattr(args, name)
+    return kw
+
+
+def _run_and_save(args: argparse.Namespace, out: Path, desc: str, synthesise) -> int:
+    """Runs ``synthesise(callback)`` with a progress bar and saves the image to ``out``."""
+    from ..io import save_image
+
+    callback, close = progress(args, out, desc)
+    t0 = time.perf_counter()
+    try:
+        img = synthesise(callback)
+    finally:
+        close()
+    save_image(img, out, force=args.force)
+    print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _cmd_texture(args: argparse.Namespace) -> int:
+    from ..io import load_image
+    from ..synthesis import synthesize_texture
+
+    out = check_output(args.output, args.force)
+    exemplar = load_image(args.exemplar)
+    return _run_and_save(args, out, "texture", lambda cb: synthesize_texture(exemplar, args.size, callback=cb,
+                                                                        **_synthesis_kwargs(args)))
+
+
+def stylize_gatys(args: argparse.Namespace) -> int:
+    """``stylize`` by Gatys' optimisation (the default method): one or more STYLE images."""
+    from ..io import load_image
+    from ..synthesis import transfer_style
+
+    out = check_output(args.output, args.force)
+    content = load_image(args.content)
+    styles = [load_image(s) for s in args.styles]
+    if args.blend is not None and len(args.blend) != len(styles):
+        raise CLIError(f"--blend has {len(args.blend)} weights for {len(styles)} style images")
+    size = args.size if args.size else min(512, max(content.shape[-2:]))
+    return _run_and_save(args, out, "stylize", lambda cb: transfer_style(
+        content, styles, size, blend=args.blend, preserve_color=args.preserve_color, init=args.init, callback=cb,
+        **_synthesis_kwargs(args)))
+
+
+def demo_inputs() -> dict:
+    """Paths of the sample images shipped in ``pytexsynth/data`` (CC0, from scikit-image)."""
+    from importlib.resources import files
+
+    root = files("pytexsynth") / "data"
+    return {name: Path(str(root / f"{name}.png")) for name in ("chelsea", "coffee", "brick")}
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Tileable texture from a brick wall, and a cat photo in a coffee photo's style."""
+    from ..io import load_image, save_image
+    from ..synthesis import synthesize_texture, transfer_style
+
+    outdir = Path(args.output_dir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    inputs = demo_inputs()
+    jobs = {
+        "texture": ("tileable 128x128 texture from brick.png", lambda cb: synthesize_texture(
+            load_image(inputs["brick"]), 128, iterations=[50, 15], tileable=True, tv_weight=0.2, callback=cb,
+            report_every=10, device=args.device)),
+        "stylize": ("chelsea.png in the style of coffee.png, 128 px", lambda cb: transfer_style(
+            load_image(inputs["chelsea"]), load_image(inputs["coffee"]), 128, iterations=[30, 15], min_side=32,
+            callback=cb, report_every=10, device=args.device)),
+    }
+    t_all = time.perf_counter()
+    for name, (what, synthesise) in jobs.items():
+        out = outdir / f"{name}.png"
+        callback, close = progress(args, out, name)
+        t0 = time.perf_counter()
+        try:
+            img = synthesise(callback)
+        finally:
+            close()
+        # The demo folder is the demo's own: its files are replaced on every run.
+        save_image(img, out, force=True)
+        if name == "texture":
+            save_image(img.repeat(1, 1, 2, 2), outdir / "texture-tiled-2x2.png", force=True)
+        print(f"wrote {out}: {what} ({time.perf_counter() - t0:.1f} s)")
+    for name, path in inputs.items():
+        save_image(load_image(path), outdir / f"input-{name}.png", force=True)
+    print(f"demo done in {time.perf_counter() - t_all:.1f} s; see {outdir}/")
+    return 0
+
+
+def add_synthesis_commands(sub) -> None:
+    """``texture`` and ``demo`` (``stylize`` is :mod:`pytexsynth.cli.stylize`'s)."""
+    p = sub.add_parser("texture", help="synthesise more of an exemplar texture",
+                       description="Texture synthesis (Gatys et al.; Risser et al.) with a coarse-to-fine pyramid.")
+    p.add_argument("exemplar", help="exemplar texture image")
+    add_optimisation_options(p, default_size=256)
+    p.set_defaults(func=_cmd_texture)
+
+    p = sub.add_parser("demo", help="run on the bundled sample images, writing to ./pytexsynth-demo/")
+    p.add_argument("--output-dir", default="pytexsynth-demo", help=argparse.SUPPRESS)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    add_run_options(p)
+    p.set_defaults(func=_cmd_demo)

