@@ -31,7 +31,7 @@ import pytest
 import torch
 
 import pytexsynth
-from pytexsynth.style_transfer import default_decoder_path, swap_target
+from pytexsynth.synthesis.style_swap import default_decoder_path, swap_target
 
 from conftest import DEVICES, device_name, run_benchmark
 
@@ -77,7 +77,7 @@ def test_stylize(benchmark, device, px, impl, scorer):
     content, style = content.to(device), style.to(device)
     out = {}
     if impl == "ours":
-        decoder = pytexsynth.style_transfer.load_default_decoder(device)
+        decoder = pytexsynth.synthesis.style_swap.load_default_decoder(device)
 
         def fn():
             out["img"] = pytexsynth.style_swap_transfer(content, style, method="inverse", decoder=decoder,
@@ -113,7 +113,7 @@ _PEAK_SCRIPT = r"""
 import json, sys, time, torch
 sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/benchmarks")
 import pytexsynth
-from pytexsynth.style_transfer import load_default_decoder
+from pytexsynth.synthesis.style_swap import load_default_decoder
 from bench_style_transfer import inputs
 px, device = int(sys.argv[2]), sys.argv[3]
 content, style = inputs(px)

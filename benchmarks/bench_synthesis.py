@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from pytexsynth.losses import ContentLoss, GramStyleLoss
 from pytexsynth.models import VGG19
-from pytexsynth.synthesis import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, _balance, _optimise_level, _Term
+from pytexsynth.synthesis import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS
+from pytexsynth.synthesis.engine import Level, Term, balance_scales, optimise_lbfgs
 
 ITERS = 3
 LAYERS = tuple(dict.fromkeys((*DEFAULT_CONTENT_LAYERS, *DEFAULT_STYLE_LAYERS)))
@@ -58,15 +59,14 @@ def make_ours(size, device):
         evals[0] += 1  # one per function evaluation (VGG forward + backward)
         return closs(fe)
 
-    terms = [_Term("content", 1.0, content), _Term("style", 1.0, lambda fe, x: sloss(fe))]
-    scales = _balance(terms, c, vgg, LAYERS, True, torch.Generator().manual_seed(0))
+    terms = [Term("content", 1.0, content), Term("style", 1.0, lambda fe, x: sloss(fe))]
+    scales = balance_scales(terms, c, vgg, LAYERS, True, torch.Generator().manual_seed(0))
     state = {"x": c}
 
     def run(iters):
         """`iters` function evaluations (the line search may run a few past); returns how many ran."""
         before = evals[0]
-        state["x"], _ = _optimise_level(state["x"], terms, scales, vgg, LAYERS, iters, "lbfgs", None, 10**9, None,
-                                        0, 1, 0, iters, False)
+        state["x"], _ = optimise_lbfgs(state["x"], Level(terms, scales, vgg, LAYERS, iters), clamp=False)
         return evals[0] - before
 
     return run

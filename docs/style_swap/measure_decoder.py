@@ -6,7 +6,7 @@ torch.set_num_threads(1)
 from pytexsynth import style_swap_transfer, VGG19
 from pytexsynth.cli import demo_inputs
 from pytexsynth.io import load_image, resize_image
-from pytexsynth.style_transfer import swap_target
+from pytexsynth.synthesis.style_swap import swap_target
 vgg = VGG19(("relu3_1",))
 def err(img, t):
     with torch.no_grad(): f = vgg(img, ("relu3_1",))["relu3_1"]
