@@ -393,13 +393,10 @@ class GramStyleLoss(GramLoss):
 
 
 class HistogramStyleLoss(HistogramLoss):
-    """:class:`HistogramLoss` with the synthesis engine's defaults: several style images (a list of
-    feature dicts, blended), per-layer ``"auto"`` weights, features in float32.
+    """:class:`HistogramLoss` with the synthesis engine's defaults (as :class:`GramStyleLoss`).
 
     Args:
-        style_feats: list of layer -> style features, one dict per style image.
-        blend: weights of the styles (default equal).
-        layer_weights: ``"auto"`` (default), None (equal, summing to 1), a float, a list or a dict.
+        style_feats, blend, layer_weights: as in :class:`GramStyleLoss`.
         bins, output_masks, style_masks: as in :class:`HistogramLoss`.
     """
 

@@ -56,18 +56,25 @@ def _synthesis_kwargs(args: argparse.Namespace) -> dict:
     return kw
 
 
-def _run_and_save(args: argparse.Namespace, out: Path, desc: str, synthesise) -> int:
-    """Runs ``synthesise(callback)`` with a progress bar and saves the image to ``out``."""
-    from ..io import save_image
-
+def _with_progress(args: argparse.Namespace, out: Path, desc: str, synthesise):
+    """(image, seconds) of ``synthesise(callback)`` run with a progress bar (--save-every snapshots
+    beside ``out``)."""
     callback, close = progress(args, out, desc)
     t0 = time.perf_counter()
     try:
         img = synthesise(callback)
     finally:
         close()
+    return img, time.perf_counter() - t0
+
+
+def _run_and_save(args: argparse.Namespace, out: Path, desc: str, synthesise) -> int:
+    """Runs ``synthesise(callback)`` with a progress bar and saves the image to ``out``."""
+    from ..io import save_image
+
+    img, seconds = _with_progress(args, out, desc, synthesise)
     save_image(img, out, force=args.force)
-    print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {time.perf_counter() - t0:.1f} s)")
+    print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {seconds:.1f} s)")
     return 0
 
 
@@ -124,17 +131,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     t_all = time.perf_counter()
     for name, (what, synthesise) in jobs.items():
         out = outdir / f"{name}.png"
-        callback, close = progress(args, out, name)
-        t0 = time.perf_counter()
-        try:
-            img = synthesise(callback)
-        finally:
-            close()
+        img, seconds = _with_progress(args, out, name, synthesise)
         # The demo folder is the demo's own: its files are replaced on every run.
         save_image(img, out, force=True)
         if name == "texture":
             save_image(img.repeat(1, 1, 2, 2), outdir / "texture-tiled-2x2.png", force=True)
-        print(f"wrote {out}: {what} ({time.perf_counter() - t0:.1f} s)")
+        print(f"wrote {out}: {what} ({seconds:.1f} s)")
     for name, path in inputs.items():
         save_image(load_image(path), outdir / f"input-{name}.png", force=True)
     print(f"demo done in {time.perf_counter() - t_all:.1f} s; see {outdir}/")
