@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -126,15 +127,46 @@ def resize_image(x: torch.Tensor, size: Union[int, Tuple[int, int]]) -> torch.Te
                          antialias=th < h or tw < w).clamp_(0.0, 1.0)
 
 
+def _remove_stale_temporaries(p: Path) -> None:
+    """Removes the temporary files an earlier write of ``p`` left when its process was killed
+    (named ``.NAME.PID.*.tmp``; those of live processes are theirs and stay)."""
+    for tmp in p.parent.glob(f".{glob.escape(p.name)}.*.tmp"):
+        pid = tmp.name[len(p.name) + 2:].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (PermissionError, OSError):
+            pass  # alive (another user's) or unknowable: leave it
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Makes a rename in ``folder`` durable (where the platform lets a folder be fsynced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Writes a file atomically: ``write(fh)`` fills a temporary file in the same folder, which is
-    flushed, fsynced and renamed over ``path``, so a reader (or a crash, or a full disk) never
-    sees a half-written file; on any error the temporary file is removed and ``path`` is left
-    as it was. The file gets the usual permissions (0666 minus the umask). Parent folders are
-    created. The one way this package writes images, models and checkpoints."""
+    flushed, fsynced and renamed over ``path``, and the folder is fsynced, so a reader (or a
+    crash, a kill or a full disk) never sees a half-written file; on any error the temporary file
+    is removed and ``path`` is left as it was. Temporaries that a killed earlier write of ``path``
+    left behind are removed first. The file gets the usual permissions (0666 minus the umask).
+    Parent folders are created. The one way this package writes images, models and checkpoints."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    _remove_stale_temporaries(p)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp", dir=str(p.parent))
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -150,6 +182,7 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
         except OSError:
             pass
         raise
+    _fsync_folder(p.parent)
     return p
 
 
@@ -167,6 +200,10 @@ def save_image(x: torch.Tensor, path: PathLike, force: bool = False, bits: int =
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"save_image: x must be a torch.Tensor, got {type(x).__name__}")
     t = x.detach().float().cpu()
+    if not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"save_image: the image holds {bad} NaN or infinite value(s) of {t.numel()}; refusing to "
+                         f"write {str(p)!r} (a run whose loss became non-finite?)")
     if t.dim() == 4:
         if t.shape[0] != 1:
             raise ValueError(f"save_image: expects one image, got a batch of {t.shape[0]}")

@@ -16,6 +16,7 @@ buffers: ``.to(device)`` moves them and ``state_dict()`` saves them.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -61,7 +62,11 @@ def per_layer_weights(layers: Sequence, weights: LayerWeights, what: str, arg: s
         values = list(weights)
     else:
         values = [weights] * len(layers)
-    return {n: check_weight(v, what) for n, v in zip(layers, values)}
+    out = {n: check_weight(v, what) for n, v in zip(layers, values)}
+    bad = {n: w for n, w in out.items() if not math.isfinite(w)}
+    if bad:
+        raise ValueError(f"{what}: {arg} must be finite, got {bad}")
+    return out
 
 
 def blend_weights(blend: Optional[Sequence[float]], n: int, what: str) -> List[float]:
@@ -71,8 +76,8 @@ def blend_weights(blend: Optional[Sequence[float]], n: int, what: str) -> List[f
     blend = [float(b) for b in blend]
     if len(blend) != n:
         raise ValueError(f"{what}: {len(blend)} blend weights for {n} styles")
-    if any(b < 0 for b in blend) or sum(blend) <= 0:
-        raise ValueError(f"{what}: blend weights must be >= 0 with a positive sum, got {blend}")
+    if not all(math.isfinite(b) and b >= 0 for b in blend) or sum(blend) <= 0:
+        raise ValueError(f"{what}: blend weights must be finite and >= 0 with a positive sum, got {blend}")
     s = sum(blend)
     return [b / s for b in blend]
 

@@ -32,7 +32,7 @@ class UsageError(CLIError):
 
 # What the API raises for bad input a user can fix; main prints these as one line, exit status 1.
 USER_ERRORS = (CLIError, ImageLoadError, WeightsNotFoundError, FileExistsError, FileNotFoundError, NotADirectoryError,
-               MemoryError, ValueError)
+               MemoryError, ValueError, FloatingPointError)
 
 
 def positive_int(v: str) -> int:

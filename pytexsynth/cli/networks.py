@@ -25,11 +25,20 @@ def _add_training_run_options(p: argparse.ArgumentParser) -> None:
 
 def _training_run_kwargs(a: argparse.Namespace) -> dict:
     """The trainer's keyword arguments of _add_training_run_options (and output, progress), after
-    refusing to overwrite an existing model without --force or --resume."""
-    check_output(a.output, a.force or a.resume, image=False)
-    return dict(output=a.output, checkpoint=a.checkpoint or str(a.output) + ".ckpt",
-                checkpoint_every=a.checkpoint_every, resume=True if a.resume else None, seed=a.seed,
-                device=a.device, progress=not a.quiet)
+    refusing what would overwrite a file without --force: the model of another run (--resume
+    overwrites it only when there is a checkpoint to continue from), or an existing checkpoint
+    without --resume."""
+    checkpoint = Path(a.checkpoint or str(a.output) + ".ckpt")
+    resuming = a.resume and checkpoint.is_file()
+    if a.resume and not checkpoint.is_file() and Path(a.output).exists() and not a.force:
+        raise CLIError(f"{str(a.output)!r} exists and there is no checkpoint {str(checkpoint)!r} to resume from; "
+                       "pass --force to train a new model over it")
+    check_output(a.output, a.force or resuming, image=False)
+    if checkpoint.exists() and not a.resume and not a.force:
+        raise CLIError(f"checkpoint {str(checkpoint)!r} exists; pass --resume to continue from it or --force to "
+                       "start again over it")
+    return dict(output=a.output, checkpoint=str(checkpoint), checkpoint_every=a.checkpoint_every,
+                resume=True if a.resume else None, seed=a.seed, device=a.device, progress=not a.quiet)
 
 
 def _add_generator_training_options(p: argparse.ArgumentParser, size: int, steps: int, scales: int, norm: str) -> None:

@@ -3,6 +3,7 @@ the output size and the (cached) VGG-19."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Dict, Optional, Tuple, Union
 
@@ -12,18 +13,29 @@ from ..models.vgg import VGG19
 from ..ops.checks import check_count
 from .engine import OPTIMIZERS
 
-__all__ = ["Size", "ImageArg", "check_common", "output_size", "generator", "default_device", "vgg_factory"]
+__all__ = ["Size", "ImageArg", "check_common", "check_weights", "output_size", "generator", "default_device", "vgg_factory"]
 
 Size = Union[int, Tuple[int, int]]
 ImageArg = Union[torch.Tensor, str, os.PathLike]
 
 
-def check_common(optimizer: object, report_every: object, style_scale: object) -> None:
+def check_common(optimizer: object, report_every: object, style_scale: object, lr: object = None) -> None:
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr)
+                           or lr <= 0):
+        raise ValueError(f"lr must be a finite number > 0 (or None for the optimizer's default), got {lr!r}")
     check_count(report_every, "report_every")
     if not isinstance(style_scale, (int, float)) or not (0 < style_scale <= 16):
         raise ValueError(f"style_scale must be in (0, 16], got {style_scale!r}")
+
+
+def check_weights(what: str = "", **weights: object) -> None:
+    """Each loss weight is a finite number >= 0 (a NaN or infinite weight would make every pixel
+    NaN: an all-black image)."""
+    for name, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"{what}{name} must be a number >= 0 and finite, got {w!r}")
 
 
 def output_size(size: Size, ref: Optional[Tuple[int, int]] = None) -> Tuple[int, int]:

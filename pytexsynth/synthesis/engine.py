@@ -13,6 +13,7 @@ function evaluation. With L-BFGS the loss of the clamped image (the one delivere
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -174,9 +175,20 @@ class _Evaluations:
                     return loss
         loss, values = self.evaluate()
         self.count += 1
+        if not torch.isfinite(loss):  # L-BFGS reads every loss on the host anyway: no extra wait
+            raise self.non_finite(loss, values)
         self.recent.append((x.detach().clone(), loss, x.grad.detach().clone(), values))
         del self.recent[:-3]
         return loss
+
+    def non_finite(self, loss: torch.Tensor, values: list) -> FloatingPointError:
+        """The error that stops a run whose loss (or image) is no longer finite."""
+        lv = self.level
+        terms = ", ".join(f"{t.name} {float(v.detach()):.4g}" for t, v in zip(lv.terms, values)) if values else ""
+        return FloatingPointError(
+            f"synthesis: the loss became {float(loss):.4g} at level {lv.index + 1}/{lv.levels} "
+            f"({self.x.shape[-1]}x{self.x.shape[-2]} px), evaluation {self.count}" + (f" ({terms})" if terms else "")
+            + "; check that the weights and images are finite (a lower lr helps Adam)")
 
     def current(self):
         """The evaluation at x (where the last step() ended), else the latest one."""
@@ -218,6 +230,11 @@ def optimise_adam(x: torch.Tensor, level: Level, lr: Optional[float] = None, cla
                 ev.x.clamp_(0.0, 1.0)
         if callback is not None and (it % report_every == 0 or it == level.iterations):
             ev.report(it, loss, values)
+            if not math.isfinite(ev.last_loss):
+                raise ev.non_finite(loss, values)
+    if not bool(torch.isfinite(ev.x).all()):  # one wait for the device per level
+        ev.count = level.iterations
+        raise ev.non_finite(torch.tensor(float("nan")), [])
     return ev.x.detach(), ev.last_loss
 
 
@@ -290,6 +307,11 @@ def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term],
         vgg = vgg_factory()
         x = init_fn(hw) if x is None else F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
         scales = balance_scales(terms, x, vgg, layers, balance, gen)
+        if not bool(torch.isfinite(torch.stack(scales)).all()):  # one wait for the device per level
+            names = [t.name for t, sc in zip(terms, scales) if not bool(torch.isfinite(sc))]
+            raise FloatingPointError(f"synthesis: the {', '.join(names)} term's gradient is not finite at level "
+                                     f"{index + 1}/{len(sizes)} ({hw[1]}x{hw[0]} px); check that the images are "
+                                     "finite")
         level = Level(terms, scales, vgg, layers, n_it, index, len(sizes), step, sum(its))
         x, _ = optimise_level(x, level, optimizer, lr, clamp, callback, report_every)
         step += n_it

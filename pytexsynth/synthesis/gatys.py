@@ -19,7 +19,7 @@ from ..losses import (DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_
 from ..masks import label_masks
 from ..models.vgg import VGG19, check_layers
 from .color import luminance_image, match_color, match_luminance, with_chrominance
-from .common import ImageArg, Size, check_common, default_device, generator, output_size, vgg_factory
+from .common import ImageArg, Size, check_common, check_weights, default_device, generator, output_size, vgg_factory
 from .engine import Callback, Term, run_pyramid
 from .memory import require_memory
 
@@ -106,7 +106,8 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
     Example:
         >>> out = synthesize_texture(exemplar, 128, iterations=50)   # doctest: +SKIP
     """
-    check_common(optimizer, report_every, style_scale)
+    check_common(optimizer, report_every, style_scale, lr)
+    check_weights(style_weight=style_weight, histogram_weight=histogram_weight, tv_weight=tv_weight)
     dev = default_device(device)
     ex = as_image(exemplar, "exemplar", dev)
     out_hw = output_size(size)
@@ -219,7 +220,9 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
     Returns:
         (1, 3, height, width) float32 RGB in [0, 1], on ``device``.
     """
-    check_common(optimizer, report_every, style_scale)
+    check_common(optimizer, report_every, style_scale, lr)
+    check_weights(content_weight=content_weight, style_weight=style_weight, histogram_weight=histogram_weight,
+                  tv_weight=tv_weight)
     dev = default_device(device)
     c = as_image(content, "content", dev)
     styles = _style_images(style, blend, dev)

@@ -37,7 +37,7 @@ from ..models.vgg import VGG19
 from ..networks.base import load_model
 from ..networks.inverse import INVERSE_LAYERS, InverseNet
 from ..ops.checks import check_count
-from .common import ImageArg, Size, check_common, default_device, generator, output_size, vgg_factory
+from .common import ImageArg, Size, check_common, check_weights, default_device, generator, output_size, vgg_factory
 from .engine import Callback, Term, run_pyramid
 from .gatys import tv_terms
 from .memory import require_memory
@@ -173,9 +173,8 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
         >>> out = style_swap_transfer("photo.jpg", "painting.jpg", method="inverse")   # doctest: +SKIP
     """
     _check_args(layer, patch_size, stride, method, strength, style_size)
-    check_common(optimizer, report_every, 1.0)
-    if not isinstance(tv_weight, (int, float)) or isinstance(tv_weight, bool) or tv_weight < 0:
-        raise ValueError(f"style_swap_transfer: tv_weight must be a number >= 0, got {tv_weight!r}")
+    check_common(optimizer, report_every, 1.0, lr)
+    check_weights("style_swap_transfer: ", tv_weight=tv_weight)
     dev = default_device(device)
     c = as_image(content, "content", dev)
     s = _bounded_style(as_image(style, "style", dev), style_size)

@@ -27,7 +27,7 @@ from ..networks.inverse import INVERSE_LAYERS, InverseNet
 from ..ops import style_swap
 from ..ops.checks import check_count
 from .data import ContentFolder, augment
-from .trainers import fit, training_device
+from .trainers import fit, seeded, training_device
 
 __all__ = ["train_inverse_network"]
 
@@ -81,7 +81,7 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
         check_count(v, f"{name}: {arg}")
     if layer not in INVERSE_LAYERS:
         raise ValueError(f"{name}: layer must be one of {', '.join(INVERSE_LAYERS)}, got {layer!r}")
-    net = model if model is not None else InverseNet(layer=layer, norm=norm)
+    net = model if model is not None else seeded(seed, lambda: InverseNet(layer=layer, norm=norm))
     if not isinstance(net, InverseNet):
         raise TypeError(f"{name}: model must be an InverseNet, got {type(net).__name__}")
     if net.layer != layer:

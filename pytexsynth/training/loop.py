@@ -96,6 +96,21 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torc
     return data
 
 
+def _refuse_foreign_file(path: Union[str, os.PathLike]) -> None:
+    """A run starting afresh overwrites its checkpoint file: only ever a pytexsynth checkpoint
+    (an earlier run's), never some other file (a model, an image) that happens to be there."""
+    p = Path(path)
+    if not p.exists():
+        return
+    if p.is_dir():
+        raise ValueError(f"train: checkpoint {p} is a folder; give a file name")
+    try:
+        load_checkpoint(p)
+    except Exception as exc:  # noqa: BLE001 - unreadable or foreign: either way not ours to overwrite
+        raise ValueError(f"train: checkpoint {p} exists and is not a pytexsynth training checkpoint; refusing to "
+                         "overwrite it (give another checkpoint path)") from exc
+
+
 def _make_scheduler(opt: torch.optim.Optimizer, schedule: str, steps: int, decay: float,
                     decay_every: Optional[int]) -> torch.optim.lr_scheduler.LRScheduler:
     if schedule == "step":
@@ -243,6 +258,8 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
         if checkpoint is None:
             raise ValueError("train: resume=True needs checkpoint= (the file to resume from)")
         resume = checkpoint if Path(checkpoint).is_file() else None
+    if checkpoint is not None and not resume:
+        _refuse_foreign_file(checkpoint)
     with process_group() as (rank, world):
         device = torch.device(device) if device is not None else default_device(world)
         model = unwrap(model).to(device)
@@ -252,6 +269,9 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
         session = _Session(model, opt, _make_scheduler(opt, lr_schedule, steps, lr_decay, lr_decay_every),
                            batch_gen, rank, world, checkpoint, metadata)
         start, losses = session.restore(resume, device) if resume else (0, [])
+        if start > steps:
+            raise ValueError(f"train: checkpoint {resume} is at step {start}, beyond steps={steps}; steps is the "
+                             f"total number of steps (at least {start} to resume it)")
         runner: nn.Module = model
         if world > 1:
             ddp_kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}

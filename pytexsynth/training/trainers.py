@@ -24,7 +24,7 @@ from ..ops.checks import check_count
 from .data import ContentFolder
 from .loop import default_device, process_group, train
 
-__all__ = ["train_texture_network", "train_stylization_network", "training_device", "fit", "style_losses"]
+__all__ = ["train_texture_network", "train_stylization_network", "training_device", "fit", "seeded", "style_losses"]
 
 ImageArg = Union[torch.Tensor, str, os.PathLike]
 
@@ -52,6 +52,14 @@ def training_device(device) -> Iterator[Tuple[int, torch.device]]:
     models and losses built before :func:`~pytexsynth.training.train` already see the group)."""
     with process_group() as (rank, world):
         yield rank, (torch.device(device) if device is not None else default_device(world))
+
+
+def seeded(seed: int, make: Callable[[], Any]) -> Any:
+    """``make()`` with the global torch RNG seeded from ``seed`` (a network's initial weights),
+    leaving the caller's RNG state as it was: the same seed gives the same model."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return make()
 
 
 def fit(net, loss_fn, batches, *, rank: int, output, metadata: Dict[str, Any],
@@ -114,7 +122,8 @@ def train_texture_network(exemplar: ImageArg, *, size: int = 128, steps: int = 1
     ex = as_image(exemplar, "train_texture_network: exemplar")
     if exemplar_size is not None:
         ex = resize_image(ex, check_count(exemplar_size, "train_texture_network: exemplar_size"))
-    net = model if model is not None else TextureGenerator(scales=scales, channels=channels, norm=norm)
+    net = model if model is not None else seeded(seed, lambda: TextureGenerator(scales=scales, channels=channels,
+                                                                               norm=norm))
     if not isinstance(net, TextureGenerator):
         raise TypeError(f"train_texture_network: model must be a TextureGenerator, got {type(net).__name__}")
     net.check_training_size(size)
@@ -182,8 +191,8 @@ def train_stylization_network(style: ImageArg, content_dir: Union[str, os.PathLi
     st = as_image(style, "train_stylization_network: style")
     if style_size is not None:
         st = resize_image(st, check_count(style_size, "train_stylization_network: style_size"))
-    net = model if model is not None else StylizationGenerator(scales=scales, noise_channels=noise_channels,
-                                                               channels=channels, norm=norm)
+    net = model if model is not None else seeded(seed, lambda: StylizationGenerator(
+        scales=scales, noise_channels=noise_channels, channels=channels, norm=norm))
     if not isinstance(net, StylizationGenerator):
         raise TypeError(f"train_stylization_network: model must be a StylizationGenerator, got {type(net).__name__}")
     net.check_training_size(size)

@@ -1,0 +1,130 @@
+"""Nothing lost, nothing silently wrong: the regressions of issue 18 fixed so far, one test each
+(each failed before its fix)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pytexsynth
+from pytexsynth.cli import main
+from pytexsynth.io import save_image
+from pytexsynth.training import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = ["--size", "16", "--scales", "2", "--channels", "4", "--batch-size", "1", "--quiet", "--device", "cpu"]
+
+
+@pytest.fixture
+def exemplar(tmp_path):
+    path = tmp_path / "ex.png"
+    Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def _steps(model):
+    return torch.load(model, weights_only=True)["metadata"]["steps"]
+
+
+def test_resume_without_a_checkpoint_keeps_the_finished_model(exemplar, tmp_path, capsys):
+    model = tmp_path / "F.pt"
+    assert main(["train-texture", str(exemplar), "-o", str(model), *TINY, "--steps", "4"]) == 0
+    os.remove(str(model) + ".ckpt")
+    before = model.read_bytes()
+    assert main(["train-texture", str(exemplar), "-o", str(model), *TINY, "--steps", "3", "--resume"]) == 1
+    assert "no checkpoint" in capsys.readouterr().err and model.read_bytes() == before and _steps(model) == 4
+
+
+def test_an_existing_file_at_the_checkpoint_path_is_never_overwritten(exemplar, tmp_path, capsys):
+    image = exemplar.read_bytes()
+    argv = ["train-texture", str(exemplar), "-o", str(tmp_path / "G.pt"), "--checkpoint", str(exemplar), *TINY,
+            "--steps", "2"]
+    assert main(argv) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert main([*argv, "--force"]) == 1  # even forced: the file is not a checkpoint
+    assert "not a pytexsynth training checkpoint" in capsys.readouterr().err
+    assert exemplar.read_bytes() == image and not (tmp_path / "G.pt").exists()
+
+
+def _tiny_run(**kw):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+
+    def loss_fn(m, batch):
+        return ((m(batch) - 1.0) ** 2).mean()
+
+    return train(model, loss_fn, lambda gen, step: torch.rand(4, 3, generator=gen), progress=False, device="cpu", **kw)
+
+
+def test_resuming_with_fewer_steps_than_the_checkpoint_is_refused(tmp_path):
+    ck = tmp_path / "run.ckpt"
+    _tiny_run(steps=6, checkpoint=ck)
+    before = ck.read_bytes()
+    with pytest.raises(ValueError, match="at step 6, beyond steps=3"):
+        _tiny_run(steps=3, checkpoint=ck, resume=True)
+    assert ck.read_bytes() == before
+
+
+def test_the_same_seed_trains_the_same_model(exemplar):
+    kw = dict(size=16, steps=2, batch_size=1, scales=2, channels=4, progress=False, device="cpu", seed=3)
+    a = pytexsynth.train_texture_network(str(exemplar), **kw).state_dict()
+    torch.rand(5)  # the caller's RNG state does not matter
+    b = pytexsynth.train_texture_network(str(exemplar), **kw).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = pytexsynth.train_texture_network(str(exemplar), **{**kw, "seed": 4}).state_dict()
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_a_nan_weight_is_a_clear_error_and_writes_nothing(exemplar, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    argv = ["texture", str(exemplar), "-o", str(out), "--size", "32", "--iterations", "2", "--no-pyramid", "--quiet",
+            "--device", "cpu"]
+    assert main([*argv, "--style-weight", "nan"]) == 1
+    assert "style_weight must be a number >= 0 and finite" in capsys.readouterr().err and not out.exists()
+    assert main(["stylize", str(exemplar), str(exemplar), str(exemplar), "-o", str(out), "--blend", "1", "nan",
+                 *argv[4:]]) == 1
+    assert "blend weights must be finite" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        pytexsynth.synthesize_texture(torch.rand(1, 3, 32, 32), 32, iterations=2, lr=float("inf"), device="cpu")
+
+
+def test_a_non_finite_image_stops_the_run(tmp_path):
+    x = torch.rand(1, 3, 32, 32)
+    x[0, 0, 3, 4] = float("nan")
+    with pytest.raises(FloatingPointError, match="gradient is not finite at level 1/1"):
+        pytexsynth.synthesize_texture(x, 32, iterations=2, pyramid=False, device="cpu")
+    with pytest.raises(FloatingPointError, match="not finite"):
+        pytexsynth.transfer_style(x, torch.rand(1, 3, 32, 32), 32, iterations=2, pyramid=False, device="cpu")
+
+
+def test_save_image_refuses_non_finite_data(tmp_path):
+    img = torch.rand(1, 3, 4, 4)
+    img[0, 1, 2, 2] = float("inf")
+    with pytest.raises(ValueError, match="1 NaN or infinite value"):
+        save_image(img, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists() and not list(tmp_path.iterdir())
+
+
+def test_atomic_writes_remove_what_killed_writers_left(tmp_path):
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    while True:
+        try:
+            os.kill(dead, 0)
+            dead += 1
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            dead += 1
+    stale = tmp_path / f".x.png.{dead}.abcd.tmp"
+    live = tmp_path / f".x.png.{os.getppid()}.efgh.tmp"  # a live process's: not ours to remove
+    other = tmp_path / f".y.png.{dead}.ijkl.tmp"  # another file's
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    save_image(torch.rand(1, 3, 4, 4), tmp_path / "x.png")
+    assert not stale.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["x.png"]
