@@ -72,6 +72,9 @@ def load_image(path: PathLike, size: Optional[Union[int, Tuple[int, int]]] = Non
         with Image.open(p) as img:
             img.load()
             arr = _to_rgb_array(img)
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"cannot read image {str(p)!r}: it declares more pixels than Pillow's safety limit "
+                             f"({Image.MAX_IMAGE_PIXELS} x 2): {exc}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageLoadError(f"cannot read image {str(p)!r}: {exc}") from exc
     x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0).contiguous()

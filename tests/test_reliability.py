@@ -128,3 +128,92 @@ def test_atomic_writes_remove_what_killed_writers_left(tmp_path):
     save_image(torch.rand(1, 3, 4, 4), tmp_path / "x.png")
     assert not stale.exists() and live.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["x.png"]
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:7", "mps", "meta"] + ([] if torch.cuda.is_available() else ["cuda"]))
+@pytest.mark.parametrize("command", ["texture", "train-texture", "stylize-swap"])
+def test_a_device_that_is_not_here_is_one_line(exemplar, tmp_path, capsys, device, command):
+    out = str(tmp_path / ("o.pt" if command == "train-texture" else "o.png"))
+    argv = {"texture": ["texture", str(exemplar), "-o", out, "--size", "32", "--quiet"],
+            "train-texture": ["train-texture", str(exemplar), "-o", out, *TINY[:-2], "--steps", "1"],
+            "stylize-swap": ["stylize", str(exemplar), str(exemplar), "--method", "style-swap", "-o", out, "--quiet"]}
+    assert main([*argv[command], "--device", device]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pytexsynth: error: ") and err.count("\n") == 1 and device in err
+
+
+def test_nothing_to_optimise_tiny_images_and_outputs_below_a_file(exemplar, tmp_path, capsys):
+    base = ["--size", "32", "--iterations", "2", "--no-pyramid", "--quiet", "--device", "cpu"]
+    assert main(["texture", str(exemplar), "-o", str(tmp_path / "a.png"), "--style-weight", "0", *base]) == 1
+    assert "nothing to optimise" in capsys.readouterr().err
+    one = tmp_path / "one.png"
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(one)
+    assert main(["train-texture", str(one), "-o", str(tmp_path / "m.pt"), *TINY, "--steps", "1"]) == 1
+    assert "1x1 px is too small for relu5_1" in capsys.readouterr().err
+    assert main(["texture", str(exemplar), "-o", str(exemplar / "x.png"), *base]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_decompression_bomb_is_refused(tmp_path, capsys):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))
+    assert main(["texture", str(bomb), "-o", str(tmp_path / "o.png"), "--quiet", "--device", "cpu"]) == 1
+    assert "safety limit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda d: d["architecture"]["kwargs"].update(bogus=1), "cannot be built"),
+    (lambda d: d["state_dict"].update({"extra.weight": torch.zeros(2)}), "unexpected ['extra.weight']"),
+    (lambda d: d["architecture"]["kwargs"].update(channels=10**6), "do not match its architecture record"),
+    (lambda d: d.update(architecture="x"), "malformed architecture record"),
+])
+def test_crafted_model_files_are_refused_before_allocating(tmp_path, capsys, damage, message):
+    from pytexsynth.networks import TextureGenerator, save_model
+
+    save_model(TextureGenerator(scales=2, channels=4), tmp_path / "m.pt")
+    data = torch.load(tmp_path / "m.pt", weights_only=True)
+    damage(data)
+    torch.save(data, tmp_path / "bad.pt")
+    assert main(["generate", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "g.png"), "--size", "16"]) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", None])
+def test_damaged_checkpoints_are_one_line_errors(tmp_path, content):
+    ck = tmp_path / "run.ckpt"
+    _tiny_run(steps=2, checkpoint=ck)
+    if content is None:  # a checkpoint that lacks a part
+        data = torch.load(ck, weights_only=True)
+        del data["optimizer"]
+        torch.save(data, ck)
+    else:
+        ck.write_bytes(content)
+    with pytest.raises(ValueError, match="checkpoint"):
+        _tiny_run(steps=4, checkpoint=ck, resume=True)
+
+
+def test_stale_snapshots_are_refused_before_the_run(exemplar, tmp_path, capsys):
+    out = tmp_path / "o.png"
+    (tmp_path / "o.step00002.png").write_bytes(b"earlier")
+    argv = ["texture", str(exemplar), "-o", str(out), "--size", "32", "--iterations", "2", "--no-pyramid", "--quiet",
+            "--device", "cpu", "--save-every", "2"]
+    assert main(argv) == 1
+    assert "snapshot" in capsys.readouterr().err and not out.exists()
+    assert main([*argv, "--force"]) == 0 and (tmp_path / "o.step00002.png").read_bytes() != b"earlier"
+
+
+def test_the_memory_refusal_names_a_huge_style_image(monkeypatch):
+    from pytexsynth.synthesis import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**30)
+    with pytest.raises(MemoryError, match="style image at 8192x8192 px"):
+        memory.require_memory(torch.device("cpu"), (64, 64), ("relu5_1",), (8192, 8192), "lbfgs")
+    with pytest.raises(MemoryError, match="output at 8192x8192 px; choose a smaller size"):
+        memory.require_memory(torch.device("cpu"), (8192, 8192), ("relu5_1",), (64, 64), "lbfgs")

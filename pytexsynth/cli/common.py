@@ -71,10 +71,16 @@ def size_arg(s: str) -> Union[int, Tuple[int, int]]:
 
 def check_output(path: Union[str, Path], force: bool, image: bool = True) -> Path:
     """The output file, refused before any work when it exists (without --force), is a folder,
-    or (for an image) has an extension Pillow cannot write."""
+    lies below a file or in a folder this process cannot write, or (for an image) has an
+    extension Pillow cannot write."""
     out = Path(path)
     if out.is_dir():
         raise CLIError(f"{str(out)!r} is a directory; give a file name")
+    folder = next((p for p in out.absolute().parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise CLIError(f"cannot write {str(out)!r}: {str(folder)!r} is a file, not a folder")
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise CLIError(f"cannot write {str(out)!r}: the folder {str(folder)!r} is not writable")
     if out.exists() and not force:
         raise CLIError(f"{str(out)!r} exists; pass --force to overwrite it")
     if image:
@@ -158,8 +164,7 @@ def report_every(args: argparse.Namespace) -> int:
 
 def load_network(path: str, device):
     """A network saved by save_model or a trainer (on ``device``, default CUDA when available)."""
-    import torch
-
+    from ..devices import resolve_device
     from ..networks import load_model
 
-    return load_model(path, map_location=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return load_model(path, map_location=resolve_device(device, "--device"))

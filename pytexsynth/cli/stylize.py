@@ -15,7 +15,7 @@ import time
 
 from .common import CLIError, UsageError, check_output, positive_int, progress, report_every, unit_interval
 from .networks import stylize_model
-from .synthesis import add_optimisation_options, stylize_gatys
+from .synthesis import add_optimisation_options, check_snapshots, stylize_gatys
 
 __all__ = ["add_stylize_command"]
 
@@ -63,6 +63,7 @@ def _stylize_swap(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         if a.optimize:
+            check_snapshots(a, out)
             callback, close = progress(a, out, "style-swap")
             try:
                 img = style_swap.style_swap_transfer(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import time
 from pathlib import Path
 from typing import Optional
 
 from .common import CLIError, add_run_options, check_output, positive_int, progress, report_every
 
-__all__ = ["add_optimisation_options", "add_synthesis_commands", "stylize_gatys", "demo_inputs"]
+__all__ = ["add_optimisation_options", "add_synthesis_commands", "stylize_gatys", "demo_inputs", "check_snapshots"]
 
 
 def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[int]) -> None:
@@ -68,10 +69,22 @@ def _with_progress(args: argparse.Namespace, out: Path, desc: str, synthesise):
     return img, time.perf_counter() - t0
 
 
+def check_snapshots(args: argparse.Namespace, out: Path) -> None:
+    """--save-every's snapshots (OUT stem + .stepNNNNN) must not overwrite files of an earlier run
+    midway: refused before the run unless --force."""
+    if not getattr(args, "save_every", None) or args.force:
+        return
+    old = sorted(out.parent.glob(f"{glob.escape(out.stem)}.step[0-9]*{glob.escape(out.suffix)}"))
+    if old:
+        raise CLIError(f"--save-every would overwrite {len(old)} snapshot(s) of an earlier run, e.g. {str(old[0])!r}; "
+                       "pass --force, or another -o")
+
+
 def _run_and_save(args: argparse.Namespace, out: Path, desc: str, synthesise) -> int:
     """Runs ``synthesise(callback)`` with a progress bar and saves the image to ``out``."""
     from ..io import save_image
 
+    check_snapshots(args, out)
     img, seconds = _with_progress(args, out, desc, synthesise)
     save_image(img, out, force=args.force)
     print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {seconds:.1f} s)")

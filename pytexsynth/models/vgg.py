@@ -301,6 +301,10 @@ class VGG19(nn.Module):
             raise ValueError(f"VGG19: x must be an (N, 3, H, W) RGB image batch, got shape {tuple(x.shape)}")
         wanted = self.layers if layers is None else check_layers(layers)
         last = max(_LAYER_INDEX[n] for n in wanted)
+        pools = sum(1 for n in LAYER_NAMES[:last] if n.startswith("pool"))
+        if min(x.shape[-2:]) < 2 ** pools:
+            raise ValueError(f"VGG19: an image of {x.shape[-1]}x{x.shape[-2]} px is too small for {LAYER_NAMES[last]} "
+                             f"(after {pools} poolings by 2 each side needs at least {2 ** pools} px)")
         keep = set(wanted)
         out: Dict[str, torch.Tensor] = {}
         on_cuda = x.is_cuda

@@ -129,6 +129,28 @@ def load_model(path: Union[str, os.PathLike], map_location: Union[str, torch.dev
         raise ValueError(f"load_model: {path} is not a pytexsynth model or checkpoint ({exc})") from exc
     if not isinstance(data, dict) or "architecture" not in data or data.get("format") not in (MODEL_FORMAT, CHECKPOINT_FORMAT):
         raise ValueError(f"load_model: {path} is not a pytexsynth model or checkpoint (no architecture record)")
+    state = data.get("state_dict", data.get("model"))
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"load_model: {path} holds no weights (state dict)")
+    _check_state_matches(path, data["architecture"], state)
     model = build_network(data["architecture"])
-    model.load_state_dict(data["state_dict"] if "state_dict" in data else data["model"])
+    model.load_state_dict(state)
     return model.to(map_location).eval()
+
+
+def _check_state_matches(path: Path, architecture: Any, state: Dict[str, torch.Tensor]) -> None:
+    """The recorded architecture, built on the meta device (no memory), has exactly the file's
+    weights: a crafted or damaged record fails here, before anything is allocated for it."""
+    if not isinstance(architecture, dict) or not isinstance(architecture.get("kwargs", {}), dict):
+        raise ValueError(f"load_model: {path} has a malformed architecture record")
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in build_network(architecture).state_dict().items()}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"load_model: {path} records an architecture that cannot be built: {exc}") from exc
+    saved = {k: tuple(v.shape) for k, v in state.items()}
+    if shapes != saved:
+        missing, unexpected = sorted(set(shapes) - set(saved)), sorted(set(saved) - set(shapes))
+        wrong = sorted(k for k in set(shapes) & set(saved) if shapes[k] != saved[k])
+        raise ValueError(f"load_model: the weights in {path} do not match its architecture record "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]}, other shapes {wrong[:5]})")

@@ -13,7 +13,7 @@ from ..models.vgg import VGG19
 from ..ops.checks import check_count
 from .engine import OPTIMIZERS
 
-__all__ = ["Size", "ImageArg", "check_common", "check_weights", "output_size", "generator", "default_device", "vgg_factory"]
+__all__ = ["Size", "ImageArg", "check_common", "check_weights", "output_size", "generator", "vgg_factory"]
 
 Size = Union[int, Tuple[int, int]]
 ImageArg = Union[torch.Tensor, str, os.PathLike]
@@ -62,13 +62,6 @@ def generator(seed: Optional[int]) -> torch.Generator:
     if seed is None:
         gen.seed()
     return gen
-
-
-def default_device(device) -> torch.device:
-    """``device``, or CUDA when available, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def vgg_factory(layers, pooling: str, tileable: bool, weights, device):

@@ -304,6 +304,9 @@ def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term],
     step = 0
     for index, (hw, n_it) in enumerate(zip(sizes, its)):
         terms, layers = make_terms(hw, hw[0] / out_hw[0])
+        if not terms:
+            raise ValueError("synthesis: every loss weight is 0, so there is nothing to optimise; give a style (or "
+                             "content, histogram) weight > 0")
         vgg = vgg_factory()
         x = init_fn(hw) if x is None else F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
         scales = balance_scales(terms, x, vgg, layers, balance, gen)

@@ -13,13 +13,14 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 
+from ..devices import resolve_device
 from ..io import as_image, resize_image
 from ..losses import (DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_STYLE_LAYERS, ContentLoss,
                       GramStyleLoss, HistogramStyleLoss, total_variation)
 from ..masks import label_masks
 from ..models.vgg import VGG19, check_layers
 from .color import luminance_image, match_color, match_luminance, with_chrominance
-from .common import ImageArg, Size, check_common, check_weights, default_device, generator, output_size, vgg_factory
+from .common import ImageArg, Size, check_common, check_weights, generator, output_size, vgg_factory
 from .engine import Callback, Term, run_pyramid
 from .memory import require_memory
 
@@ -108,7 +109,7 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
     """
     check_common(optimizer, report_every, style_scale, lr)
     check_weights(style_weight=style_weight, histogram_weight=histogram_weight, tv_weight=tv_weight)
-    dev = default_device(device)
+    dev = resolve_device(device)
     ex = as_image(exemplar, "exemplar", dev)
     out_hw = output_size(size)
     style_layers = check_layers(style_layers)
@@ -223,7 +224,7 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
     check_common(optimizer, report_every, style_scale, lr)
     check_weights(content_weight=content_weight, style_weight=style_weight, histogram_weight=histogram_weight,
                   tv_weight=tv_weight)
-    dev = default_device(device)
+    dev = resolve_device(device)
     c = as_image(content, "content", dev)
     styles = _style_images(style, blend, dev)
     if preserve_color not in PRESERVE_COLOR:

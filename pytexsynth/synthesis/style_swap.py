@@ -32,12 +32,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import ops
+from ..devices import resolve_device
 from ..io import as_image, resize_image
 from ..models.vgg import VGG19
 from ..networks.base import load_model
 from ..networks.inverse import INVERSE_LAYERS, InverseNet
 from ..ops.checks import check_count
-from .common import ImageArg, Size, check_common, check_weights, default_device, generator, output_size, vgg_factory
+from .common import ImageArg, Size, check_common, check_weights, generator, output_size, vgg_factory
 from .engine import Callback, Term, run_pyramid
 from .gatys import tv_terms
 from .memory import require_memory
@@ -175,7 +176,7 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
     _check_args(layer, patch_size, stride, method, strength, style_size)
     check_common(optimizer, report_every, 1.0, lr)
     check_weights("style_swap_transfer: ", tv_weight=tv_weight)
-    dev = default_device(device)
+    dev = resolve_device(device)
     c = as_image(content, "content", dev)
     s = _bounded_style(as_image(style, "style", dev), style_size)
     out_hw = tuple(c.shape[-2:]) if size is None else output_size(size, tuple(c.shape[-2:]))

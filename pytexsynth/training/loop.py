@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..devices import resolve_device
 from ..networks.base import CHECKPOINT_FORMAT, SavableNetwork, atomic_torch_save, check_plain, unwrap
 from .rng import rng_state, set_rng_state
 
@@ -39,6 +40,7 @@ __all__ = ["train", "TrainResult", "load_checkpoint", "process_group", "default_
 LossFn = Callable[[nn.Module, Any], Union[torch.Tensor, Tuple[torch.Tensor, Dict[str, float]]]]
 BatchFn = Callable[[torch.Generator, int], Any]
 _SCHEDULES = ("constant", "step", "cosine")
+_CHECKPOINT_KEYS = ("step", "losses", "model", "optimizer", "scheduler", "rng")
 
 
 @dataclass
@@ -90,9 +92,15 @@ def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torc
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"train: checkpoint {path} does not exist")
-    data = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, empty, text, foreign pickles: all unreadable
+        raise ValueError(f"train: {path} is not a readable pytexsynth training checkpoint ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"train: {path} is not a pytexsynth training checkpoint")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"train: checkpoint {path} is damaged: it lacks {missing}")
     return data
 
 
@@ -261,7 +269,7 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
     if checkpoint is not None and not resume:
         _refuse_foreign_file(checkpoint)
     with process_group() as (rank, world):
-        device = torch.device(device) if device is not None else default_device(world)
+        device = resolve_device(device) if device is not None else default_device(world)
         model = unwrap(model).to(device)
         batch_gen = torch.Generator()
         batch_gen.manual_seed(int(seed) * 1_000_003 + rank)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import torch
 import torch.nn.functional as F
 
+from ..devices import resolve_device
 from ..io import as_image, resize_image
 from ..losses import DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_STYLE_LAYERS, GramStyleLoss, HistogramStyleLoss
 from ..models import VGG19
@@ -51,7 +52,7 @@ def training_device(device) -> Iterator[Tuple[int, torch.device]]:
     """(rank, device) to train on, inside :func:`~pytexsynth.training.process_group` (so the
     models and losses built before :func:`~pytexsynth.training.train` already see the group)."""
     with process_group() as (rank, world):
-        yield rank, (torch.device(device) if device is not None else default_device(world))
+        yield rank, (resolve_device(device) if device is not None else default_device(world))
 
 
 def seeded(seed: int, make: Callable[[], Any]) -> Any:
