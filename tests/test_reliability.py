@@ -205,7 +205,7 @@ def test_stale_snapshots_are_refused_before_the_run(exemplar, tmp_path, capsys):
     argv = ["texture", str(exemplar), "-o", str(out), "--size", "32", "--iterations", "2", "--no-pyramid", "--quiet",
             "--device", "cpu", "--save-every", "2"]
     assert main(argv) == 1
-    assert "snapshot" in capsys.readouterr().err and not out.exists()
+    assert "--save-every would overwrite 1 snapshot" in capsys.readouterr().err and not out.exists()
     assert main([*argv, "--force"]) == 0 and (tmp_path / "o.step00002.png").read_bytes() != b"earlier"
 
 
