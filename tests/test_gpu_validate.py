@@ -5,6 +5,7 @@ log verdicts, the timeout kill, and the op workload that compute-sanitizer runs 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import subprocess
@@ -20,10 +21,14 @@ GPU = ROOT / "benchmarks" / "gpu"
 sys.path.insert(0, str(GPU))
 
 import sanitize_ops  # noqa: E402
-import validate  # noqa: E402
 import validate_bench  # noqa: E402
 import validate_stages  # noqa: E402
 import validate_targets  # noqa: E402
+
+# By path, under its own name: a top-level "validate" module exists elsewhere (configobj's).
+_spec = importlib.util.spec_from_file_location("pytexsynth_gpu_validate", GPU / "validate.py")
+validate = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(validate)
 
 STAGE_NAMES = ["setup", "build", "tests", "sanitizer", "benchmarks", "e2e"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 from validate_stages import Outcome, combine, pytest_timeout_flag
@@ -59,14 +60,24 @@ def bench_report():
     return module
 
 
-def bench_file(ctx, label: str, name: str, select: str | None) -> str:
+def pytest_tally(log_lines: list) -> str:
+    """pytest's last "N passed, M failed in T s" line, without its '=' frame."""
+    tallies = [line.strip("= ") for line in log_lines if re.search(r"\b(passed|failed|skipped|deselected|error)", line)
+               and re.search(r"\bin [\d.]+s", line)]
+    return tallies[-1] if tallies else ""
+
+
+def bench_file(ctx, label: str, name: str, select: str | None) -> tuple:
+    """(status, what to say) of one pytest run of a benchmark file; its JSON stays in the logs."""
     cmd = [ctx.python, "-m", "pytest", f"benchmarks/{name}", *(["-k", select] if select else []), "-q",
            "-p", "no:cacheprovider", "-rfE", f"--benchmark-json={ctx.logs / f'bench-{label}.json'}", *BENCH_SETTINGS,
            *pytest_timeout_flag(ctx, 90)]
     r = ctx.run(cmd, f"bench-{label}.log", timeout=BENCH_FILE_CAP_S)
     if ctx.dry_run:
-        return "ok"
-    return "timeout" if r.timed_out else "ok" if r.rc == 0 else "failed"
+        return "ok", "ok"
+    status = "timeout" if r.timed_out else "ok" if r.rc == 0 else "failed"
+    tally = pytest_tally(r.tail(40))
+    return status, f"{status} ({tally or r.describe()})"
 
 
 def benchmarks(ctx) -> Outcome:
@@ -77,7 +88,7 @@ def benchmarks(ctx) -> Outcome:
         elif ctx.stage_remaining() < BENCH_FILE_MIN_S:
             per_file[label], status = "skipped: budget", "partial"
         else:
-            status = per_file[label] = bench_file(ctx, label, name, select)
+            status, per_file[label] = bench_file(ctx, label, name, select)
         statuses.append(status)
         try:
             rows = merge_benchmarks(ctx)

@@ -253,7 +253,7 @@ def sanitizer_verdict(tool: str, r) -> tuple:
     checks = re.findall(r"^checks: (\d+) ok, (\d+) failed", text, re.MULTILINE)
     errors = int(race[-1][1]) if race else int(summary[-1]) if summary else None
     reports = [line.strip("= ").strip() for line in text.splitlines()
-               if re.search(r"Invalid|Race reported|[Hh]azard|Error:|^=+\s+at ", line)]
+               if re.search(r"Invalid|Race reported|[Hh]azard|Error:|^=+\s+at ", line) and "SUMMARY" not in line]
     ours = sum("pytexsynth" in line for line in reports)
     if r.timed_out:
         return "timeout", r.describe(), reports[:8]
