@@ -160,6 +160,12 @@ def test_sanitizer_verdicts(tmp_path, tool, text, rc, status):
     assert validate_stages.sanitizer_verdict(tool, sanitizer_log(tmp_path, text, rc))[0] == status
 
 
+def test_sanitizer_stopped_at_its_timeout(tmp_path):
+    status, figure, _ = validate_stages.sanitizer_verdict(
+        "memcheck", sanitizer_log(tmp_path, "ok a\nok b\n", rc=None, timed_out=True))
+    assert status == "timeout" and "2 op checks passed before" in figure
+
+
 def committed_cpu_results(tmp_path: Path) -> Path:
     rows = []
     for op in ("circular_pad", "gram", "histogram", "style_swap"):

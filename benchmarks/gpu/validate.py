@@ -345,6 +345,7 @@ def parse_args(argv, stage_names: list):
     p.add_argument("--wheels", type=Path, default=ROOT / ".whl", help="folder of carried wheels (default .whl/)")
     p.add_argument("--site", type=Path, default=Path("/tmp/site"), help="where the wheels are installed")
     args = p.parse_args(argv)
+    args.results, args.wheels, args.site = (path.resolve() for path in (args.results, args.wheels, args.site))
     unknown = set(args.stages.split(",")) - set(stage_names)
     if unknown:
         p.error(f"unknown stages: {', '.join(sorted(unknown))}")

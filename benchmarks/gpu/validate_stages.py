@@ -256,7 +256,8 @@ def sanitizer_verdict(tool: str, r) -> tuple:
                if re.search(r"Invalid|Race reported|[Hh]azard|Error:|^=+\s+at ", line) and "SUMMARY" not in line]
     ours = sum("pytexsynth" in line for line in reports)
     if r.timed_out:
-        return "timeout", r.describe(), reports[:8]
+        done = len(re.findall(r"^ok ", text, re.MULTILINE))
+        return "timeout", f"{r.describe()}; {done} op checks passed before", reports[:8]
     if errors is None:
         return "unavailable", f"no summary: compute-sanitizer refused or crashed ({r.describe()})", r.tail(6)
     figure = f"{errors} errors ({ours} report lines name pytexsynth kernels)" + (f", {race[-1][2]} warnings" if race else "")
