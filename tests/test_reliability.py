@@ -217,3 +217,42 @@ def test_the_memory_refusal_names_a_huge_style_image(monkeypatch):
         memory.require_memory(torch.device("cpu"), (64, 64), ("relu5_1",), (8192, 8192), "lbfgs")
     with pytest.raises(MemoryError, match="output at 8192x8192 px; choose a smaller size"):
         memory.require_memory(torch.device("cpu"), (8192, 8192), ("relu5_1",), (64, 64), "lbfgs")
+
+
+def test_a_checkpoint_with_flipped_bytes_is_refused(tmp_path):
+    ck = tmp_path / "run.ckpt"
+    _tiny_run(steps=3, checkpoint=ck)
+    data = torch.load(ck, weights_only=True)
+    data["model"]["weight"][0, 1] += 1e-3  # a changed value, the checksum left as it was
+    torch.save(data, ck)
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        _tiny_run(steps=5, checkpoint=ck, resume=True)
+    _tiny_run(steps=3, checkpoint=tmp_path / "ok.ckpt")
+    good = pytexsynth.training.load_checkpoint(tmp_path / "ok.ckpt")
+    raw = (tmp_path / "ok.ckpt").read_bytes()
+    refused = 0
+    for offset in range(0, len(raw), max(1, len(raw) // 97)):  # flips all over the file
+        bad = tmp_path / "flipped.ckpt"
+        bad.write_bytes(raw[:offset] + bytes([raw[offset] ^ 0x10]) + raw[offset + 1:])
+        try:
+            data = pytexsynth.training.load_checkpoint(bad)
+        except ValueError:
+            refused += 1
+            continue
+        # read without an error: then only bytes that carry nothing (zip padding, names) changed
+        assert data["checksum"] == good["checksum"] and torch.equal(data["model"]["weight"], good["model"]["weight"])
+    assert refused > 50
+
+
+def test_resume_refuses_changed_settings_unless_anyway(exemplar, tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    argv = ["train-texture", str(exemplar), "-o", str(model), *TINY]
+    assert main([*argv, "--steps", "2"]) == 0
+    ckpt_before = (tmp_path / "m.pt.ckpt").read_bytes()
+    assert main([*argv, "--steps", "4", "--resume", "--lr", "0.02"]) == 1
+    err = capsys.readouterr().err
+    assert "other settings (lr: 0.01 -> 0.02)" in err and "--resume-anyway" in err
+    assert (tmp_path / "m.pt.ckpt").read_bytes() == ckpt_before and _steps(model) == 2
+    assert main([*argv, "--steps", "4", "--resume-anyway", "--lr", "0.02", "--force"]) == 0
+    meta = torch.load(model, weights_only=True)["metadata"]
+    assert meta["steps"] == 4 and meta["resumed_with_changes"] == [{"step": 2, "changes": {"lr": [0.01, 0.02]}}]

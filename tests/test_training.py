@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 
 from pytexsynth.networks import TextureGenerator, load_model
 from pytexsynth.training import load_checkpoint, train
+from pytexsynth.training.checkpoint import content_digest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,6 +95,7 @@ def test_resume_needs_every_piece(tmp_path):
     _run(0, steps=6, stop_at=4, checkpoint=ck, checkpoint_every=3)
     data = load_checkpoint(ck)
     data["rng"][0]["batches"] = torch.Generator().manual_seed(5).get_state()
+    data["checksum"] = content_digest(data)  # a deliberate change, sealed again (else refused as corrupted)
     torch.save(data, ck)
     resumed = _run(0, steps=6, checkpoint=ck, resume=ck, checkpoint_every=3)
     assert resumed.losses[:3] == full.losses[:3] and resumed.losses[3:] != full.losses[3:]

