@@ -4,7 +4,10 @@ One module per command group, each adding its commands to the sub-parsers with o
 :mod:`~pytexsynth.cli.synthesis` (texture, demo), :mod:`~pytexsynth.cli.stylize` (stylize, all
 methods), :mod:`~pytexsynth.cli.networks` (train-texture, train-stylizer, generate,
 train-inverse); ``info`` is here. :mod:`~pytexsynth.cli.common` holds the shared options and the
-error policy that :func:`main` applies.
+error policy that :func:`main` applies: one line ``pytexsynth: error: ...`` and exit status 1
+for a failure, the command's usage and exit status 2 for options that do not go together (as
+argparse does for its own errors), 130 for Ctrl-C; ``pytexsynth --debug COMMAND ...`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _parser_and_commands() -> Tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="pytexsynth", description="Neural texture synthesis and style transfer.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (before the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("info", help="versions, compiled kernels, devices and VGG weights").set_defaults(func=_cmd_info)
     add_stylize_command(sub)
@@ -54,14 +58,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         apply_threads(args)
         return args.func(args)
     except UsageError as exc:
+        if args.debug:
+            raise
         commands[args.command].error(str(exc))  # prints the command's usage; exits with status 2
     except USER_ERRORS as exc:
+        if args.debug:
+            raise
         print(f"pytexsynth: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("pytexsynth: interrupted", file=sys.stderr)
         return 130
-    return 1  # not reached: error() exits
+    except Exception as exc:  # noqa: BLE001 - a bug or an environment failure: one line, the traceback on --debug
+        if args.debug:
+            raise
+        print(f"pytexsynth: error: {type(exc).__name__}: {exc} (unexpected: `pytexsynth --debug {args.command} ...` "
+              "shows the traceback; please report it)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
