@@ -4,6 +4,8 @@
 
 #include <c10/macros/Macros.h>
 
+#include "common/indexing.h"
+
 namespace pytexsynth {
 namespace circular_pad {
 
@@ -16,28 +18,6 @@ struct Geometry {
   index_t left, top;     // leading pads (trailing ones are implied by Ho, Wo)
   index_t sN, sC, sH, sW;
 };
-
-template <typename index_t>
-struct Coord {
-  index_t n, c, h, w;
-};
-
-// Coordinates of the element at linear position l of a dense (N, C, H, W) tensor stored
-// contiguous (NCHW) or channels_last (NHWC).
-template <bool ChannelsLast, typename index_t>
-C10_HOST_DEVICE inline Coord<index_t> decode(index_t l, index_t C, index_t H, index_t W) {
-  Coord<index_t> p;
-  if (ChannelsLast) {
-    p.c = l % C; l /= C;
-    p.w = l % W; l /= W;
-    p.h = l % H; p.n = l / H;
-  } else {
-    p.w = l % W; l /= W;
-    p.h = l % H; l /= H;
-    p.c = l % C; p.n = l / C;
-  }
-  return p;
-}
 
 // Position in the unpadded axis that padded position o reads. Pads never exceed the size,
 // so one compare-and-select per side replaces a modulo.

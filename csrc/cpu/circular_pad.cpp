@@ -61,7 +61,7 @@ void forward(const scalar_t* x, scalar_t* out, const Geometry<int64_t>& g, bool 
     const int64_t row_elems = g.Wo * g.C;
     at::parallel_for(0, g.N * g.Ho, std::max<int64_t>(1, 32768 / row_elems), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        const auto p = circular_pad::decode<true>(r * row_elems, g.C, g.Ho, g.Wo);  // (n, h, 0, 0)
+        const auto p = decode<true>(r * row_elems, g.C, g.Ho, g.Wo);  // (n, h, 0, 0)
         const scalar_t* src_row = x + p.n * g.sN + source_index(p.h, g.top, g.H) * g.sH;
         scalar_t* dst = out + r * row_elems;
         for (int64_t ow = 0; ow < g.Wo; ++ow, dst += g.C) {
@@ -76,7 +76,7 @@ void forward(const scalar_t* x, scalar_t* out, const Geometry<int64_t>& g, bool 
   const int64_t bounds[4] = {0, g.left, g.left + g.W, g.Wo};
   at::parallel_for(0, g.N * g.C, std::max<int64_t>(1, 32768 / plane_elems), [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
-      const auto p = circular_pad::decode<false>(plane * plane_elems, g.C, g.Ho, g.Wo);  // (n, c, 0, 0)
+      const auto p = decode<false>(plane * plane_elems, g.C, g.Ho, g.Wo);  // (n, c, 0, 0)
       const scalar_t* src_plane = x + p.n * g.sN + p.c * g.sC;
       scalar_t* dst = out + plane * plane_elems;
       for (int64_t oh = 0; oh < g.Ho; ++oh, dst += g.Wo) {
@@ -98,7 +98,7 @@ void backward(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, b
     at::parallel_for(0, g.N * g.H, std::max<int64_t>(1, 16384 / row_elems), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(g.C);
       for (int64_t r = begin; r < end; ++r) {
-        const auto p = circular_pad::decode<true>(r * row_elems, g.C, g.H, g.W);  // (n, h, 0, 0)
+        const auto p = decode<true>(r * row_elems, g.C, g.H, g.W);  // (n, h, 0, 0)
         int64_t th[3], tw[3];
         const int nh = output_taps(p.h, g.top, g.H, g.Ho, th);
         scalar_t* dst = out + r * row_elems;
@@ -122,7 +122,7 @@ void backward(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, b
   at::parallel_for(0, g.N * g.C, std::max<int64_t>(1, 16384 / plane_elems), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(g.W);
     for (int64_t plane = begin; plane < end; ++plane) {
-      const auto p = circular_pad::decode<false>(plane * plane_elems, g.C, g.H, g.W);  // (n, c, 0, 0)
+      const auto p = decode<false>(plane * plane_elems, g.C, g.H, g.W);  // (n, c, 0, 0)
       const scalar_t* grad_plane = grad + p.n * g.sN + p.c * g.sC;
       scalar_t* dst = out + plane * plane_elems;
       for (int64_t ih = 0; ih < g.H; ++ih, dst += g.W) {

@@ -9,6 +9,7 @@
 #include <torch/library.h>
 
 #include "common/circular_pad.h"
+#include "cuda/launch.cuh"
 
 namespace pytexsynth {
 namespace {
@@ -34,17 +35,11 @@ circular_pad_kernel(const scalar_t* __restrict__ src, scalar_t* __restrict__ out
   }
 }
 
-unsigned int grid_size(int64_t numel) {
-  // Enough resident blocks to fill every SM several times; the loop strides over the rest.
-  const int64_t max_blocks = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 16;
-  return static_cast<unsigned int>(std::min<int64_t>((numel + kThreads - 1) / kThreads, max_blocks));
-}
-
 template <bool Backward, typename scalar_t, typename index_t, bool ChannelsLast>
 void run(const at::Tensor& src, at::Tensor& out, const Geometry<index_t>& g) {
   const index_t numel = static_cast<index_t>(out.numel());
   circular_pad_kernel<Backward, scalar_t, index_t, ChannelsLast>
-      <<<grid_size(numel), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+      <<<cuda::grid_size(numel, kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
           src.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), g, numel);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

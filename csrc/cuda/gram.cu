@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "common/gram.h"
+#include "cuda/launch.cuh"
 
 namespace pytexsynth {
 namespace {
@@ -41,12 +42,6 @@ using gram::Schedule;
 constexpr int kThreads = 256;
 // Epilogue blocks are small so that a small C (64 x 64 entries) still spreads over 32+ SMs.
 constexpr int kEpilogueThreads = 128;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-unsigned int blocks_for(int64_t total, int threads = kThreads) {
-  return static_cast<unsigned int>(ceil_div(total, threads));
-}
 
 // ---- cuBLAS ---------------------------------------------------------------------------------
 
@@ -141,8 +136,7 @@ struct Layer {
 // least 2048 pixels, workspace at most 64 MB of float32. Depends only on shapes and the device,
 // so gram() and gram_loss() of the same x use the same schedule (D = 0 exactly at own target).
 Schedule gpu_schedule(int64_t B, int64_t C, int64_t n) {
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  return gram::make_schedule(B, C, n, 2 * sms, /*min_chunk=*/2048, /*max_workspace=*/int64_t(1) << 24);
+  return gram::make_schedule(B, C, n, 2 * cuda::sm_count(), /*min_chunk=*/2048, /*max_workspace=*/int64_t(1) << 24);
 }
 
 Layer prepare(const at::Tensor& x, Precision p) {
@@ -275,22 +269,6 @@ __device__ inline Entry decode(int64_t l, int64_t C) {
   return e;
 }
 
-// Fixed-order tree sum of one value per thread; every thread gets the block's total. The
-// trailing barrier lets a caller sum again with the same shared buffer.
-template <int Threads, typename acc_t>
-__device__ inline acc_t block_sum(acc_t v) {
-  __shared__ acc_t shared[Threads];
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = Threads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  const acc_t total = shared[0];
-  __syncthreads();
-  return total;
-}
-
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kEpilogueThreads)
 gram_epilogue_kernel(const acc_t* __restrict__ work, Schedule s, acc_t norm, scalar_t* __restrict__ out,
@@ -331,7 +309,7 @@ gram_loss_epilogue_kernel(const LossLayer<scalar_t, acc_t>* __restrict__ layers,
                            L.diff + en.b * C * C);
     }
   }
-  const acc_t sum = block_sum<kEpilogueThreads>(sq);
+  const acc_t sum = cuda::block_sum<kEpilogueThreads>(sq);
   if (threadIdx.x == 0) block_sq[blockIdx.x] = sum;
 }
 
@@ -345,7 +323,7 @@ gram_loss_finish_kernel(const LossLayer<scalar_t, acc_t>* __restrict__ layers, i
   for (int64_t l = 0; l < nlayers; ++l) {
     acc_t s = acc_t(0);
     for (int64_t k = threadIdx.x; k < layers[l].blocks; k += kThreads) s += block_sq[layers[l].block0 + k];
-    const acc_t sum = block_sum<kThreads>(s);
+    const acc_t sum = cuda::block_sum<kThreads>(s);  // valid in thread 0, which writes the loss
     total += gram::finish_loss(sum, layers[l].count, layers[l].weight);
   }
   if (threadIdx.x == 0) *loss = static_cast<scalar_t>(total);
@@ -393,7 +371,7 @@ at::Tensor symmetric(const m_t* M, int64_t sb, int64_t si, int64_t sj, int64_t B
   const int64_t total = S.numel();
   const auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, operand, "gram_symmetric_grad_cuda", [&] {
-    symmetric_grad_kernel<m_t, g_t, scalar_t, acc_t><<<blocks_for(total), kThreads, 0, stream>>>(
+    symmetric_grad_kernel<m_t, g_t, scalar_t, acc_t><<<cuda::blocks_for(total, kThreads), kThreads, 0, stream>>>(
         M, sb, si, sj, C, grad, static_cast<acc_t>(coef), S.mutable_data_ptr<scalar_t>(), total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -418,7 +396,7 @@ at::Tensor gram_cuda(const at::Tensor& x, c10::string_view normalize, c10::strin
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     gram_epilogue_kernel<scalar_t, acc_t>
-        <<<blocks_for(total, kEpilogueThreads), kEpilogueThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        <<<cuda::blocks_for(total, kEpilogueThreads), kEpilogueThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         L.work.const_data_ptr<acc_t>(), L.s, static_cast<acc_t>(norm), out.mutable_data_ptr<scalar_t>(), total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

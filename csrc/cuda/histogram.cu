@@ -21,6 +21,7 @@
 #include <tuple>
 
 #include "common/histogram.h"
+#include "cuda/launch.cuh"
 
 namespace pytexsynth {
 namespace {
@@ -29,7 +30,6 @@ using histogram::InputPlane;
 using histogram::StyleChannel;
 
 constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
 constexpr int kMaxSplits = 1024;
 
 // Plane geometry; element i of a plane (row-major h, w) is read at x_plane + h * sH + w * sW.
@@ -69,25 +69,9 @@ __device__ inline T min_ignore_nan(T a, T b) { return b < a ? b : a; }
 template <typename T>
 __device__ inline T max_ignore_nan(T a, T b) { return b > a ? b : a; }
 
-// Block-wide reduction in a fixed tree order; the result is valid in thread 0.
-template <typename T, typename Op>
-__device__ inline T block_reduce(T v, T* shared, T identity, Op op) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, o));
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < kWarps ? shared[lane] : identity;
-    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, o));
-  }
-  __syncthreads();
-  return v;
-}
-
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
 minmax_kernel(const scalar_t* __restrict__ x, const Geom g, acc_t* __restrict__ part_lo, acc_t* __restrict__ part_hi) {
-  __shared__ acc_t shared[kWarps];
   const int64_t step = int64_t(kThreads) * gridDim.x;
   for (int64_t plane = blockIdx.y; plane < g.planes; plane += gridDim.y) {
     const PlaneBase pb = plane_base(g, plane);
@@ -98,8 +82,8 @@ minmax_kernel(const scalar_t* __restrict__ x, const Geom g, acc_t* __restrict__ 
       hi = max_ignore_nan(hi, v);
     }
     constexpr acc_t inf = std::numeric_limits<acc_t>::infinity();
-    lo = block_reduce(lo, shared, inf, [](acc_t a, acc_t b) { return min_ignore_nan(a, b); });
-    hi = block_reduce(hi, shared, -inf, [](acc_t a, acc_t b) { return max_ignore_nan(a, b); });
+    lo = cuda::block_reduce<kThreads>(lo, inf, [](acc_t a, acc_t b) { return min_ignore_nan(a, b); });
+    hi = cuda::block_reduce<kThreads>(hi, -inf, [](acc_t a, acc_t b) { return max_ignore_nan(a, b); });
     if (threadIdx.x == 0) {
       part_lo[plane * gridDim.x + blockIdx.x] = lo;
       part_hi[plane * gridDim.x + blockIdx.x] = hi;
@@ -163,7 +147,7 @@ histogram_kernel(const scalar_t* __restrict__ x, const Geom g, const acc_t* __re
 
 // cum[0..nb] = exclusive prefix sums of counts[0..nb-1] (cum[nb] = total), by the whole block.
 __device__ inline void block_prefix_sum(const int32_t* __restrict__ counts, int32_t nb, int32_t* cum, int32_t* scratch) {
-  const int32_t per = (nb + kThreads - 1) / kThreads;
+  const int32_t per = static_cast<int32_t>(ceil_div(nb, kThreads));
   const int32_t b0 = min(nb, static_cast<int32_t>(threadIdx.x) * per), b1 = min(nb, b0 + per);
   int32_t local = 0;
   for (int32_t b = b0; b < b1; ++b) local += counts[b];
@@ -193,7 +177,6 @@ remap_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, const G
   acc_t* cdf = reinterpret_cast<acc_t*>(smem_raw);                 // nb + 1
   int32_t* cum = reinterpret_cast<int32_t*>(cdf + (g.nb + 1));     // nb + 1
   int32_t* scratch = cum + (g.nb + 1);                             // kThreads
-  __shared__ double shared[kWarps];
   const int64_t step = int64_t(kThreads) * gridDim.x;
   for (int64_t plane = blockIdx.y; plane < g.planes; plane += gridDim.y) {
     const int64_t c = plane % g.C;
@@ -215,7 +198,7 @@ remap_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, const G
       }
     }
     if (WriteDiff) {
-      sum_sq = block_reduce(sum_sq, shared, 0.0, [](double a, double b) { return a + b; });
+      sum_sq = cuda::block_sum<kThreads>(sum_sq);
       if (threadIdx.x == 0) partials[plane * gridDim.x + blockIdx.x] = sum_sq;
     }
     __syncthreads();  // before the next plane overwrites cdf and cum
@@ -225,10 +208,9 @@ remap_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, const G
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
 loss_kernel(const double* __restrict__ partials, int64_t count, double scale, scalar_t* __restrict__ loss) {
-  __shared__ double shared[kWarps];
   double s = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += kThreads) s += partials[i];
-  s = block_reduce(s, shared, 0.0, [](double a, double b) { return a + b; });
+  s = cuda::block_sum<kThreads>(s);
   if (threadIdx.x == 0) *loss = static_cast<scalar_t>(s * scale);
 }
 
@@ -250,9 +232,8 @@ template <bool WriteDiff>
 at::Tensor run(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf, at::Tensor& out,
                int32_t nb) {
   const Geom g = make_geom(x, out, nb);
-  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t max_splits = std::max<int64_t>(1, (g.M + kThreads - 1) / kThreads);
-  const int64_t want = std::max<int64_t>(1, (int64_t(sms) * 8 + g.planes - 1) / g.planes);
+  const int64_t max_splits = std::max<int64_t>(1, ceil_div(g.M, kThreads));
+  const int64_t want = std::max<int64_t>(1, ceil_div(cuda::sm_count() * 8, g.planes));
   const int splits = static_cast<int>(std::min<int64_t>({want, max_splits, kMaxSplits}));
   const dim3 grid(splits, static_cast<unsigned>(std::min<int64_t>(g.planes, 65535)));
   const auto stream = at::cuda::getCurrentCUDAStream();

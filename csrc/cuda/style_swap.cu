@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "common/style_swap.h"
+#include "cuda/launch.cuh"
 
 namespace pytexsynth {
 namespace {
@@ -99,10 +100,6 @@ combine_pixels_kernel(const scalar_t* __restrict__ M, int64_t ld, const scalar_t
   if (lane == 0 && ix >= 0) style_swap::update_best(best[r], best_index[r], v, ix);
 }
 
-unsigned int warp_blocks(int64_t rows) {
-  return static_cast<unsigned int>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-}
-
 struct CudaBackend {
   static at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, Precision p) {
     if (a.scalar_type() == at::kDouble) return at::mm(a, b);
@@ -116,7 +113,7 @@ struct CudaBackend {
     const int64_t rows = scores.size(0), cols = scores.size(1);
     if (rows == 0 || cols == 0) return;
     AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "style_swap_combine_scores_cuda", [&] {
-      combine_scores_kernel<scalar_t><<<warp_blocks(rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+      combine_scores_kernel<scalar_t><<<cuda::blocks_for(rows, kWarpsPerBlock), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
           scores.const_data_ptr<scalar_t>(), scores.stride(0), inv_norm.const_data_ptr<scalar_t>() + col0, rows, cols, best.mutable_data_ptr<scalar_t>() + row0,
           best_index.mutable_data_ptr<int64_t>() + row0, col0);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -130,7 +127,7 @@ struct CudaBackend {
     const int64_t off = b * g.nc() + i0 * g.nW;
     AT_DISPATCH_FLOATING_TYPES(M.scalar_type(), "style_swap_combine_pixels_cuda", [&] {
       auto kernel = g.k == 3 ? combine_pixels_kernel<scalar_t, 3> : combine_pixels_kernel<scalar_t, 0>;
-      kernel<<<warp_blocks(rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+      kernel<<<cuda::blocks_for(rows, kWarpsPerBlock), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
           M.const_data_ptr<scalar_t>(), M.stride(0), inv_norm.const_data_ptr<scalar_t>(),
           best.mutable_data_ptr<scalar_t>() + off, best_index.mutable_data_ptr<int64_t>() + off, g, rows, p0, p1);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -147,21 +144,6 @@ inline Strides4 strides_of(const at::Tensor& t, bool broadcast_batch = false) {
   return {broadcast_batch ? 0 : t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
 }
 
-// Position l of a dense (B, C, H, W) tensor in memory order: NCHW or NHWC.
-template <bool ChannelsLast>
-__device__ inline void unravel(int64_t l, int64_t C, int64_t H, int64_t W, int64_t& b, int64_t& c, int64_t& h,
-                               int64_t& w) {
-  if (ChannelsLast) {
-    c = l % C; l /= C;
-    w = l % W; l /= W;
-    h = l % H; b = l / H;
-  } else {
-    w = l % W; l /= W;
-    h = l % H; l /= H;
-    c = l % C; b = l / C;
-  }
-}
-
 template <typename scalar_t, bool ChannelsLast>
 __global__ void __launch_bounds__(kThreads)
 decode_kernel(const scalar_t* __restrict__ style, Strides4 ss, const int64_t* __restrict__ idx, scalar_t* out,
@@ -169,11 +151,10 @@ decode_kernel(const scalar_t* __restrict__ style, Strides4 ss, const int64_t* __
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t step = int64_t(blockDim.x) * gridDim.x;
   for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
-    int64_t b, c, h, w;
-    unravel<ChannelsLast>(l, g.C, g.H, g.W, b, c, h, w);
-    const acc_t v = style_swap::decode_value<acc_t>(style + b * ss.b + c * ss.c, ss.h, ss.w, idx + b * g.nc(), g.nW,
-                                                    1, h, w, g);
-    out[b * so.b + c * so.c + h * so.h + w * so.w] = static_cast<scalar_t>(v);
+    const Coord<int64_t> p = decode<ChannelsLast>(l, g.C, g.H, g.W);
+    const acc_t v = style_swap::decode_value<acc_t>(style + p.n * ss.b + p.c * ss.c, ss.h, ss.w, idx + p.n * g.nc(),
+                                                    g.nW, 1, p.h, p.w, g);
+    out[p.n * so.b + p.c * so.c + p.h * so.h + p.w * so.w] = static_cast<scalar_t>(v);
   }
 }
 
@@ -184,17 +165,11 @@ style_grad_kernel(const scalar_t* __restrict__ grad, Strides4 sg, const int64_t*
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t step = int64_t(blockDim.x) * gridDim.x;
   for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
-    int64_t bs, c, y, x;
-    unravel<ChannelsLast>(l, g.C, g.Hs, g.Ws, bs, c, y, x);
-    const acc_t v = style_swap::style_grad_value<acc_t>(grad + c * sg.c, sg.b, sg.h, sg.w, offsets, members,
-                                                        bs * g.ns(), y, x, g);
-    out[bs * so.b + c * so.c + y * so.h + x * so.w] = static_cast<scalar_t>(v);
+    const Coord<int64_t> p = decode<ChannelsLast>(l, g.C, g.Hs, g.Ws);  // (style image, c, y, x)
+    const acc_t v = style_swap::style_grad_value<acc_t>(grad + p.c * sg.c, sg.b, sg.h, sg.w, offsets, members,
+                                                        p.n * g.ns(), p.h, p.w, g);
+    out[p.n * so.b + p.c * so.c + p.h * so.h + p.w * so.w] = static_cast<scalar_t>(v);
   }
-}
-
-unsigned int grid_size(int64_t numel) {
-  const int64_t max_blocks = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 16;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>((numel + kThreads - 1) / kThreads, max_blocks)));
 }
 
 at::Tensor decode_cuda(const at::Tensor& style, const at::Tensor& indices, const Geometry& g, int64_t B,
@@ -206,7 +181,7 @@ at::Tensor decode_cuda(const at::Tensor& style, const at::Tensor& indices, const
   const Strides4 ss = strides_of(style, style.size(0) == 1), so = strides_of(out);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, style.scalar_type(), "style_swap_decode_cuda", [&] {
     auto kernel = cl ? decode_kernel<scalar_t, true> : decode_kernel<scalar_t, false>;
-    kernel<<<grid_size(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    kernel<<<cuda::grid_size(out.numel(), kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         style.const_data_ptr<scalar_t>(), ss, idx.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), so, g,
         out.numel());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -224,7 +199,7 @@ at::Tensor style_grad_cuda(const at::Tensor& grad, const at::Tensor& indices, co
   const Strides4 sg = strides_of(grad), so = strides_of(out);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "style_swap_backward_cuda", [&] {
     auto kernel = cl ? style_grad_kernel<scalar_t, true> : style_grad_kernel<scalar_t, false>;
-    kernel<<<grid_size(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    kernel<<<cuda::grid_size(out.numel(), kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         grad.const_data_ptr<scalar_t>(), sg, inv.offsets.const_data_ptr<int64_t>(),
         inv.members.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), so, g, out.numel());
     C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "common/winograd.h"
+#include "cuda/launch.cuh"
 
 namespace pytexsynth {
 namespace {
@@ -76,11 +77,6 @@ transform_kernel(const T* __restrict__ src, T* __restrict__ dst, const T* __rest
   }
 }
 
-unsigned int grid_size(int64_t total) {
-  const int64_t max_blocks = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 16;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads, max_blocks)));
-}
-
 struct CudaBackend {
   static int64_t default_chunk_bytes() { return int64_t(256) << 20; }
 
@@ -91,7 +87,7 @@ struct CudaBackend {
     const int64_t total = (r1 - r0) * g.TW * C;
     AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "winograd_transform_cuda", [&] {
       for (int parity = 0; parity < (S == Step::kInputAdjoint ? 4 : 1); ++parity) {
-        transform_kernel<S, scalar_t><<<grid_size(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        transform_kernel<S, scalar_t><<<cuda::grid_size(total, kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
             src.const_data_ptr<scalar_t>(), dst.mutable_data_ptr<scalar_t>(),
             bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, g, r0, planes.stride(0), C, total, parity);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
