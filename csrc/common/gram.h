@@ -7,11 +7,10 @@
 
 #include "common/checks.h"
 #include "common/gram_math.h"
+#include "common/precision.h"
 
 namespace pytexsynth {
 namespace gram {
-
-enum class Precision { kIEEE, kTF32, kBF16 };
 
 // The divisor of F F^T: H*W (Gatys), C*H*W (Ulyanov) or 1.
 inline double normalizer(const std::string& normalize, int64_t C, int64_t n, const char* op) {
@@ -19,13 +18,6 @@ inline double normalizer(const std::string& normalize, int64_t C, int64_t n, con
   if (normalize == "chw") return static_cast<double>(C) * static_cast<double>(n);
   if (normalize == "none") return 1.0;
   TORCH_CHECK(false, op, ": normalize must be 'hw', 'chw' or 'none', got '", normalize, "'");
-}
-
-inline Precision parse_precision(const std::string& precision, const char* op) {
-  if (precision == "ieee") return Precision::kIEEE;
-  if (precision == "tf32") return Precision::kTF32;
-  if (precision == "bf16") return Precision::kBF16;
-  TORCH_CHECK(false, op, ": precision must be 'ieee', 'tf32' or 'bf16', got '", precision, "'");
 }
 
 inline void check_x(const at::Tensor& x, const char* op, const char* name = "x") {
@@ -36,15 +28,6 @@ inline void check_x(const at::Tensor& x, const char* op, const char* name = "x")
 // Accumulation (and D) dtype: float64 for float64 input, else float32.
 inline at::ScalarType acc_type(const at::Tensor& x) {
   return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
-// The dtype the GEMMs read F in. float64 always runs in float64 (gradcheck); "bf16" rounds F to
-// bfloat16; otherwise half and bfloat16 inputs are read as they are and float32 stays float32.
-// Accumulation is in acc_type in every case.
-inline at::ScalarType operand_type(const at::Tensor& x, Precision p) {
-  if (x.scalar_type() == at::kDouble) return at::kDouble;
-  if (p == Precision::kBF16) return at::kBFloat16;
-  return x.scalar_type();
 }
 
 // What both backward ops derive from their arguments (after their own checks), in the order
@@ -63,9 +46,9 @@ inline BackwardArgs backward_args(const at::Tensor& x, c10::string_view normaliz
   a.C = x.size(1);
   a.H = x.size(2);
   a.W = x.size(3);
-  a.precision = parse_precision(std::string(precision), op);
+  a.precision = parse_precision(precision, op);
   a.norm = normalizer(std::string(normalize), a.C, a.H * a.W, op);
-  a.operand = operand_type(x, a.precision);
+  a.operand = operand_type(x.scalar_type(), a.precision);
   return a;
 }
 

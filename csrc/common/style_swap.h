@@ -15,20 +15,13 @@
 #include <tuple>
 
 #include "common/checks.h"
+#include "common/precision.h"
 #include "common/style_swap_math.h"
 
 namespace pytexsynth {
 namespace style_swap {
 
-enum class Precision { IEEE, TF32, BF16 };
 enum class Method { Auto, Patch, Pixel };
-
-inline Precision parse_precision(c10::string_view p) {
-  if (p == "ieee") return Precision::IEEE;
-  if (p == "tf32") return Precision::TF32;
-  if (p == "bf16") return Precision::BF16;
-  TORCH_CHECK(false, "style_swap: precision must be 'ieee', 'tf32' or 'bf16', got '", std::string(p), "'");
-}
 
 inline Method parse_method(c10::string_view m) {
   if (m == "auto") return Method::Auto;
@@ -103,7 +96,7 @@ inline Request check_request(const at::Tensor& content, const at::Tensor& style,
                              int64_t default_band_bytes) {
   Request r;
   r.g = check_args(content, style, patch_size, stride);
-  r.precision = parse_precision(precision);
+  r.precision = parse_precision(precision, "style_swap");
   r.method = parse_method(method);
   TORCH_CHECK(band_bytes >= 0, "style_swap: band_bytes must be >= 0 (0: default), got ", band_bytes);
   r.band_bytes = band_bytes > 0 ? band_bytes : default_band_bytes;
@@ -175,7 +168,7 @@ inline Plan make_plan(const Geometry& g, Method method, int64_t budget_elems) {
 
 // Backend must provide:
 //   at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, Precision p): a @ b in the
-//       working dtype (float or double), operands rounded as the precision says;
+//       working dtype (float or double), under the policy of precision.h;
 //   void combine_scores(const at::Tensor& scores, const at::Tensor& inv_norm, at::Tensor& best,
 //       at::Tensor& best_index, int64_t row0, int64_t col0): running argmax over the columns
 //       of a (rows x cols) block of raw patch dot products times inv_norm[col0 + c], for
@@ -189,7 +182,7 @@ template <class Backend>
 at::Tensor match(const at::Tensor& content_in, const at::Tensor& style_in, const Geometry& g, Precision precision,
                  Method method, int64_t budget_bytes) {
   const auto work = content_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  if (work == at::kDouble) precision = Precision::IEEE;  // tf32/bf16 are float32 GEMM modes
+  if (work == at::kDouble) precision = Precision::kIEEE;  // float64 runs in float64 (precision.h)
   const at::Tensor content = content_in.to(work).contiguous();
   const at::Tensor style = style_in.to(work).contiguous();
   const int64_t B = content.size(0), Bs = style.size(0), k = g.k, s = g.s;
@@ -205,8 +198,6 @@ at::Tensor match(const at::Tensor& content_in, const at::Tensor& style_in, const
 
   const int64_t elem = work == at::kDouble ? 8 : 4;
   const Plan plan = make_plan(g, method, std::max<int64_t>(budget_bytes / elem, 1));
-  const at::Tensor round_to =
-      precision == Precision::BF16 ? at::empty({0}, content.options().dtype(at::kBFloat16)) : at::Tensor();
 
   for (int64_t bs = 0; bs < Bs; ++bs) {
     // Style bands in increasing index order: the strict update keeps the first maximum.

@@ -36,9 +36,9 @@ struct Layer {
   at::Tensor work;
 };
 
-Layer prepare(const at::Tensor& x, gram::Precision p) {
+Layer prepare(const at::Tensor& x, Precision p) {
   Layer L;
-  L.f = gram::features(x, gram::operand_type(x, p));
+  L.f = gram::features(x, operand_type(x.scalar_type(), p));
   const at::ScalarType acc = gram::acc_type(x);
   // Detached: the GEMMs run on worker threads, below autograd.
   L.F = (L.f.data.scalar_type() == acc ? L.f.data : L.f.data.to(acc)).detach();
@@ -120,7 +120,7 @@ at::Tensor symmetric(const m_t* M, int64_t sb, int64_t si, int64_t sj, int64_t B
 at::Tensor gram_cpu(const at::Tensor& x, c10::string_view normalize, c10::string_view precision) {
   const char* op = "gram";
   gram::check_x(x, op);
-  const auto p = gram::parse_precision(std::string(precision), op);
+  const auto p = parse_precision(precision, op);
   const int64_t B = x.size(0), C = x.size(1);
   const double norm = gram::normalizer(std::string(normalize), C, x.size(2) * x.size(3), op);
   at::Tensor out = at::empty({B, C, C}, x.options());
@@ -153,7 +153,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> loss_layers(at::TensorList xs, a
                                                             at::ArrayRef<double> weights, c10::string_view normalize,
                                                             c10::string_view precision, const char* op) {
   const std::vector<int64_t> target_sb = gram::check_layers(xs, targets, weights.size(), op);
-  const auto p = gram::parse_precision(std::string(precision), op);
+  const auto p = parse_precision(precision, op);
   std::vector<double> norms;
   for (const auto& x : xs) norms.push_back(gram::normalizer(std::string(normalize), x.size(1), x.size(2) * x.size(3), op));
   std::vector<Layer> layers;

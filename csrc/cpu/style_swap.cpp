@@ -17,7 +17,6 @@ namespace pytexsynth {
 namespace {
 
 using style_swap::Geometry;
-using style_swap::Precision;
 
 // Score blocks of 32 MB stay in the last-level cache's neighbourhood and keep the GEMMs large.
 constexpr int64_t kBudgetBytes = int64_t(32) << 20;
@@ -28,7 +27,7 @@ struct CpuBackend {
   // No tensor cores here: "tf32" runs the exact fp32 GEMM; "bf16" rounds the operands to
   // bfloat16 and multiplies them in fp32 (what a bf16 GEMM with fp32 accumulation computes).
   static at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, Precision p) {
-    if (p == Precision::BF16) {
+    if (p == Precision::kBF16) {
       return at::mm(a.to(at::kBFloat16).to(at::kFloat), b.to(at::kBFloat16).to(at::kFloat));
     }
     return at::mm(a, b);

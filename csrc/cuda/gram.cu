@@ -1,5 +1,5 @@
-// gram / gram_loss / gram_loss_multi on CUDA: the GEMMs are cuBLAS (correct by construction,
-// precision set explicitly per call), the epilogues are small kernels around gram_math.h.
+// gram / gram_loss / gram_loss_multi on CUDA: the GEMMs are cuBLAS through cuda/blas.cuh
+// (precision per call, common/precision.h), the epilogues are small kernels around gram_math.h.
 //
 // Forward: the tile schedule of gram_math.h, the same as the CPU kernel's (only upper-triangle
 // tile pairs ti <= tj, each split over chunks of H*W so a small C still fills every SM). The
@@ -16,7 +16,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/cuda/Exceptions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cublas_v2.h>
 #include <torch/library.h>
@@ -30,97 +29,18 @@
 #include <vector>
 
 #include "common/gram.h"
+#include "cuda/blas.cuh"
 #include "cuda/launch.cuh"
 
 namespace pytexsynth {
 namespace {
 
 using gram::Features;
-using gram::Precision;
 using gram::Schedule;
 
 constexpr int kThreads = 256;
 // Epilogue blocks are small so that a small C (64 x 64 entries) still spreads over 32+ SMs.
 constexpr int kEpilogueThreads = 128;
-
-// ---- cuBLAS ---------------------------------------------------------------------------------
-
-cudaDataType cuda_type(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return CUDA_R_32F;
-    case at::kDouble: return CUDA_R_64F;
-    case at::kHalf: return CUDA_R_16F;
-    case at::kBFloat16: return CUDA_R_16BF;
-    default: TORCH_CHECK(false, "gram: no cuBLAS type for ", t);
-  }
-}
-
-// Sets the handle's math mode for this call (TF32 allowed or not) and restores the previous one:
-// ATen's handle is shared with every other matmul of the process.
-class MathModeGuard {
- public:
-  MathModeGuard(cublasHandle_t handle, cublasMath_t mode) : handle_(handle) {
-    TORCH_CUDABLAS_CHECK(cublasGetMathMode(handle_, &previous_));
-    TORCH_CUDABLAS_CHECK(cublasSetMathMode(handle_, mode));
-  }
-  ~MathModeGuard() { cublasSetMathMode(handle_, previous_); }
-  MathModeGuard(const MathModeGuard&) = delete;
-  MathModeGuard& operator=(const MathModeGuard&) = delete;
-
- private:
-  cublasHandle_t handle_;
-  cublasMath_t previous_;
-};
-
-void check_int(int64_t v, const char* what) {
-  TORCH_CHECK(v >= 0 && v <= INT_MAX, "gram: ", what, " = ", v, " exceeds the 32-bit sizes cuBLAS takes");
-}
-
-// The handle, math mode and scalars of one family of GEMMs: operands in_t, output out_t,
-// accumulation in fp32 (fp64 for double). "ieee" forbids TF32 even where PyTorch's global flag
-// allows it; "tf32" asks for it.
-struct GemmConfig {
-  cublasHandle_t handle;
-  cudaDataType in, out;
-  cublasComputeType_t compute;
-  const void* alpha;
-  const void* beta;
-  bool tf32;
-};
-
-struct Scalars {
-  double one64 = 1.0, zero64 = 0.0;
-  float one32 = 1.0f, zero32 = 0.0f;
-};
-
-GemmConfig gemm_config(at::ScalarType in_t, at::ScalarType out_t, Precision p, const Scalars& sc) {
-  GemmConfig g;
-  g.handle = at::cuda::getCurrentCUDABlasHandle();  // bound to the current stream
-  const bool fp64 = in_t == at::kDouble;
-  g.tf32 = p == Precision::kTF32 && in_t == at::kFloat;
-  g.in = cuda_type(in_t);
-  g.out = cuda_type(out_t);
-  g.compute = fp64 ? CUBLAS_COMPUTE_64F : (g.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
-  g.alpha = fp64 ? static_cast<const void*>(&sc.one64) : static_cast<const void*>(&sc.one32);
-  g.beta = fp64 ? static_cast<const void*>(&sc.zero64) : static_cast<const void*>(&sc.zero32);
-  return g;
-}
-
-// Column-major C = op(A) op(B), `batch` times with the given element strides.
-void gemm_strided(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void* A,
-                  int64_t lda, int64_t sA, const void* B, int64_t ldb, int64_t sB, void* C, int64_t ldc, int64_t sC,
-                  int64_t batch, at::ScalarType in_t, at::ScalarType out_t, Precision p) {
-  if (batch == 0 || m == 0 || n == 0) return;
-  check_int(m, "m"); check_int(n, "n"); check_int(k, "k"); check_int(lda, "lda"); check_int(ldb, "ldb");
-  check_int(ldc, "ldc"); check_int(batch, "batch");
-  const Scalars sc;
-  const GemmConfig g = gemm_config(in_t, out_t, p, sc);
-  MathModeGuard mode(g.handle, g.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
-  TORCH_CUDABLAS_CHECK(cublasGemmStridedBatchedEx(
-      g.handle, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), g.alpha, A, g.in,
-      static_cast<int>(lda), sA, B, g.in, static_cast<int>(ldb), sB, g.beta, C, g.out, static_cast<int>(ldc), sC,
-      static_cast<int>(batch), g.compute, CUBLAS_GEMM_DEFAULT));
-}
 
 // ---- forward products: the tile schedule as grouped cuBLAS calls ---------------------------
 
@@ -141,7 +61,7 @@ Schedule gpu_schedule(int64_t B, int64_t C, int64_t n) {
 
 Layer prepare(const at::Tensor& x, Precision p) {
   Layer L;
-  L.f = gram::features(x, gram::operand_type(x, p));
+  L.f = gram::features(x, operand_type(x.scalar_type(), p));
   L.s = gpu_schedule(L.f.B, L.f.C, L.f.n);
   const auto opts = x.options().dtype(gram::acc_type(x));
   // H*W = 0: G = 0 and no GEMM runs.
@@ -220,36 +140,24 @@ void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
     dev_ptrs = host.to(layers[0].work.device(), at::kLong, /*non_blocking=*/true);
   }
 
-  const Scalars sc;
-  const GemmConfig cfg = gemm_config(in_t, acc, p, sc);
-  MathModeGuard mode(cfg.handle, cfg.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+  const blas::Gemm gemm(in_t, acc, p, "gram");
   const int64_t* d = total > 0 ? dev_ptrs.const_data_ptr<int64_t>() : nullptr;
   int64_t off = 0;
   for (const auto& kv : groups) {
-    const auto [ta, tb, m, n, k, lda, ldb, ldc] = kv.first;
+    const auto [ta_, tb_, m, n, k, lda, ldb, ldc] = kv.first;
+    const auto ta = static_cast<cublasOperation_t>(ta_), tb = static_cast<cublasOperation_t>(tb_);
     const GemmList& g = kv.second;
     const int64_t nb = static_cast<int64_t>(g.a.size());
-    check_int(m, "m"); check_int(n, "n"); check_int(k, "k"); check_int(lda, "lda"); check_int(ldb, "ldb");
-    check_int(ldc, "ldc"); check_int(nb, "batch");
     if (g.aligned) {
       // Batched GEMM from device pointer arrays: cuBLAS cannot see these pointers, so only
       // groups whose every pointer is 16-byte aligned go here.
-      TORCH_CUDABLAS_CHECK(cublasGemmBatchedEx(
-          cfg.handle, static_cast<cublasOperation_t>(ta), static_cast<cublasOperation_t>(tb), static_cast<int>(m),
-          static_cast<int>(n), static_cast<int>(k), cfg.alpha, reinterpret_cast<const void* const*>(d + off),
-          cfg.in, static_cast<int>(lda), reinterpret_cast<const void* const*>(d + off + nb), cfg.in,
-          static_cast<int>(ldb), cfg.beta, reinterpret_cast<void* const*>(d + off + 2 * nb), cfg.out,
-          static_cast<int>(ldc), static_cast<int>(nb), cfg.compute, CUBLAS_GEMM_DEFAULT));
+      gemm.batched(ta, tb, m, n, k, reinterpret_cast<const void* const*>(d + off), lda,
+                   reinterpret_cast<const void* const*>(d + off + nb), ldb, reinterpret_cast<void* const*>(d + off + 2 * nb),
+                   ldc, nb);
       off += 3 * nb;
     } else {
       // Odd H*W or C (misaligned operands): one GEMM per item, which cuBLAS checks itself.
-      for (int64_t q = 0; q < nb; ++q) {
-        TORCH_CUDABLAS_CHECK(cublasGemmEx(
-            cfg.handle, static_cast<cublasOperation_t>(ta), static_cast<cublasOperation_t>(tb), static_cast<int>(m),
-            static_cast<int>(n), static_cast<int>(k), cfg.alpha, g.a[q], cfg.in, static_cast<int>(lda), g.b[q],
-            cfg.in, static_cast<int>(ldb), cfg.beta, g.c[q], cfg.out, static_cast<int>(ldc), cfg.compute,
-            CUBLAS_GEMM_DEFAULT));
-      }
+      for (int64_t q = 0; q < nb; ++q) gemm.single(ta, tb, m, n, k, g.a[q], lda, g.b[q], ldb, g.c[q], ldc);
     }
   }
 }
@@ -260,7 +168,8 @@ struct Entry {
   int64_t b, i, j;
 };
 
-__device__ inline Entry decode(int64_t l, int64_t C) {
+// Entry l of a (B, C, C) stack in row-major order.
+__device__ inline Entry decode_entry(int64_t l, int64_t C) {
   Entry e;
   e.j = l % C;
   l /= C;
@@ -275,7 +184,7 @@ gram_epilogue_kernel(const acc_t* __restrict__ work, Schedule s, acc_t norm, sca
                      int64_t total) {
   const int64_t l = static_cast<int64_t>(blockIdx.x) * kEpilogueThreads + threadIdx.x;
   if (l >= total) return;
-  const Entry e = decode(l, s.C);
+  const Entry e = decode_entry(l, s.C);
   if (e.i > e.j) return;  // the upper entry's thread writes the mirror
   gram::gram_pair(work, s, e.b, e.i, e.j, norm, out + e.b * s.C * s.C);
 }
@@ -303,7 +212,7 @@ gram_loss_epilogue_kernel(const LossLayer<scalar_t, acc_t>* __restrict__ layers,
   const int64_t e = (static_cast<int64_t>(blockIdx.x) - L.block0) * kEpilogueThreads + threadIdx.x;
   acc_t sq = acc_t(0);
   if (e < L.s.B * C * C) {
-    const Entry en = decode(e, C);
+    const Entry en = decode_entry(e, C);
     if (en.i <= en.j) {
       sq = gram::loss_pair(L.work, L.s, en.b, en.i, en.j, L.norm, L.target + en.b * L.tb, L.ti, L.tj,
                            L.diff + en.b * C * C);
@@ -337,7 +246,7 @@ symmetric_grad_kernel(const m_t* __restrict__ M, int64_t sb, int64_t si, int64_t
                       const g_t* __restrict__ grad, acc_t coef, s_t* __restrict__ S, int64_t total) {
   const int64_t l = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (l >= total) return;
-  const Entry e = decode(l, C);
+  const Entry e = decode_entry(l, C);
   const acc_t scale = grad != nullptr ? coef * static_cast<acc_t>(*grad) : coef;
   const m_t* Mb = M + e.b * sb;
   S[l] = static_cast<s_t>(gram::symmetric_grad(static_cast<acc_t>(Mb[e.i * si + e.j * sj]),
@@ -351,15 +260,15 @@ at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& 
   const at::ScalarType acc = gram::acc_type(x);
   const int64_t B = f.B, C = f.C, n = f.n;
   at::Tensor out = gram::grad_like(f, x.size(2), x.size(3), acc, x);
-  const at::ScalarType in_t = f.data.scalar_type();
+  const blas::Gemm gemm(f.data.scalar_type(), acc, p, "gram");
   if (f.channels_last) {
     // Column-major (C x n) per image: Out = S A.
-    gemm_strided(CUBLAS_OP_N, CUBLAS_OP_N, C, n, C, S.const_data_ptr(), C, C * C, f.data.const_data_ptr(), C, n * C,
-                 out.mutable_data_ptr(), C, n * C, B, in_t, acc, p);
+    gemm.strided(CUBLAS_OP_N, CUBLAS_OP_N, C, n, C, S.const_data_ptr(), C, C * C, f.data.const_data_ptr(), C, n * C,
+                 out.mutable_data_ptr(), C, n * C, B);
   } else {
     // Column-major (n x C) per image: Out = A S^T = A S.
-    gemm_strided(CUBLAS_OP_N, CUBLAS_OP_N, n, C, C, f.data.const_data_ptr(), n, C * n, S.const_data_ptr(), C, C * C,
-                 out.mutable_data_ptr(), n, C * n, B, in_t, acc, p);
+    gemm.strided(CUBLAS_OP_N, CUBLAS_OP_N, n, C, C, f.data.const_data_ptr(), n, C * n, S.const_data_ptr(), C, C * C,
+                 out.mutable_data_ptr(), n, C * n, B);
   }
   return out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type());
 }
@@ -383,7 +292,7 @@ at::Tensor symmetric(const m_t* M, int64_t sb, int64_t si, int64_t sj, int64_t B
 at::Tensor gram_cuda(const at::Tensor& x, c10::string_view normalize, c10::string_view precision) {
   const char* op = "gram";
   gram::check_x(x, op);
-  const auto p = gram::parse_precision(std::string(precision), op);
+  const auto p = parse_precision(precision, op);
   const int64_t B = x.size(0), C = x.size(1);
   const double norm = gram::normalizer(std::string(normalize), C, x.size(2) * x.size(3), op);
   const c10::cuda::CUDAGuard guard(x.device());
@@ -408,7 +317,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> loss_layers(at::TensorList xs, a
                                                             at::ArrayRef<double> weights, c10::string_view normalize,
                                                             c10::string_view precision, const char* op) {
   const std::vector<int64_t> target_sb = gram::check_layers(xs, targets, weights.size(), op);
-  const auto p = gram::parse_precision(std::string(precision), op);
+  const auto p = parse_precision(precision, op);
   std::vector<double> norms;
   for (const auto& x : xs) norms.push_back(gram::normalizer(std::string(normalize), x.size(1), x.size(2) * x.size(3), op));
   const c10::cuda::CUDAGuard guard(xs[0].device());

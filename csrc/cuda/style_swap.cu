@@ -1,11 +1,10 @@
-// style_swap on CUDA: band GEMMs through cuBLAS (at::mm, precision chosen per call), then a
+// style_swap on CUDA: band GEMMs through cuBLAS (cuda/blas.cuh, precision chosen per call), then a
 // warp per content patch keeps the running (max, argmax) over the band: the lanes scan
 // interleaved columns in increasing order, a shuffle merge (merge_best: ties to the smaller
 // index) gives the band's best, and one lane folds it into the running best. Bands run in
 // increasing style order on one stream, so the result is torch.argmax's, deterministically.
 // Decode and style gradient: one thread per written element, gathers without atomics.
 #include <ATen/ATen.h>
-#include <ATen/Context.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -15,42 +14,19 @@
 #include <tuple>
 
 #include "common/style_swap.h"
+#include "cuda/blas.cuh"
 #include "cuda/launch.cuh"
 
 namespace pytexsynth {
 namespace {
 
 using style_swap::Geometry;
-using style_swap::Precision;
 
 // One band of scores (or of the pixel product) of at most 256 MB: at 2048 px relu3_1 the whole
 // call stays well under 1 GB besides its inputs.
 constexpr int64_t kBudgetBytes = int64_t(256) << 20;
 constexpr int kThreads = 256;
 constexpr int kWarpsPerBlock = kThreads / 32;
-
-// Sets the cuBLAS float32 matmul precision for one GEMM and restores the caller's setting.
-// It touches the global setting only when it differs from the one asked for ("none", torch's
-// default, already means full fp32: "ieee" with default settings touches nothing; restoring
-// "none" is what `torch.backends.cuda.matmul.fp32_precision = "none"` does). Not thread-safe against another
-// thread changing the setting at the same time, like torch's own flag.
-class MatmulPrecisionGuard {
- public:
-  explicit MatmulPrecisionGuard(at::Float32Precision p)
-      : saved_(at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL)),
-        changed_(!(saved_ == p || (p == at::Float32Precision::IEEE && saved_ == at::Float32Precision::NONE))) {
-    if (changed_) at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, p);
-  }
-  ~MatmulPrecisionGuard() {
-    if (changed_) at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, saved_);
-  }
-  MatmulPrecisionGuard(const MatmulPrecisionGuard&) = delete;
-  MatmulPrecisionGuard& operator=(const MatmulPrecisionGuard&) = delete;
-
- private:
-  at::Float32Precision saved_;
-  bool changed_;
-};
 
 template <typename scalar_t>
 __device__ inline void warp_merge(scalar_t& v, int64_t& ix) {
@@ -102,10 +78,7 @@ combine_pixels_kernel(const scalar_t* __restrict__ M, int64_t ld, const scalar_t
 
 struct CudaBackend {
   static at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, Precision p) {
-    if (a.scalar_type() == at::kDouble) return at::mm(a, b);
-    if (p == Precision::BF16) return at::mm(a.to(at::kBFloat16), b.to(at::kBFloat16), at::kFloat);
-    const MatmulPrecisionGuard guard(p == Precision::TF32 ? at::Float32Precision::TF32 : at::Float32Precision::IEEE);
-    return at::mm(a, b);
+    return blas::mm(a, b, p, "style_swap");
   }
 
   static void combine_scores(const at::Tensor& scores, const at::Tensor& inv_norm, at::Tensor& best,

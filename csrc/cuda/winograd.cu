@@ -1,13 +1,19 @@
 // winograd_conv3x3 on CUDA: one thread per (tile, channel) for each transform, channel fastest
 // so NHWC pixel reads and plane writes coalesce; the 36 plane GEMMs as one strided batched
-// cuBLAS call (at::bmm). cuDNN's own convolutions are the better choice on a GPU (pytexsynth's
-// VGG uses them); these kernels make the op run anywhere with the CPU's arithmetic.
+// cuBLAS call (cuda/blas.cuh). cuDNN's own convolutions are the better choice on a GPU
+// (pytexsynth's VGG uses them); these kernels make the op run anywhere with the CPU's arithmetic.
+//
+// Precision: the op has no precision argument; its policy (common/precision.h) is "ieee", full
+// fp32 GEMMs that never use TF32, whatever torch.backends.cuda.matmul.allow_tf32 says: the
+// transforms amplify rounding (coefficients up to 8 and 25), so with TF32 the error would grow
+// far beyond float32's 1e-6.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <torch/library.h>
 
 #include "common/winograd.h"
+#include "cuda/blas.cuh"
 #include "cuda/launch.cuh"
 
 namespace pytexsynth {
@@ -95,11 +101,7 @@ struct CudaBackend {
     });
   }
   static void gemm(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool accumulate) {
-    if (accumulate) {
-      out.baddbmm_(a, b);
-    } else {
-      at::bmm_out(out, a, b);
-    }
+    blas::bmm(a, b, out, accumulate, Precision::kIEEE, "winograd_conv3x3");
   }
 };
 
