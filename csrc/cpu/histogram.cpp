@@ -12,7 +12,6 @@
 #include <torch/library.h>
 
 #include <limits>
-#include <tuple>
 #include <vector>
 
 #include "common/histogram.h"
@@ -141,39 +140,24 @@ std::vector<double> run(const at::Tensor& x, const at::Tensor& lo, const at::Ten
   return sums;
 }
 
-at::Tensor histogram_match_cpu(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf) {
-  const int32_t nb = histogram::check_args(x, lo, hi, cdf, "histogram_match");
-  at::Tensor out = histogram::empty_output(x);
-  if (out.numel() == 0) return out;
-  run<false>(x, lo, hi, cdf, out, nb);
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor> histogram_loss_cpu(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi,
-                                                      const at::Tensor& cdf, double weight) {
-  const int32_t nb = histogram::check_args(x, lo, hi, cdf, "histogram_loss");
-  at::Tensor diff = histogram::empty_output(x);
-  if (diff.numel() == 0) {
-    // The mean of nothing, as torch's mse_loss gives.
-    return {at::full({}, std::numeric_limits<double>::quiet_NaN(), x.options()), diff};
+struct CpuBackend {
+  static void match(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf,
+                    at::Tensor& out, int32_t nb) {
+    run<false>(x, lo, hi, cdf, out, nb);
   }
-  const auto sums = run<true>(x, lo, hi, cdf, diff, nb);
-  double total = 0.0;
-  for (double v : sums) total += v;  // fixed order: deterministic for any thread count
-  const double loss = total * (weight / static_cast<double>(x.numel()));  // as the CUDA loss_kernel
-  return {at::full({}, loss, x.options()), diff};
-}
 
-at::Tensor histogram_loss_backward_cpu(const at::Tensor& grad_output, const at::Tensor& diff, double weight) {
-  return histogram::loss_backward(grad_output, diff, weight);
-}
+  static at::Tensor loss(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf,
+                         double weight, at::Tensor& diff, int32_t nb) {
+    const auto sums = run<true>(x, lo, hi, cdf, diff, nb);
+    double total = 0.0;
+    for (double v : sums) total += v;  // fixed order: deterministic for any thread count
+    const double loss = total * (weight / static_cast<double>(x.numel()));  // as the CUDA loss_kernel
+    return at::full({}, loss, x.options());
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
-  m.impl("histogram_match", &histogram_match_cpu);
-  m.impl("histogram_loss", &histogram_loss_cpu);
-  m.impl("_histogram_loss_backward", &histogram_loss_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { histogram::register_kernels<CpuBackend>(m); }
 
 }  // namespace pytexsynth

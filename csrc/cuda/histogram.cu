@@ -14,11 +14,9 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <limits>
-#include <tuple>
 
 #include "common/histogram.h"
 #include "cuda/launch.cuh"
@@ -270,45 +268,28 @@ at::Tensor run(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, 
   return partials;
 }
 
-at::Tensor histogram_match_cuda(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf) {
-  const int32_t nb = histogram::check_args(x, lo, hi, cdf, "histogram_match");
-  const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor out = histogram::empty_output(x);
-  if (out.numel() == 0) return out;
-  run<false>(x, lo, hi, cdf, out, nb);
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor> histogram_loss_cuda(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi,
-                                                       const at::Tensor& cdf, double weight) {
-  const int32_t nb = histogram::check_args(x, lo, hi, cdf, "histogram_loss");
-  const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor diff = histogram::empty_output(x);
-  if (diff.numel() == 0) {
-    return {at::full({}, std::numeric_limits<double>::quiet_NaN(), x.options()), diff};
+struct CudaBackend {
+  static void match(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf,
+                    at::Tensor& out, int32_t nb) {
+    run<false>(x, lo, hi, cdf, out, nb);
   }
-  const at::Tensor partials = run<true>(x, lo, hi, cdf, diff, nb);
-  at::Tensor loss = at::empty({}, x.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "histogram_loss_cuda", [&] {
-    loss_kernel<scalar_t><<<1, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        partials.const_data_ptr<double>(), partials.numel(), weight / static_cast<double>(x.numel()),
-        loss.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return {loss, diff};
-}
 
-at::Tensor histogram_loss_backward_cuda(const at::Tensor& grad_output, const at::Tensor& diff, double weight) {
-  const c10::cuda::CUDAGuard guard(diff.device());
-  return histogram::loss_backward(grad_output, diff, weight);
-}
+  static at::Tensor loss(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf,
+                         double weight, at::Tensor& diff, int32_t nb) {
+    const at::Tensor partials = run<true>(x, lo, hi, cdf, diff, nb);
+    at::Tensor loss = at::empty({}, x.options());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "histogram_loss_cuda", [&] {
+      loss_kernel<scalar_t><<<1, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          partials.const_data_ptr<double>(), partials.numel(), weight / static_cast<double>(x.numel()),
+          loss.mutable_data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    return loss;
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
-  m.impl("histogram_match", &histogram_match_cuda);
-  m.impl("histogram_loss", &histogram_loss_cuda);
-  m.impl("_histogram_loss_backward", &histogram_loss_backward_cuda);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { histogram::register_kernels<CudaBackend>(m); }
 
 }  // namespace pytexsynth
