@@ -16,7 +16,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <cublas_v2.h>
 #include <torch/library.h>
 
@@ -253,175 +252,122 @@ symmetric_grad_kernel(const m_t* __restrict__ M, int64_t sb, int64_t si, int64_t
                                                static_cast<acc_t>(Mb[e.j * si + e.i * sj]), scale));
 }
 
-// ---- backward GEMM --------------------------------------------------------------------------
-
-// grad_x = S F (S symmetric, operand dtype), in x's layout and dtype.
-at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& x, Precision p) {
-  const at::ScalarType acc = gram::acc_type(x);
-  const int64_t B = f.B, C = f.C, n = f.n;
-  at::Tensor out = gram::grad_like(f, x.size(2), x.size(3), acc, x);
-  const blas::Gemm gemm(f.data.scalar_type(), acc, p, "gram");
-  if (f.channels_last) {
-    // Column-major (C x n) per image: Out = S A.
-    gemm.strided(CUBLAS_OP_N, CUBLAS_OP_N, C, n, C, S.const_data_ptr(), C, C * C, f.data.const_data_ptr(), C, n * C,
-                 out.mutable_data_ptr(), C, n * C, B);
-  } else {
-    // Column-major (n x C) per image: Out = A S^T = A S.
-    gemm.strided(CUBLAS_OP_N, CUBLAS_OP_N, n, C, C, f.data.const_data_ptr(), n, C * n, S.const_data_ptr(), C, C * C,
-                 out.mutable_data_ptr(), n, C * n, B);
+// The loss epilogue's per-layer table, in the grid's block order.
+template <typename scalar_t, typename acc_t>
+std::vector<LossLayer<scalar_t, acc_t>> loss_table(const std::vector<Layer>& layers, at::TensorList targets,
+                                                   const gram::LossArgs& a, std::vector<at::Tensor>& diffs) {
+  std::vector<LossLayer<scalar_t, acc_t>> desc(layers.size());
+  int64_t blocks = 0;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const Schedule& s = layers[l].s;
+    const int64_t entries = s.B * s.C * s.C;
+    LossLayer<scalar_t, acc_t>& D = desc[l];
+    D.work = layers[l].work.const_data_ptr<acc_t>();
+    D.s = s;
+    D.norm = static_cast<acc_t>(a.norms[l]);
+    D.count = static_cast<acc_t>(entries);
+    D.weight = static_cast<acc_t>(a.weights[l]);
+    D.target = targets[l].const_data_ptr<scalar_t>();
+    D.tb = a.target_sb[l];
+    D.ti = targets[l].stride(-2);
+    D.tj = targets[l].stride(-1);
+    D.diff = diffs[l].mutable_data_ptr<acc_t>();
+    D.block0 = blocks;
+    D.blocks = ceil_div(entries, kEpilogueThreads);
+    blocks += D.blocks;
   }
-  return out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type());
+  return desc;
 }
 
-template <typename m_t, typename g_t, typename acc_t>
-at::Tensor symmetric(const m_t* M, int64_t sb, int64_t si, int64_t sj, int64_t B, int64_t C, const g_t* grad,
-                     double coef, const at::Tensor& like, at::ScalarType operand) {
-  at::Tensor S = at::empty({B, C, C}, like.options().dtype(operand));
-  const int64_t total = S.numel();
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, operand, "gram_symmetric_grad_cuda", [&] {
-    symmetric_grad_kernel<m_t, g_t, scalar_t, acc_t><<<cuda::blocks_for(total, kThreads), kThreads, 0, stream>>>(
-        M, sb, si, sj, C, grad, static_cast<acc_t>(coef), S.mutable_data_ptr<scalar_t>(), total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return S;
-}
-
-// ---- ops ------------------------------------------------------------------------------------
-
-at::Tensor gram_cuda(const at::Tensor& x, c10::string_view normalize, c10::string_view precision) {
-  const char* op = "gram";
-  gram::check_x(x, op);
-  const auto p = parse_precision(precision, op);
-  const int64_t B = x.size(0), C = x.size(1);
-  const double norm = gram::normalizer(std::string(normalize), C, x.size(2) * x.size(3), op);
-  const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor out = at::empty({B, C, C}, x.options());
-  if (out.numel() == 0) return out;
-  std::vector<Layer> layers{prepare(x, p)};
-  run_products(layers, gram::acc_type(x), p);
-  const Layer& L = layers[0];
-  const int64_t total = B * C * C;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    gram_epilogue_kernel<scalar_t, acc_t>
-        <<<cuda::blocks_for(total, kEpilogueThreads), kEpilogueThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        L.work.const_data_ptr<acc_t>(), L.s, static_cast<acc_t>(norm), out.mutable_data_ptr<scalar_t>(), total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return out;
-}
-
-// The loss of all layers: sum_l weights[l] * mean((G_l - T_l)^2), and each layer's D = G - T.
-std::tuple<at::Tensor, std::vector<at::Tensor>> loss_layers(at::TensorList xs, at::TensorList targets,
-                                                            at::ArrayRef<double> weights, c10::string_view normalize,
-                                                            c10::string_view precision, const char* op) {
-  const std::vector<int64_t> target_sb = gram::check_layers(xs, targets, weights.size(), op);
-  const auto p = parse_precision(precision, op);
-  std::vector<double> norms;
-  for (const auto& x : xs) norms.push_back(gram::normalizer(std::string(normalize), x.size(1), x.size(2) * x.size(3), op));
-  const c10::cuda::CUDAGuard guard(xs[0].device());
-  const at::ScalarType acc = gram::acc_type(xs[0]);
-  std::vector<Layer> layers;
-  std::vector<at::Tensor> diffs;
-  for (const auto& x : xs) {
-    layers.push_back(prepare(x, p));  // an empty x has no items (or, n = 0, a zero workspace)
-    diffs.push_back(at::empty({x.size(0), x.size(1), x.size(1)}, x.options().dtype(acc)));
-  }
-  run_products(layers, acc, p);
-  at::Tensor loss = at::empty({}, xs[0].options());
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xs[0].scalar_type(), "gram_loss_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    using Desc = LossLayer<scalar_t, acc_t>;
-    std::vector<Desc> desc(layers.size());
-    int64_t blocks = 0;
-    for (size_t l = 0; l < layers.size(); ++l) {
-      const Schedule& s = layers[l].s;
-      const int64_t entries = s.B * s.C * s.C;
-      Desc& D = desc[l];
-      D.work = layers[l].work.const_data_ptr<acc_t>();
-      D.s = s;
-      D.norm = static_cast<acc_t>(norms[l]);
-      D.count = static_cast<acc_t>(entries);
-      D.weight = static_cast<acc_t>(weights[l]);
-      D.target = targets[l].const_data_ptr<scalar_t>();
-      D.tb = target_sb[l];
-      D.ti = targets[l].stride(-2);
-      D.tj = targets[l].stride(-1);
-      D.diff = diffs[l].mutable_data_ptr<acc_t>();
-      D.block0 = blocks;
-      D.blocks = ceil_div(entries, kEpilogueThreads);
-      blocks += D.blocks;
-    }
-    // The layer table, in one copy from pinned memory.
-    const int64_t bytes = static_cast<int64_t>(desc.size() * sizeof(Desc));
-    at::Tensor host = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
-    std::memcpy(host.mutable_data_ptr(), desc.data(), bytes);
-    const at::Tensor table = host.to(xs[0].device(), at::kByte, /*non_blocking=*/true);
-    const Desc* d_table = reinterpret_cast<const Desc*>(table.const_data_ptr());
-    at::Tensor block_sq = at::empty({std::max<int64_t>(blocks, 1)}, xs[0].options().dtype(acc));
-    const int64_t nl = static_cast<int64_t>(desc.size());
-    if (blocks > 0) {
-      TORCH_CHECK(blocks <= INT_MAX, op, ": ", blocks, " epilogue blocks exceed the grid limit");
-      gram_loss_epilogue_kernel<scalar_t, acc_t><<<static_cast<unsigned int>(blocks), kEpilogueThreads, 0, stream>>>(
-          d_table, nl, block_sq.mutable_data_ptr<acc_t>());
+struct CudaBackend {
+  static void gram(const at::Tensor& x, Precision p, double norm, at::Tensor& out) {
+    std::vector<Layer> layers{prepare(x, p)};
+    run_products(layers, gram::acc_type(x), p);
+    const Layer& L = layers[0];
+    const int64_t total = out.numel();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      gram_epilogue_kernel<scalar_t, acc_t>
+          <<<cuda::blocks_for(total, kEpilogueThreads), kEpilogueThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          L.work.const_data_ptr<acc_t>(), L.s, static_cast<acc_t>(norm), out.mutable_data_ptr<scalar_t>(), total);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  // Every layer's epilogue in one launch, then one block adds the block partials in order.
+  static void loss_layers(at::TensorList xs, at::TensorList targets, const gram::LossArgs& a,
+                          std::vector<at::Tensor>& diffs, at::Tensor& loss) {
+    const at::ScalarType acc = gram::acc_type(xs[0]);
+    std::vector<Layer> layers;
+    for (const auto& x : xs) layers.push_back(prepare(x, a.precision));  // an empty x has no items
+    run_products(layers, acc, a.precision);
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xs[0].scalar_type(), "gram_loss_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      using Desc = LossLayer<scalar_t, acc_t>;
+      const std::vector<Desc> desc = loss_table<scalar_t, acc_t>(layers, targets, a, diffs);
+      const int64_t blocks = desc.back().block0 + desc.back().blocks;
+      // The layer table, in one copy from pinned memory.
+      const int64_t bytes = static_cast<int64_t>(desc.size() * sizeof(Desc));
+      at::Tensor host = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+      std::memcpy(host.mutable_data_ptr(), desc.data(), bytes);
+      const at::Tensor table = host.to(xs[0].device(), at::kByte, /*non_blocking=*/true);
+      const Desc* d_table = reinterpret_cast<const Desc*>(table.const_data_ptr());
+      at::Tensor block_sq = at::empty({std::max<int64_t>(blocks, 1)}, xs[0].options().dtype(acc));
+      const int64_t nl = static_cast<int64_t>(desc.size());
+      if (blocks > 0) {
+        TORCH_CHECK(blocks <= INT_MAX, a.op, ": ", blocks, " epilogue blocks exceed the grid limit");
+        gram_loss_epilogue_kernel<scalar_t, acc_t><<<static_cast<unsigned int>(blocks), kEpilogueThreads, 0, stream>>>(
+            d_table, nl, block_sq.mutable_data_ptr<acc_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+      gram_loss_finish_kernel<scalar_t, acc_t><<<1, kThreads, 0, stream>>>(
+          d_table, nl, block_sq.const_data_ptr<acc_t>(), loss.mutable_data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  // S in the GEMM operand dtype; grad (if defined) is read on the device (no .item(), no sync).
+  static at::Tensor symmetric(const at::Tensor& M, const at::Tensor& grad, double coef, at::ScalarType operand) {
+    const int64_t B = M.size(0), C = M.size(1);
+    at::Tensor S = at::empty({B, C, C}, M.options().dtype(operand));
+    const int64_t total = S.numel();
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, M.scalar_type(), "gram_symmetric_grad_cuda", [&] {
+      using m_t = scalar_t;
+      using acc_t = at::opmath_type<m_t>;
+      const acc_t* g = grad.defined() ? grad.const_data_ptr<acc_t>() : nullptr;
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, operand, "gram_symmetric_grad_cuda", [&] {
+        symmetric_grad_kernel<m_t, acc_t, scalar_t, acc_t><<<cuda::blocks_for(total, kThreads), kThreads, 0, stream>>>(
+            M.const_data_ptr<m_t>(), M.stride(0), M.stride(1), M.stride(2), C, g, static_cast<acc_t>(coef),
+            S.mutable_data_ptr<scalar_t>(), total);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    });
+    return S;
+  }
+
+  // grad_x = S F (S symmetric, operand dtype): one strided batched GEMM, in x's layout and dtype.
+  static at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& x, Precision p) {
+    const at::ScalarType acc = gram::acc_type(x);
+    const int64_t B = f.B, C = f.C, n = f.n;
+    at::Tensor out = gram::grad_like(f, x.size(2), x.size(3), acc, x);
+    const blas::Gemm gemm(f.data.scalar_type(), acc, p, "gram");
+    if (f.channels_last) {
+      // Column-major (C x n) per image: Out = S A.
+      gemm.strided(CUBLAS_OP_N, CUBLAS_OP_N, C, n, C, S.const_data_ptr(), C, C * C, f.data.const_data_ptr(), C,
+                   n * C, out.mutable_data_ptr(), C, n * C, B);
+    } else {
+      // Column-major (n x C) per image: Out = A S^T = A S.
+      gemm.strided(CUBLAS_OP_N, CUBLAS_OP_N, n, C, C, f.data.const_data_ptr(), n, C * n, S.const_data_ptr(), C,
+                   C * C, out.mutable_data_ptr(), n, C * n, B);
     }
-    gram_loss_finish_kernel<scalar_t, acc_t><<<1, kThreads, 0, stream>>>(
-        d_table, nl, block_sq.const_data_ptr<acc_t>(), loss.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return {loss, diffs};
-}
-
-at::Tensor gram_backward_cuda(const at::Tensor& grad_output, const at::Tensor& x, c10::string_view normalize,
-                              c10::string_view precision) {
-  const char* op = "_gram_backward";
-  gram::check_x(x, op);
-  gram::check_grad_gram(grad_output, x, op);
-  const auto [B, C, H, W, p, norm, operand] = gram::backward_args(x, normalize, precision, op);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const Features f = gram::features(x, operand);
-  if (x.numel() == 0) return gram::grad_like(f, H, W, x.scalar_type(), x).zero_();
-  const at::Tensor go = grad_output.scalar_type() == x.scalar_type() ? grad_output : grad_output.to(x.scalar_type());
-  at::Tensor S;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_backward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    S = symmetric<scalar_t, scalar_t, acc_t>(go.const_data_ptr<scalar_t>(), go.stride(0), go.stride(1), go.stride(2),
-                                             B, C, nullptr, 1.0 / norm, x, operand);
-  });
-  return apply_grad(f, S, x, p);
-}
-
-// grad_x of one layer of the loss: S = coef * grad_loss * (D + D^T), grad_loss read on the
-// device (no sync), then S F.
-at::Tensor loss_layer_grad(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x, double weight,
-                           c10::string_view normalize, c10::string_view precision, const char* op) {
-  const auto [B, C, H, W, p, norm, operand] = gram::backward_args(x, normalize, precision, op);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const Features f = gram::features(x, operand);
-  if (x.numel() == 0) return gram::grad_like(f, H, W, x.scalar_type(), x).zero_();
-  const double coef = gram::loss_grad_coef(weight, B, C, norm);
-  const at::Tensor d = diff.contiguous();
-  const at::Tensor g = grad_loss.to(gram::acc_type(x));  // stays on the device: no sync
-  at::Tensor S;
-  AT_DISPATCH_FLOATING_TYPES(gram::acc_type(x), "gram_loss_backward_cuda", [&] {
-    S = symmetric<scalar_t, scalar_t, scalar_t>(d.const_data_ptr<scalar_t>(), C * C, C, 1, B, C,
-                                                g.const_data_ptr<scalar_t>(), coef, x, operand);
-  });
-  return apply_grad(f, S, x, p);
-}
+    return out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type());
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
-  m.impl("gram", &gram_cuda);
-  m.impl("_gram_backward", &gram_backward_cuda);
-  m.impl("gram_loss", &gram::loss_kernel<loss_layers>);
-  m.impl("_gram_loss_backward", &gram::loss_backward_kernel<loss_layer_grad>);
-  m.impl("gram_loss_multi", &gram::loss_multi_kernel<loss_layers>);
-  m.impl("_gram_loss_multi_backward", &gram::loss_multi_backward_kernel<loss_layer_grad>);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { gram::register_kernels<CudaBackend>(m); }
 
 }  // namespace pytexsynth
