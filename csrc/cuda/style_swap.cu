@@ -8,7 +8,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <tuple>
@@ -22,9 +21,6 @@ namespace {
 
 using style_swap::Geometry;
 
-// One band of scores (or of the pixel product) of at most 256 MB: at 2048 px relu3_1 the whole
-// call stays well under 1 GB besides its inputs.
-constexpr int64_t kBudgetBytes = int64_t(256) << 20;
 constexpr int kThreads = 256;
 constexpr int kWarpsPerBlock = kThreads / 32;
 
@@ -76,38 +72,6 @@ combine_pixels_kernel(const scalar_t* __restrict__ M, int64_t ld, const scalar_t
   if (lane == 0 && ix >= 0) style_swap::update_best(best[r], best_index[r], v, ix);
 }
 
-struct CudaBackend {
-  static at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, Precision p) {
-    return blas::mm(a, b, p, "style_swap");
-  }
-
-  static void combine_scores(const at::Tensor& scores, const at::Tensor& inv_norm, at::Tensor& best,
-                             at::Tensor& best_index, int64_t row0, int64_t col0) {
-    const int64_t rows = scores.size(0), cols = scores.size(1);
-    if (rows == 0 || cols == 0) return;
-    AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "style_swap_combine_scores_cuda", [&] {
-      combine_scores_kernel<scalar_t><<<cuda::blocks_for(rows, kWarpsPerBlock), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-          scores.const_data_ptr<scalar_t>(), scores.stride(0), inv_norm.const_data_ptr<scalar_t>() + col0, rows, cols, best.mutable_data_ptr<scalar_t>() + row0,
-          best_index.mutable_data_ptr<int64_t>() + row0, col0);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  }
-
-  static void combine_pixels(const at::Tensor& M, const at::Tensor& inv_norm, at::Tensor& best,
-                             at::Tensor& best_index, const Geometry& g, int64_t b, int64_t i0, int64_t i1, int64_t p0,
-                             int64_t p1) {
-    const int64_t rows = (i1 - i0) * g.nW;
-    const int64_t off = b * g.nc() + i0 * g.nW;
-    AT_DISPATCH_FLOATING_TYPES(M.scalar_type(), "style_swap_combine_pixels_cuda", [&] {
-      auto kernel = g.k == 3 ? combine_pixels_kernel<scalar_t, 3> : combine_pixels_kernel<scalar_t, 0>;
-      kernel<<<cuda::blocks_for(rows, kWarpsPerBlock), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-          M.const_data_ptr<scalar_t>(), M.stride(0), inv_norm.const_data_ptr<scalar_t>(),
-          best.mutable_data_ptr<scalar_t>() + off, best_index.mutable_data_ptr<int64_t>() + off, g, rows, p0, p1);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  }
-};
-
 // Strides of a 4-D tensor (batch stride 0 for a shared style image).
 struct Strides4 {
   int64_t b, c, h, w;
@@ -145,75 +109,69 @@ style_grad_kernel(const scalar_t* __restrict__ grad, Strides4 sg, const int64_t*
   }
 }
 
-at::Tensor decode_cuda(const at::Tensor& style, const at::Tensor& indices, const Geometry& g, int64_t B,
-                       at::MemoryFormat format) {
-  at::Tensor out = at::empty({B, g.C, g.H, g.W}, style.options().memory_format(format));
-  if (out.numel() == 0) return out;
-  const at::Tensor idx = indices.contiguous();
-  const bool cl = format == at::MemoryFormat::ChannelsLast;
-  const Strides4 ss = strides_of(style, style.size(0) == 1), so = strides_of(out);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, style.scalar_type(), "style_swap_decode_cuda", [&] {
-    auto kernel = cl ? decode_kernel<scalar_t, true> : decode_kernel<scalar_t, false>;
-    kernel<<<cuda::grid_size(out.numel(), kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        style.const_data_ptr<scalar_t>(), ss, idx.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), so, g,
-        out.numel());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return out;
-}
+struct CudaBackend {
+  // One band of scores (or of the pixel product) of at most 256 MB: at 2048 px relu3_1 the whole
+  // call stays well under 1 GB besides its inputs.
+  static int64_t default_band_bytes() { return int64_t(256) << 20; }
 
-at::Tensor style_grad_cuda(const at::Tensor& grad, const at::Tensor& indices, const Geometry& g, int64_t Bs) {
-  const auto format = output_memory_format(grad);
-  at::Tensor out = at::empty({Bs, g.C, g.Hs, g.Ws}, grad.options().memory_format(format));
-  if (out.numel() == 0) return out;
-  if (grad.size(0) == 0) return out.zero_();
-  const auto inv = style_swap::invert_matches(indices, Bs, g.ns());
-  const bool cl = format == at::MemoryFormat::ChannelsLast;
-  const Strides4 sg = strides_of(grad), so = strides_of(out);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "style_swap_backward_cuda", [&] {
-    auto kernel = cl ? style_grad_kernel<scalar_t, true> : style_grad_kernel<scalar_t, false>;
-    kernel<<<cuda::grid_size(out.numel(), kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        grad.const_data_ptr<scalar_t>(), sg, inv.offsets.const_data_ptr<int64_t>(),
-        inv.members.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), so, g, out.numel());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return out;
-}
+  static at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, Precision p) {
+    return blas::mm(a, b, p, "style_swap");
+  }
 
-std::tuple<at::Tensor, at::Tensor> style_swap_cuda(const at::Tensor& content, const at::Tensor& style,
-                                                   int64_t patch_size, int64_t stride, c10::string_view precision,
-                                                   c10::string_view method, int64_t band_bytes) {
-  const auto r = style_swap::check_request(content, style, patch_size, stride, precision, method, band_bytes,
-                                          kBudgetBytes);
-  const c10::cuda::CUDAGuard guard(content.device());
-  const int64_t B = content.size(0);
-  if (B == 0) return style_swap::empty_result(content, r.g);
-  const at::Tensor indices = style_swap::match<CudaBackend>(content, style, r.g, r.precision, r.method, r.band_bytes);
-  return {decode_cuda(style, indices, r.g, B, output_memory_format(content)), indices};
-}
+  static void combine_scores(const at::Tensor& scores, const at::Tensor& inv_norm, at::Tensor& best,
+                             at::Tensor& best_index, int64_t row0, int64_t col0) {
+    const int64_t rows = scores.size(0), cols = scores.size(1);
+    if (rows == 0 || cols == 0) return;
+    AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "style_swap_combine_scores_cuda", [&] {
+      combine_scores_kernel<scalar_t><<<cuda::blocks_for(rows, kWarpsPerBlock), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          scores.const_data_ptr<scalar_t>(), scores.stride(0), inv_norm.const_data_ptr<scalar_t>() + col0, rows, cols, best.mutable_data_ptr<scalar_t>() + row0,
+          best_index.mutable_data_ptr<int64_t>() + row0, col0);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
 
-at::Tensor style_swap_decode_cuda(const at::Tensor& style, const at::Tensor& indices, int64_t height, int64_t width,
-                                 int64_t patch_size, int64_t stride) {
-  const Geometry g =
-      style_swap::check_decode_args(style, indices, height, width, patch_size, stride, "_style_swap_decode");
-  const c10::cuda::CUDAGuard guard(style.device());
-  return decode_cuda(style, indices, g, indices.size(0), output_memory_format(style));
-}
+  static void combine_pixels(const at::Tensor& M, const at::Tensor& inv_norm, at::Tensor& best,
+                             at::Tensor& best_index, const Geometry& g, int64_t b, int64_t i0, int64_t i1, int64_t p0,
+                             int64_t p1) {
+    const int64_t rows = (i1 - i0) * g.nW;
+    const int64_t off = b * g.nc() + i0 * g.nW;
+    AT_DISPATCH_FLOATING_TYPES(M.scalar_type(), "style_swap_combine_pixels_cuda", [&] {
+      auto kernel = g.k == 3 ? combine_pixels_kernel<scalar_t, 3> : combine_pixels_kernel<scalar_t, 0>;
+      kernel<<<cuda::blocks_for(rows, kWarpsPerBlock), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          M.const_data_ptr<scalar_t>(), M.stride(0), inv_norm.const_data_ptr<scalar_t>(),
+          best.mutable_data_ptr<scalar_t>() + off, best_index.mutable_data_ptr<int64_t>() + off, g, rows, p0, p1);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
 
-at::Tensor style_swap_backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices,
-                                   at::IntArrayRef style_size, int64_t patch_size, int64_t stride) {
-  const Geometry g = style_swap::check_backward_args(grad_output, indices, style_size, patch_size, stride,
-                                                     "_style_swap_backward");
-  const c10::cuda::CUDAGuard guard(grad_output.device());
-  return style_grad_cuda(grad_output, indices, g, style_size[0]);
-}
+  static void decode_patches(const at::Tensor& style, const at::Tensor& idx, const Geometry& g, at::Tensor& out) {
+    const bool cl = output_memory_format(out) == at::MemoryFormat::ChannelsLast;  // the order of out's memory
+    const Strides4 ss = strides_of(style, style.size(0) == 1), so = strides_of(out);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, style.scalar_type(), "style_swap_decode_cuda", [&] {
+      auto kernel = cl ? decode_kernel<scalar_t, true> : decode_kernel<scalar_t, false>;
+      kernel<<<cuda::grid_size(out.numel(), kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          style.const_data_ptr<scalar_t>(), ss, idx.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), so,
+          g, out.numel());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  static void style_grad(const at::Tensor& grad, const style_swap::InvertedMatches& inv, const Geometry& g,
+                         at::Tensor& out) {
+    const bool cl = output_memory_format(out) == at::MemoryFormat::ChannelsLast;  // the order of out's memory
+    const Strides4 sg = strides_of(grad), so = strides_of(out);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "style_swap_backward_cuda", [&] {
+      auto kernel = cl ? style_grad_kernel<scalar_t, true> : style_grad_kernel<scalar_t, false>;
+      kernel<<<cuda::grid_size(out.numel(), kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          grad.const_data_ptr<scalar_t>(), sg, inv.offsets.const_data_ptr<int64_t>(),
+          inv.members.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), so, g, out.numel());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
-  m.impl("style_swap", &style_swap_cuda);
-  m.impl("_style_swap_decode", &style_swap_decode_cuda);
-  m.impl("_style_swap_backward", &style_swap_backward_cuda);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { style_swap::register_kernels<CudaBackend>(m); }
 
 }  // namespace pytexsynth
