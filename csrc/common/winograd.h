@@ -22,12 +22,13 @@
 
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <array>
 
-#include "checks.h"
-#include "winograd_math.h"
+#include "common/checks.h"
+#include "common/winograd_math.h"
 
 namespace pytexsynth {
 namespace winograd {
@@ -153,6 +154,12 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at
     }
   }
   return {dx, dU};
+}
+
+template <class Backend>
+void register_kernels(torch::Library& m) {
+  m.impl("winograd_conv3x3", &forward<Backend>);
+  m.impl("_winograd_conv3x3_backward", &backward<Backend>);
 }
 
 }  // namespace winograd

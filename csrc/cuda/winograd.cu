@@ -17,13 +17,8 @@
 #include "cuda/launch.cuh"
 
 namespace pytexsynth {
+namespace winograd {
 namespace {
-
-using winograd::Geometry;
-using winograd::kIn;
-using winograd::kOut;
-using winograd::kPlanes;
-using winograd::Step;
 
 constexpr int kThreads = 256;
 
@@ -42,29 +37,29 @@ transform_kernel(const T* __restrict__ src, T* __restrict__ dst, const T* __rest
     if constexpr (S == Step::kInput) {
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) {
-        const int64_t p = winograd::input_pixel(g, n, ty, tx, k / kIn, k % kIn);
+        const int64_t p = input_pixel(g, n, ty, tx, k / kIn, k % kIn);
         a[k] = p >= 0 ? src[p + c] : T(0);
       }
-      winograd::input_tile<1>(a, tmp, b);
+      input_tile<1>(a, tmp, b);
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) dst[k * plane + l] = b[k];
     } else if constexpr (S == Step::kOutput) {
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) a[k] = src[k * plane + l];
-      winograd::output_tile<1>(a, tmp, b);
+      output_tile<1>(a, tmp, b);
       const T bc = bias != nullptr ? bias[c] : T(0);
 #pragma unroll
       for (int k = 0; k < kOut * kOut; ++k) {
-        const int64_t p = winograd::output_pixel(g, n, ty, tx, k / kOut, k % kOut);
+        const int64_t p = output_pixel(g, n, ty, tx, k / kOut, k % kOut);
         if (p >= 0) dst[p + c] = b[k] + bc;
       }
     } else if constexpr (S == Step::kOutputAdjoint) {
 #pragma unroll
       for (int k = 0; k < kOut * kOut; ++k) {
-        const int64_t p = winograd::output_pixel(g, n, ty, tx, k / kOut, k % kOut);
+        const int64_t p = output_pixel(g, n, ty, tx, k / kOut, k % kOut);
         a[k] = p >= 0 ? src[p + c] : T(0);
       }
-      winograd::output_tile_adjoint<1>(a, tmp, b);
+      output_tile_adjoint<1>(a, tmp, b);
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) dst[k * plane + l] = b[k];
     } else {
@@ -73,10 +68,10 @@ transform_kernel(const T* __restrict__ src, T* __restrict__ dst, const T* __rest
       if ((((ty & 1) << 1) | (tx & 1)) != parity) continue;
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) a[k] = src[k * plane + l];
-      winograd::input_tile_adjoint<1>(a, tmp, b);
+      input_tile_adjoint<1>(a, tmp, b);
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) {
-        const int64_t p = winograd::input_pixel(g, n, ty, tx, k / kIn, k % kIn);
+        const int64_t p = input_pixel(g, n, ty, tx, k / kIn, k % kIn);
         if (p >= 0) dst[p + c] += b[k];
       }
     }
@@ -106,9 +101,8 @@ struct CudaBackend {
 };
 
 }  // namespace
-}  // namespace pytexsynth
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
-  m.impl("winograd_conv3x3", &pytexsynth::winograd::forward<pytexsynth::CudaBackend>);
-  m.impl("_winograd_conv3x3_backward", &pytexsynth::winograd::backward<pytexsynth::CudaBackend>);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { register_kernels<CudaBackend>(m); }
+
+}  // namespace winograd
+}  // namespace pytexsynth
