@@ -77,9 +77,9 @@ C10_HOST_DEVICE inline acc_t backward_value(const scalar_t* grad, const Geometry
 template <bool Backward, bool ChannelsLast, typename acc_t, typename scalar_t, typename index_t>
 C10_HOST_DEVICE inline void write_element(const scalar_t* src, scalar_t* out, const Geometry<index_t>& g, index_t l) {
   if constexpr (Backward) {
-    out[l] = static_cast<scalar_t>(backward_value<acc_t>(src, g, decode<ChannelsLast>(l, g.C, g.H, g.W)));
+    out[l] = static_cast<scalar_t>(backward_value<acc_t>(src, g, coord_of<ChannelsLast>(l, g.C, g.H, g.W)));
   } else {
-    out[l] = forward_value(src, g, decode<ChannelsLast>(l, g.C, g.Ho, g.Wo));
+    out[l] = forward_value(src, g, coord_of<ChannelsLast>(l, g.C, g.Ho, g.Wo));
   }
 }
 

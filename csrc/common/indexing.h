@@ -21,7 +21,7 @@ struct Coord {
 // contiguous (NCHW) or channels_last (NHWC): the order in which the kernels walk their output
 // so that writes are sequential in memory. index_t is int32 where every offset fits.
 template <bool ChannelsLast, typename index_t>
-C10_HOST_DEVICE inline Coord<index_t> decode(index_t l, index_t C, index_t H, index_t W) {
+C10_HOST_DEVICE inline Coord<index_t> coord_of(index_t l, index_t C, index_t H, index_t W) {
   Coord<index_t> p;
   if (ChannelsLast) {
     p.c = l % C; l /= C;

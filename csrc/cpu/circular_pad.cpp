@@ -15,11 +15,8 @@
 #include "common/circular_pad.h"
 
 namespace pytexsynth {
+namespace circular_pad {
 namespace {
-
-using circular_pad::Geometry;
-using circular_pad::output_taps;
-using circular_pad::source_index;
 
 template <typename T>
 inline void strided_copy(T* dst, const T* src, int64_t n, int64_t stride) {
@@ -41,7 +38,7 @@ template <bool Backward, bool ChannelsLast, typename scalar_t>
 void elementwise(const scalar_t* src, scalar_t* out, const Geometry<int64_t>& g, int64_t numel) {
   using acc_t = at::opmath_type<scalar_t>;
   at::parallel_for(0, numel, Backward ? 16384 : 32768, [&](int64_t begin, int64_t end) {
-    for (int64_t l = begin; l < end; ++l) circular_pad::write_element<Backward, ChannelsLast, acc_t>(src, out, g, l);
+    for (int64_t l = begin; l < end; ++l) write_element<Backward, ChannelsLast, acc_t>(src, out, g, l);
   });
 }
 
@@ -54,7 +51,7 @@ void forward(const scalar_t* x, scalar_t* out, const Geometry<int64_t>& g, bool 
     const int64_t row_elems = g.Wo * g.C;
     at::parallel_for(0, g.N * g.Ho, std::max<int64_t>(1, 32768 / row_elems), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        const auto p = decode<true>(r * row_elems, g.C, g.Ho, g.Wo);  // (n, h, 0, 0)
+        const auto p = coord_of<true>(r * row_elems, g.C, g.Ho, g.Wo);  // (n, h, 0, 0)
         const scalar_t* src_row = x + p.n * g.sN + source_index(p.h, g.top, g.H) * g.sH;
         scalar_t* dst = out + r * row_elems;
         for (int64_t ow = 0; ow < g.Wo; ++ow, dst += g.C) {
@@ -69,7 +66,7 @@ void forward(const scalar_t* x, scalar_t* out, const Geometry<int64_t>& g, bool 
   const int64_t bounds[4] = {0, g.left, g.left + g.W, g.Wo};
   at::parallel_for(0, g.N * g.C, std::max<int64_t>(1, 32768 / plane_elems), [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
-      const auto p = decode<false>(plane * plane_elems, g.C, g.Ho, g.Wo);  // (n, c, 0, 0)
+      const auto p = coord_of<false>(plane * plane_elems, g.C, g.Ho, g.Wo);  // (n, c, 0, 0)
       const scalar_t* src_plane = x + p.n * g.sN + p.c * g.sC;
       scalar_t* dst = out + plane * plane_elems;
       for (int64_t oh = 0; oh < g.Ho; ++oh, dst += g.Wo) {
@@ -91,7 +88,7 @@ void backward(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, b
     at::parallel_for(0, g.N * g.H, std::max<int64_t>(1, 16384 / row_elems), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(g.C);
       for (int64_t r = begin; r < end; ++r) {
-        const auto p = decode<true>(r * row_elems, g.C, g.H, g.W);  // (n, h, 0, 0)
+        const auto p = coord_of<true>(r * row_elems, g.C, g.H, g.W);  // (n, h, 0, 0)
         int64_t th[3], tw[3];
         const int nh = output_taps(p.h, g.top, g.H, g.Ho, th);
         scalar_t* dst = out + r * row_elems;
@@ -115,7 +112,7 @@ void backward(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, b
   at::parallel_for(0, g.N * g.C, std::max<int64_t>(1, 16384 / plane_elems), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(g.W);
     for (int64_t plane = begin; plane < end; ++plane) {
-      const auto p = decode<false>(plane * plane_elems, g.C, g.H, g.W);  // (n, c, 0, 0)
+      const auto p = coord_of<false>(plane * plane_elems, g.C, g.H, g.W);  // (n, c, 0, 0)
       const scalar_t* grad_plane = grad + p.n * g.sN + p.c * g.sC;
       scalar_t* dst = out + plane * plane_elems;
       for (int64_t ih = 0; ih < g.H; ++ih, dst += g.W) {
@@ -138,7 +135,7 @@ void backward(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, b
 struct CpuBackend {
   template <bool Backward>
   static void run(const at::Tensor& src, at::Tensor& out, const std::array<int64_t, 4>& pads) {
-    const auto g = circular_pad::make_geometry<int64_t>(src, pads, /*src_is_padded=*/Backward);
+    const auto g = make_geometry<int64_t>(src, pads, /*src_is_padded=*/Backward);
     const bool cl = output_memory_format(src) == at::MemoryFormat::ChannelsLast;
     const bool unit_inner = (cl ? g.sC : g.sW) == 1;
     const int64_t numel = out.numel();
@@ -159,6 +156,7 @@ struct CpuBackend {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { circular_pad::register_kernels<CpuBackend>(m); }
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { register_kernels<CpuBackend>(m); }
 
+}  // namespace circular_pad
 }  // namespace pytexsynth

@@ -22,10 +22,8 @@
 #include "common/gram.h"
 
 namespace pytexsynth {
+namespace gram {
 namespace {
-
-using gram::Features;
-using gram::Schedule;
 
 // One layer's forward state: F in the accumulation dtype (dense in its layout), its schedule and
 // the workspace of partial products.
@@ -38,11 +36,11 @@ struct Layer {
 
 Layer prepare(const at::Tensor& x, Precision p) {
   Layer L;
-  L.f = gram::features(x, operand_type(x.scalar_type(), p));
-  const at::ScalarType acc = gram::acc_type(x);
+  L.f = features(x, operand_type(x.scalar_type(), p));
+  const at::ScalarType acc = acc_type(x);
   // Detached: the GEMMs run on worker threads, below autograd.
   L.F = (L.f.data.scalar_type() == acc ? L.f.data : L.f.data.to(acc)).detach();
-  L.s = gram::cpu_schedule(L.f.B, L.f.C, L.f.n);
+  L.s = cpu_schedule(L.f.B, L.f.C, L.f.n);
   const auto opts = x.options().dtype(acc);
   L.work = L.f.n == 0 ? at::zeros({L.s.workspace()}, opts) : at::empty({L.s.workspace()}, opts);
   return L;
@@ -52,14 +50,14 @@ Layer prepare(const at::Tensor& x, Precision p) {
 // the offsets and strides of gram_math.h, multiplied into the item's workspace slot.
 void run_item(const Layer& L, int64_t w) {
   const Schedule& s = L.s;
-  const gram::TileItem it = s.item(w);
+  const TileItem it = s.item(w);
   const bool cl = L.f.channels_last;
   const int64_t base = L.F.storage_offset() + it.b * s.C * s.n;
   const std::vector<int64_t> strides = cl ? std::vector<int64_t>{1, s.C} : std::vector<int64_t>{s.n, 1};
   const at::Tensor a =
-      L.F.as_strided({it.rows, it.klen}, strides, base + gram::feature_offset(cl, s.C, s.n, it.row0, it.k0));
+      L.F.as_strided({it.rows, it.klen}, strides, base + feature_offset(cl, s.C, s.n, it.row0, it.k0));
   const at::Tensor b =
-      L.F.as_strided({it.cols, it.klen}, strides, base + gram::feature_offset(cl, s.C, s.n, it.col0, it.k0));
+      L.F.as_strided({it.cols, it.klen}, strides, base + feature_offset(cl, s.C, s.n, it.col0, it.k0));
   at::Tensor out = L.work.as_strided({it.rows, it.cols}, {s.tile, 1}, L.work.storage_offset() + w * s.slot());
   at::mm_out(out, a, b.t());
 }
@@ -98,7 +96,7 @@ at::Tensor symmetric_rows(const m_t* M, int64_t sb, int64_t si, int64_t sj, int6
       const int64_t b = r / C, i = r % C;
       const m_t* Mb = M + b * sb;
       for (int64_t j = 0; j < C; ++j) {
-        s[r * C + j] = gram::symmetric_grad(static_cast<acc_t>(Mb[i * si + j * sj]),
+        s[r * C + j] = symmetric_grad(static_cast<acc_t>(Mb[i * si + j * sj]),
                                             static_cast<acc_t>(Mb[j * si + i * sj]), scale);
       }
     }
@@ -116,7 +114,7 @@ acc_t loss_row(const acc_t* work, const Schedule& s, int64_t r, acc_t norm, cons
   for (int64_t j0 = i; j0 < C; j0 = s.tile_end(j0)) {
     const acc_t* p = work + s.entry_offset(b, i, j0);
     for (int64_t j = j0, end = s.tile_end(j0); j < end; ++j, ++p) {
-      sq += gram::loss_pair_at<acc_t, scalar_t>(p, s, i, j, norm, target + b * tb, ti, tj, diff + b * C * C);
+      sq += loss_pair_at<acc_t, scalar_t>(p, s, i, j, norm, target + b * tb, ti, tj, diff + b * C * C);
     }
   }
   return sq;
@@ -139,7 +137,7 @@ struct CpuBackend {
           for (int64_t j0 = i; j0 < C; j0 = s.tile_end(j0)) {
             const acc_t* pp = work + s.entry_offset(b, i, j0);
             for (int64_t j = j0, end = s.tile_end(j0); j < end; ++j, ++pp) {
-              gram::gram_pair_at<scalar_t, acc_t>(pp, s, i, j, static_cast<acc_t>(norm), o + b * C * C);
+              gram_pair_at<scalar_t, acc_t>(pp, s, i, j, static_cast<acc_t>(norm), o + b * C * C);
             }
           }
         }
@@ -148,7 +146,7 @@ struct CpuBackend {
   }
 
   // Rows in parallel, then the rows' sums in order, then the layers in order.
-  static void loss_layers(at::TensorList xs, at::TensorList targets, const gram::LossArgs& a,
+  static void loss_layers(at::TensorList xs, at::TensorList targets, const LossArgs& a,
                           std::vector<at::Tensor>& diffs, at::Tensor& loss) {
     std::vector<Layer> layers;
     for (const auto& x : xs) layers.push_back(prepare(x, a.precision));
@@ -169,7 +167,7 @@ struct CpuBackend {
         });
         acc_t layer_sq = acc_t(0);
         for (const acc_t v : row_sq) layer_sq += v;
-        total += gram::finish_loss(layer_sq, static_cast<acc_t>(s.B * s.C * s.C), static_cast<acc_t>(a.weights[l]));
+        total += finish_loss(layer_sq, static_cast<acc_t>(s.B * s.C * s.C), static_cast<acc_t>(a.weights[l]));
       }
       *loss.mutable_data_ptr<scalar_t>() = static_cast<scalar_t>(total);
     });
@@ -204,6 +202,7 @@ struct CpuBackend {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { gram::register_kernels<CpuBackend>(m); }
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { register_kernels<CpuBackend>(m); }
 
+}  // namespace gram
 }  // namespace pytexsynth

@@ -17,11 +17,8 @@
 #include "common/histogram.h"
 
 namespace pytexsynth {
+namespace histogram {
 namespace {
-
-using histogram::InputPlane;
-using histogram::Problem;
-using histogram::StyleChannel;
 
 // Calls f(value, h, w) for every element of one plane, rows in order; a dense row is a
 // unit-stride loop the compiler can vectorise.
@@ -46,7 +43,7 @@ struct Scratch {
 
 // R (or D = x - R when WriteDiff) of one plane; returns the sum of D^2 in double.
 template <bool WriteDiff, typename scalar_t>
-double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const histogram::StyleChannel<at::opmath_type<scalar_t>>& st,
+double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const StyleChannel<at::opmath_type<scalar_t>>& st,
                    Scratch& s) {
   using acc_t = at::opmath_type<scalar_t>;
   const int32_t nb = p.nb;
@@ -70,7 +67,7 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const his
       if (v == lo) {
         ++at_lo;
       } else if (v == v) {
-        counts[histogram::bin_position(v, lo, hi, nb).bin] += 1;
+        counts[bin_position(v, lo, hi, nb).bin] += 1;
       }
     });
     counts[0] += at_lo;
@@ -82,10 +79,10 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const his
     for (int32_t b = 0; b < nb; ++b) {
       const int64_t cnt = s.cum[b + 1] - s.cum[b];
       if (cnt == 0) continue;
-      const acc_t u0 = histogram::cdf_position(s.cum[b], cnt, acc_t(0), in.n);
-      const acc_t u1 = histogram::cdf_position(s.cum[b], cnt, acc_t(1), in.n);
-      s.k0[b] = histogram::find_style_bin(st.cdf, u0, 0, st.nb - 1);
-      s.k1[b] = histogram::find_style_bin(st.cdf, u1, s.k0[b], st.nb - 1);
+      const acc_t u0 = cdf_position(s.cum[b], cnt, acc_t(0), in.n);
+      const acc_t u1 = cdf_position(s.cum[b], cnt, acc_t(1), in.n);
+      s.k0[b] = find_style_bin(st.cdf, u0, 0, st.nb - 1);
+      s.k1[b] = find_style_bin(st.cdf, u1, s.k0[b], st.nb - 1);
     }
   }
   const auto narrow = [&s](int32_t bin, int32_t& k0, int32_t& k1) {
@@ -93,12 +90,12 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const his
     k1 = s.k1[bin];
   };
   // R of the minimum, computed once with the same function (the same bits as per element).
-  const acc_t r_lo = histogram::remap_value(lo, in, st, narrow);
+  const acc_t r_lo = remap_value(lo, in, st, narrow);
   // Pass 3: remap.
   double sum_sq = 0.0;
   for_each_value(x, p, [&](scalar_t v_, int64_t h, int64_t w) {
     const acc_t v = static_cast<acc_t>(v_);
-    const acc_t r = v == lo ? r_lo : histogram::remap_value(v, in, st, narrow);
+    const acc_t r = v == lo ? r_lo : remap_value(v, in, st, narrow);
     scalar_t* o = out + h * p.oH + w * p.oW;
     if (WriteDiff) {
       const acc_t d = v - r;
@@ -115,11 +112,11 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const his
 template <bool WriteDiff>
 std::vector<double> run(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf,
                         at::Tensor& out, int32_t nb) {
-  const Problem p = histogram::make_problem(x, out, nb);
+  const Problem p = make_problem(x, out, nb);
   std::vector<double> sums(WriteDiff ? p.planes() : 0, 0.0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "histogram_match_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto style = histogram::style_tensors(lo, hi, cdf, c10::CppTypeToScalarType<acc_t>::value, nb);
+    const auto style = style_tensors(lo, hi, cdf, c10::CppTypeToScalarType<acc_t>::value, nb);
     const acc_t* s_lo = style.lo.const_data_ptr<acc_t>();
     const acc_t* s_step = style.step.const_data_ptr<acc_t>();
     const acc_t* s_cdf = style.cdf.const_data_ptr<acc_t>();
@@ -158,6 +155,7 @@ struct CpuBackend {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { histogram::register_kernels<CpuBackend>(m); }
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { register_kernels<CpuBackend>(m); }
 
+}  // namespace histogram
 }  // namespace pytexsynth

@@ -14,9 +14,8 @@
 #include "common/style_swap.h"
 
 namespace pytexsynth {
+namespace style_swap {
 namespace {
-
-using style_swap::Geometry;
 
 // Interleaved argmax lanes per scan (independent compare-select chains).
 constexpr int kLanes = 8;
@@ -46,8 +45,8 @@ struct CpuBackend {
         std::vector<scalar_t> buf(cols);
         for (int64_t r = r0; r < r1; ++r) {
           const scalar_t* row = S + r * ld;
-          for (int64_t c = 0; c < cols; ++c) buf[c] = style_swap::normalized_score(row[c], inv[c]);
-          style_swap::scan_best<kLanes>(buf.data(), cols, col0, bv[r], bi[r]);
+          for (int64_t c = 0; c < cols; ++c) buf[c] = normalized_score(row[c], inv[c]);
+          scan_best<kLanes>(buf.data(), cols, col0, bv[r], bi[r]);
         }
       });
     });
@@ -82,10 +81,10 @@ struct CpuBackend {
               const int64_t col_p = (p - p0) * s * g.Ws;
               const scalar_t* inv_p = inv + p * g.nWs;
               for (int64_t q = 0; q < g.nWs; ++q) {
-                buf[q] = style_swap::normalized_score(
-                    style_swap::pixel_block_score<K>(Mp, ld, row, col_p + q * s, g.W, g.Ws, g.k), inv_p[q]);
+                buf[q] = normalized_score(
+                    pixel_block_score<K>(Mp, ld, row, col_p + q * s, g.W, g.Ws, g.k), inv_p[q]);
               }
-              style_swap::scan_best<kLanes>(buf.data(), g.nWs, p * g.nWs, v, ix);
+              scan_best<kLanes>(buf.data(), g.nWs, p * g.nWs, v, ix);
             }
             bv[r] = v;
             bi[r] = ix;
@@ -121,7 +120,7 @@ struct CpuBackend {
           for (int64_t h = 0; h < g.H; ++h) {
             for (int64_t w = 0; w < g.W; ++w) {
               o_plane[h * sOh + w * sOw] = static_cast<scalar_t>(
-                  style_swap::decode_value<acc_t>(s_plane, sSh, sSw, i_plane, g.nW, 1, h, w, g));
+                  decode_value<acc_t>(s_plane, sSh, sSw, i_plane, g.nW, 1, h, w, g));
             }
           }
         }
@@ -130,7 +129,7 @@ struct CpuBackend {
   }
 
   // grad_style[bs, c, y, x] = style_grad_value(...), parallel over (bs, c) planes.
-  static void style_grad(const at::Tensor& grad, const style_swap::InvertedMatches& inv, const Geometry& g,
+  static void style_grad(const at::Tensor& grad, const InvertedMatches& inv, const Geometry& g,
                          at::Tensor& out) {
     const int64_t Bs = out.size(0);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "style_swap_backward_cpu", [&] {
@@ -147,7 +146,7 @@ struct CpuBackend {
           scalar_t* o_plane = O + bs * sOb + c * sOc;
           for (int64_t y = 0; y < g.Hs; ++y) {
             for (int64_t x = 0; x < g.Ws; ++x) {
-              o_plane[y * sOh + x * sOw] = static_cast<scalar_t>(style_swap::style_grad_value<acc_t>(
+              o_plane[y * sOh + x * sOw] = static_cast<scalar_t>(style_grad_value<acc_t>(
                   G + c * sGc, sGb, sGh, sGw, off, mem, bs * g.ns(), y, x, g));
             }
           }
@@ -159,6 +158,7 @@ struct CpuBackend {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { style_swap::register_kernels<CpuBackend>(m); }
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { register_kernels<CpuBackend>(m); }
 
+}  // namespace style_swap
 }  // namespace pytexsynth

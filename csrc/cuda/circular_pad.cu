@@ -11,9 +11,8 @@
 #include "cuda/launch.cuh"
 
 namespace pytexsynth {
+namespace circular_pad {
 namespace {
-
-using circular_pad::Geometry;
 
 constexpr int kThreads = 256;
 
@@ -26,13 +25,13 @@ circular_pad_kernel(const scalar_t* __restrict__ src, scalar_t* __restrict__ out
   using acc_t = at::opmath_type<scalar_t>;
   const index_t step = static_cast<index_t>(blockDim.x) * gridDim.x;
   for (index_t l = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
-    circular_pad::write_element<Backward, ChannelsLast, acc_t>(src, out, g, l);
+    write_element<Backward, ChannelsLast, acc_t>(src, out, g, l);
   }
 }
 
 template <bool Backward, typename scalar_t, typename index_t>
 void launch(const at::Tensor& src, at::Tensor& out, const std::array<int64_t, 4>& pads, bool channels_last) {
-  const auto g = circular_pad::make_geometry<index_t>(src, pads, /*src_is_padded=*/Backward);
+  const auto g = make_geometry<index_t>(src, pads, /*src_is_padded=*/Backward);
   const index_t numel = static_cast<index_t>(out.numel());
   auto kernel = channels_last ? circular_pad_kernel<Backward, scalar_t, index_t, true>
                               : circular_pad_kernel<Backward, scalar_t, index_t, false>;
@@ -56,6 +55,7 @@ struct CudaBackend {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { circular_pad::register_kernels<CudaBackend>(m); }
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { register_kernels<CudaBackend>(m); }
 
+}  // namespace circular_pad
 }  // namespace pytexsynth

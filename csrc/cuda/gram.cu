@@ -32,10 +32,8 @@
 #include "cuda/launch.cuh"
 
 namespace pytexsynth {
+namespace gram {
 namespace {
-
-using gram::Features;
-using gram::Schedule;
 
 constexpr int kThreads = 256;
 // Epilogue blocks are small so that a small C (64 x 64 entries) still spreads over 32+ SMs.
@@ -55,14 +53,14 @@ struct Layer {
 // least 2048 pixels, workspace at most 64 MB of float32. Depends only on shapes and the device,
 // so gram() and gram_loss() of the same x use the same schedule (D = 0 exactly at own target).
 Schedule gpu_schedule(int64_t B, int64_t C, int64_t n) {
-  return gram::make_schedule(B, C, n, 2 * cuda::sm_count(), /*min_chunk=*/2048, /*max_workspace=*/int64_t(1) << 24);
+  return make_schedule(B, C, n, 2 * cuda::sm_count(), /*min_chunk=*/2048, /*max_workspace=*/int64_t(1) << 24);
 }
 
 Layer prepare(const at::Tensor& x, Precision p) {
   Layer L;
-  L.f = gram::features(x, operand_type(x.scalar_type(), p));
+  L.f = features(x, operand_type(x.scalar_type(), p));
   L.s = gpu_schedule(L.f.B, L.f.C, L.f.n);
-  const auto opts = x.options().dtype(gram::acc_type(x));
+  const auto opts = x.options().dtype(acc_type(x));
   // H*W = 0: G = 0 and no GEMM runs.
   L.work = L.f.n == 0 ? at::zeros({L.s.workspace()}, opts) : at::empty({L.s.workspace()}, opts);
   return L;
@@ -97,13 +95,13 @@ void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
     char* work = static_cast<char*>(L.work.mutable_data_ptr());
     const int64_t ld = cl ? s.C : s.n;
     for (int64_t w = 0; w < s.items(); ++w) {
-      const gram::TileItem it = s.item(w);
+      const TileItem it = s.item(w);
       const int64_t img = it.b * s.C * s.n;
       const ShapeKey key{cl ? CUBLAS_OP_N : CUBLAS_OP_T, cl ? CUBLAS_OP_T : CUBLAS_OP_N, it.cols, it.rows, it.klen,
                          ld, ld, s.tile};
       GemmList& g = groups[key];
-      const void* a = F + (img + gram::feature_offset(cl, s.C, s.n, it.col0, it.k0)) * es;
-      const void* b = F + (img + gram::feature_offset(cl, s.C, s.n, it.row0, it.k0)) * es;
+      const void* a = F + (img + feature_offset(cl, s.C, s.n, it.col0, it.k0)) * es;
+      const void* b = F + (img + feature_offset(cl, s.C, s.n, it.row0, it.k0)) * es;
       void* c = work + w * s.slot() * as;
       g.a.push_back(a);
       g.b.push_back(b);
@@ -185,7 +183,7 @@ gram_epilogue_kernel(const acc_t* __restrict__ work, Schedule s, acc_t norm, sca
   if (l >= total) return;
   const Entry e = decode_entry(l, s.C);
   if (e.i > e.j) return;  // the upper entry's thread writes the mirror
-  gram::gram_pair(work, s, e.b, e.i, e.j, norm, out + e.b * s.C * s.C);
+  gram_pair(work, s, e.b, e.i, e.j, norm, out + e.b * s.C * s.C);
 }
 
 // One layer of the loss epilogue: its workspace, target, diff, and its blocks in the grid.
@@ -213,7 +211,7 @@ gram_loss_epilogue_kernel(const LossLayer<scalar_t, acc_t>* __restrict__ layers,
   if (e < L.s.B * C * C) {
     const Entry en = decode_entry(e, C);
     if (en.i <= en.j) {
-      sq = gram::loss_pair(L.work, L.s, en.b, en.i, en.j, L.norm, L.target + en.b * L.tb, L.ti, L.tj,
+      sq = loss_pair(L.work, L.s, en.b, en.i, en.j, L.norm, L.target + en.b * L.tb, L.ti, L.tj,
                            L.diff + en.b * C * C);
     }
   }
@@ -232,7 +230,7 @@ gram_loss_finish_kernel(const LossLayer<scalar_t, acc_t>* __restrict__ layers, i
     acc_t s = acc_t(0);
     for (int64_t k = threadIdx.x; k < layers[l].blocks; k += kThreads) s += block_sq[layers[l].block0 + k];
     const acc_t sum = cuda::block_sum<kThreads>(s);  // valid in thread 0, which writes the loss
-    total += gram::finish_loss(sum, layers[l].count, layers[l].weight);
+    total += finish_loss(sum, layers[l].count, layers[l].weight);
   }
   if (threadIdx.x == 0) *loss = static_cast<scalar_t>(total);
 }
@@ -248,14 +246,14 @@ symmetric_grad_kernel(const m_t* __restrict__ M, int64_t sb, int64_t si, int64_t
   const Entry e = decode_entry(l, C);
   const acc_t scale = grad != nullptr ? coef * static_cast<acc_t>(*grad) : coef;
   const m_t* Mb = M + e.b * sb;
-  S[l] = static_cast<s_t>(gram::symmetric_grad(static_cast<acc_t>(Mb[e.i * si + e.j * sj]),
+  S[l] = static_cast<s_t>(symmetric_grad(static_cast<acc_t>(Mb[e.i * si + e.j * sj]),
                                                static_cast<acc_t>(Mb[e.j * si + e.i * sj]), scale));
 }
 
 // The loss epilogue's per-layer table, in the grid's block order.
 template <typename scalar_t, typename acc_t>
 std::vector<LossLayer<scalar_t, acc_t>> loss_table(const std::vector<Layer>& layers, at::TensorList targets,
-                                                   const gram::LossArgs& a, std::vector<at::Tensor>& diffs) {
+                                                   const LossArgs& a, std::vector<at::Tensor>& diffs) {
   std::vector<LossLayer<scalar_t, acc_t>> desc(layers.size());
   int64_t blocks = 0;
   for (size_t l = 0; l < layers.size(); ++l) {
@@ -282,7 +280,7 @@ std::vector<LossLayer<scalar_t, acc_t>> loss_table(const std::vector<Layer>& lay
 struct CudaBackend {
   static void gram(const at::Tensor& x, Precision p, double norm, at::Tensor& out) {
     std::vector<Layer> layers{prepare(x, p)};
-    run_products(layers, gram::acc_type(x), p);
+    run_products(layers, acc_type(x), p);
     const Layer& L = layers[0];
     const int64_t total = out.numel();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cuda", [&] {
@@ -295,9 +293,9 @@ struct CudaBackend {
   }
 
   // Every layer's epilogue in one launch, then one block adds the block partials in order.
-  static void loss_layers(at::TensorList xs, at::TensorList targets, const gram::LossArgs& a,
+  static void loss_layers(at::TensorList xs, at::TensorList targets, const LossArgs& a,
                           std::vector<at::Tensor>& diffs, at::Tensor& loss) {
-    const at::ScalarType acc = gram::acc_type(xs[0]);
+    const at::ScalarType acc = acc_type(xs[0]);
     std::vector<Layer> layers;
     for (const auto& x : xs) layers.push_back(prepare(x, a.precision));  // an empty x has no items
     run_products(layers, acc, a.precision);
@@ -349,9 +347,9 @@ struct CudaBackend {
 
   // grad_x = S F (S symmetric, operand dtype): one strided batched GEMM, in x's layout and dtype.
   static at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& x, Precision p) {
-    const at::ScalarType acc = gram::acc_type(x);
+    const at::ScalarType acc = acc_type(x);
     const int64_t B = f.B, C = f.C, n = f.n;
-    at::Tensor out = gram::grad_like(f, x.size(2), x.size(3), acc, x);
+    at::Tensor out = grad_like(f, x.size(2), x.size(3), acc, x);
     const blas::Gemm gemm(f.data.scalar_type(), acc, p, "gram");
     if (f.channels_last) {
       // Column-major (C x n) per image: Out = S A.
@@ -368,6 +366,7 @@ struct CudaBackend {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { gram::register_kernels<CudaBackend>(m); }
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { register_kernels<CudaBackend>(m); }
 
+}  // namespace gram
 }  // namespace pytexsynth

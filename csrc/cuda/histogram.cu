@@ -6,7 +6,7 @@
 //      ReLU zeros, are merged with __match_any_sync before one atomicAdd), then adds it to the
 //      plane's global int32 counts (integer atomics: deterministic);
 //   3. remap_kernel: block prefix sum of the counts and the style CDF in shared memory, then
-//      histogram::remap_value per value (the CPU's functions), writing R or D = x - R and a
+//      remap_value per value (the CPU's functions), writing R or D = x - R and a
 //      per-block partial sum of D^2;
 //   4. loss_kernel: one block sums the partials in a fixed order, in double.
 // No float atomics anywhere: the same bits on every run.
@@ -22,10 +22,8 @@
 #include "cuda/launch.cuh"
 
 namespace pytexsynth {
+namespace histogram {
 namespace {
-
-using histogram::InputPlane;
-using histogram::StyleChannel;
 
 constexpr int kThreads = 256;
 constexpr int kMaxSplits = 1024;
@@ -129,7 +127,7 @@ histogram_kernel(const scalar_t* __restrict__ x, const Geom g, const acc_t* __re
         int key = -1;
         if (i < g.M) {
           const acc_t v = static_cast<acc_t>(x[x_offset(g, pb, i)]);
-          if (v == v) key = histogram::bin_position(v, lo, hi, g.nb).bin;
+          if (v == v) key = bin_position(v, lo, hi, g.nb).bin;
         }
         const unsigned peers = __match_any_sync(0xffffffffu, key);
         if (key >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hist[key], __popc(peers));
@@ -186,9 +184,9 @@ remap_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, const G
     double sum_sq = 0.0;
     for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < g.M; i += step) {
       const acc_t v = static_cast<acc_t>(x[x_offset(g, pb, i)]);
-      const acc_t r = histogram::remap_value(v, in, st);
+      const acc_t r = remap_value(v, in, st);
       if (WriteDiff) {
-        const acc_t d = histogram::sub_rn(v, r);
+        const acc_t d = sub_rn(v, r);
         out[out_offset(g, pb, i)] = static_cast<scalar_t>(d);
         sum_sq += static_cast<double>(d) * static_cast<double>(d);
       } else {
@@ -213,7 +211,7 @@ loss_kernel(const double* __restrict__ partials, int64_t count, double scale, sc
 }
 
 Geom make_geom(const at::Tensor& x, const at::Tensor& out, int32_t nb) {
-  const auto p = histogram::make_problem(x, out, nb);
+  const auto p = make_problem(x, out, nb);
   Geom g;
   g.planes = p.planes();
   g.C = static_cast<int32_t>(p.C);
@@ -239,7 +237,7 @@ at::Tensor run(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "histogram_match_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto acc_opts = x.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
-    const auto style = histogram::style_tensors(lo, hi, cdf, c10::CppTypeToScalarType<acc_t>::value, nb);
+    const auto style = style_tensors(lo, hi, cdf, c10::CppTypeToScalarType<acc_t>::value, nb);
     at::Tensor part_lo = at::empty({g.planes * splits}, acc_opts);
     at::Tensor part_hi = at::empty({g.planes * splits}, acc_opts);
     at::Tensor ranges = at::empty({g.planes, 2}, acc_opts);
@@ -290,6 +288,7 @@ struct CudaBackend {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { histogram::register_kernels<CudaBackend>(m); }
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { register_kernels<CudaBackend>(m); }
 
+}  // namespace histogram
 }  // namespace pytexsynth

@@ -17,9 +17,8 @@
 #include "cuda/launch.cuh"
 
 namespace pytexsynth {
+namespace style_swap {
 namespace {
-
-using style_swap::Geometry;
 
 constexpr int kThreads = 256;
 constexpr int kWarpsPerBlock = kThreads / 32;
@@ -29,7 +28,7 @@ __device__ inline void warp_merge(scalar_t& v, int64_t& ix) {
   for (int offset = 16; offset > 0; offset /= 2) {
     const scalar_t ov = __shfl_down_sync(0xffffffffu, v, offset);
     const int64_t oi = __shfl_down_sync(0xffffffffu, ix, offset);
-    style_swap::merge_best(v, ix, ov, oi);
+    merge_best(v, ix, ov, oi);
   }
 }
 
@@ -43,9 +42,9 @@ combine_scores_kernel(const scalar_t* __restrict__ S, int64_t ld, const scalar_t
   scalar_t v = -std::numeric_limits<scalar_t>::infinity();
   int64_t ix = -1;
   const scalar_t* row = S + r * ld;
-  for (int64_t c = lane; c < cols; c += 32) style_swap::update_best(v, ix, style_swap::normalized_score(row[c], inv[c]), col0 + c);
+  for (int64_t c = lane; c < cols; c += 32) update_best(v, ix, normalized_score(row[c], inv[c]), col0 + c);
   warp_merge(v, ix);
-  if (lane == 0 && ix >= 0) style_swap::update_best(best[r], best_index[r], v, ix);
+  if (lane == 0 && ix >= 0) update_best(best[r], best_index[r], v, ix);
 }
 
 template <typename scalar_t, int K>
@@ -64,12 +63,12 @@ combine_pixels_kernel(const scalar_t* __restrict__ M, int64_t ld, const scalar_t
   for (int64_t t = lane; t < n; t += 32) {
     const int64_t pr = t / g.nWs, q = t - pr * g.nWs;
     const int64_t m = p0 * g.nWs + t;
-    const scalar_t score = style_swap::normalized_score(
-        style_swap::pixel_block_score<K>(M, ld, row, pr * g.s * g.Ws + q * g.s, g.W, g.Ws, g.k), inv[m]);
-    style_swap::update_best(v, ix, score, m);
+    const scalar_t score = normalized_score(
+        pixel_block_score<K>(M, ld, row, pr * g.s * g.Ws + q * g.s, g.W, g.Ws, g.k), inv[m]);
+    update_best(v, ix, score, m);
   }
   warp_merge(v, ix);
-  if (lane == 0 && ix >= 0) style_swap::update_best(best[r], best_index[r], v, ix);
+  if (lane == 0 && ix >= 0) update_best(best[r], best_index[r], v, ix);
 }
 
 // Strides of a 4-D tensor (batch stride 0 for a shared style image).
@@ -88,8 +87,8 @@ decode_kernel(const scalar_t* __restrict__ style, Strides4 ss, const int64_t* __
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t step = int64_t(blockDim.x) * gridDim.x;
   for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
-    const Coord<int64_t> p = decode<ChannelsLast>(l, g.C, g.H, g.W);
-    const acc_t v = style_swap::decode_value<acc_t>(style + p.n * ss.b + p.c * ss.c, ss.h, ss.w, idx + p.n * g.nc(),
+    const Coord<int64_t> p = coord_of<ChannelsLast>(l, g.C, g.H, g.W);
+    const acc_t v = decode_value<acc_t>(style + p.n * ss.b + p.c * ss.c, ss.h, ss.w, idx + p.n * g.nc(),
                                                     g.nW, 1, p.h, p.w, g);
     out[p.n * so.b + p.c * so.c + p.h * so.h + p.w * so.w] = static_cast<scalar_t>(v);
   }
@@ -102,8 +101,8 @@ style_grad_kernel(const scalar_t* __restrict__ grad, Strides4 sg, const int64_t*
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t step = int64_t(blockDim.x) * gridDim.x;
   for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
-    const Coord<int64_t> p = decode<ChannelsLast>(l, g.C, g.Hs, g.Ws);  // (style image, c, y, x)
-    const acc_t v = style_swap::style_grad_value<acc_t>(grad + p.c * sg.c, sg.b, sg.h, sg.w, offsets, members,
+    const Coord<int64_t> p = coord_of<ChannelsLast>(l, g.C, g.Hs, g.Ws);  // (style image, c, y, x)
+    const acc_t v = style_grad_value<acc_t>(grad + p.c * sg.c, sg.b, sg.h, sg.w, offsets, members,
                                                         p.n * g.ns(), p.h, p.w, g);
     out[p.n * so.b + p.c * so.c + p.h * so.h + p.w * so.w] = static_cast<scalar_t>(v);
   }
@@ -156,7 +155,7 @@ struct CudaBackend {
     });
   }
 
-  static void style_grad(const at::Tensor& grad, const style_swap::InvertedMatches& inv, const Geometry& g,
+  static void style_grad(const at::Tensor& grad, const InvertedMatches& inv, const Geometry& g,
                          at::Tensor& out) {
     const bool cl = output_memory_format(out) == at::MemoryFormat::ChannelsLast;  // the order of out's memory
     const Strides4 sg = strides_of(grad), so = strides_of(out);
@@ -172,6 +171,7 @@ struct CudaBackend {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { style_swap::register_kernels<CudaBackend>(m); }
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { register_kernels<CudaBackend>(m); }
 
+}  // namespace style_swap
 }  // namespace pytexsynth
