@@ -41,6 +41,40 @@ struct Scratch {
   explicit Scratch(int32_t nb) : cum(nb + 1), k0(nb), k1(nb) {}
 };
 
+// Pass 2 of a plane whose values vary (hi > lo): s.cum = the cumulative counts of its non-NaN
+// values per bin, cum[0] = 0.
+template <typename scalar_t, typename acc_t>
+void count_bins(const scalar_t* x, const Problem& p, acc_t lo, acc_t hi, Scratch& s) {
+  // Values at the minimum (ReLU's zeros: often half the plane) all fall in bin 0; counting them
+  // apart keeps them off the bin counters' store-to-load chain.
+  int64_t* counts = s.cum.data() + 1;  // shifted by one so the prefix sum gives cum[0] = 0
+  int64_t at_lo = 0;
+  for_each_value(x, p, [&](scalar_t v_, int64_t, int64_t) {
+    const acc_t v = static_cast<acc_t>(v_);
+    if (v == lo) {
+      ++at_lo;
+    } else if (v == v) {
+      counts[bin_position(v, lo, hi, p.nb).bin] += 1;
+    }
+  });
+  counts[0] += at_lo;
+  for (int32_t b = 0; b < p.nb; ++b) s.cum[b + 1] += s.cum[b];
+}
+
+// The style-bin search range of each non-empty input bin: the style bins of its lowest and
+// highest quantile.
+template <typename acc_t>
+void search_ranges(const InputPlane<acc_t, int64_t>& in, const StyleChannel<acc_t>& st, Scratch& s) {
+  for (int32_t b = 0; b < in.nb; ++b) {
+    const int64_t cnt = s.cum[b + 1] - s.cum[b];
+    if (cnt == 0) continue;
+    const acc_t u0 = cdf_position(s.cum[b], cnt, acc_t(0), in.n);
+    const acc_t u1 = cdf_position(s.cum[b], cnt, acc_t(1), in.n);
+    s.k0[b] = find_style_bin(st.cdf, u0, 0, st.nb - 1);
+    s.k1[b] = find_style_bin(st.cdf, u1, s.k0[b], st.nb - 1);
+  }
+}
+
 // R (or D = x - R when WriteDiff) of one plane; returns the sum of D^2 in double.
 template <bool WriteDiff, typename scalar_t>
 double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const StyleChannel<at::opmath_type<scalar_t>>& st,
@@ -54,37 +88,12 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const Sty
     lo = v < lo ? v : lo;
     hi = v > hi ? v : hi;
   });
-  // Pass 2: counts (shifted by one so the prefix sum gives cum[0] = 0).
+  // Pass 2: counts (a constant plane has none: every value maps to u = 0.5).
   std::fill(s.cum.begin(), s.cum.end(), int64_t(0));
   const bool varies = hi > lo;
-  if (varies) {
-    // Values at the minimum (ReLU's zeros: often half the plane) all fall in bin 0; counting them
-    // apart keeps them off the bin counters' store-to-load chain.
-    int64_t* counts = s.cum.data() + 1;
-    int64_t at_lo = 0;
-    for_each_value(x, p, [&](scalar_t v_, int64_t, int64_t) {
-      const acc_t v = static_cast<acc_t>(v_);
-      if (v == lo) {
-        ++at_lo;
-      } else if (v == v) {
-        counts[bin_position(v, lo, hi, nb).bin] += 1;
-      }
-    });
-    counts[0] += at_lo;
-    for (int32_t b = 0; b < nb; ++b) s.cum[b + 1] += s.cum[b];
-  }
+  if (varies) count_bins(x, p, lo, hi, s);
   const InputPlane<acc_t, int64_t> in{lo, hi, s.cum.data(), static_cast<acc_t>(s.cum[nb]), nb};
-  // Search range of each non-empty bin: the style bins of its lowest and highest quantile.
-  if (varies) {
-    for (int32_t b = 0; b < nb; ++b) {
-      const int64_t cnt = s.cum[b + 1] - s.cum[b];
-      if (cnt == 0) continue;
-      const acc_t u0 = cdf_position(s.cum[b], cnt, acc_t(0), in.n);
-      const acc_t u1 = cdf_position(s.cum[b], cnt, acc_t(1), in.n);
-      s.k0[b] = find_style_bin(st.cdf, u0, 0, st.nb - 1);
-      s.k1[b] = find_style_bin(st.cdf, u1, s.k0[b], st.nb - 1);
-    }
-  }
+  if (varies) search_ranges(in, st, s);
   const auto narrow = [&s](int32_t bin, int32_t& k0, int32_t& k1) {
     k0 = s.k0[bin];
     k1 = s.k1[bin];

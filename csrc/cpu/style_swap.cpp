@@ -7,7 +7,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <tuple>
 #include <type_traits>
 #include <vector>
 

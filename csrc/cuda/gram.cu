@@ -19,7 +19,6 @@
 #include <cublas_v2.h>
 #include <torch/library.h>
 
-#include <array>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -77,16 +76,16 @@ struct GemmList {
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
-// Every item of every layer: P[item] (cols x rows column-major, ld tile = rows x cols row-major)
-// = op(A) op(B) with A the (cols x klen) block of tile tj and B the (rows x klen) block of tile
-// ti, both read in place through gram_math.h's feature_offset.
+using Groups = std::map<ShapeKey, GemmList>;
+
+// Every item of every layer, grouped by operand shape: P[item] (cols x rows column-major, ld tile
+// = rows x cols row-major) = op(A) op(B) with A the (cols x klen) block of tile tj and B the
+// (rows x klen) block of tile ti, both read in place through gram_math.h's feature_offset.
 //   NCHW: image b is the column-major (n x C) matrix, ld n: C = A^T B (ta = T, tb = N).
 //   NHWC: image b is the column-major (C x n) matrix, ld C: C = A B^T (ta = N, tb = T).
-void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
-  if (layers.empty()) return;
-  const at::ScalarType in_t = layers[0].f.data.scalar_type();
+Groups group_items(std::vector<Layer>& layers, at::ScalarType acc) {
   const int64_t es = layers[0].f.data.element_size(), as = c10::elementSize(acc);
-  std::map<ShapeKey, GemmList> groups;
+  Groups groups;
   for (Layer& L : layers) {
     const Schedule& s = L.s;
     if (s.n == 0 || s.items() == 0) continue;
@@ -110,35 +109,43 @@ void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
                   (s.tile * as) % 16 == 0;
     }
   }
-  if (groups.empty()) return;
+  return groups;
+}
 
-  // Pointer arrays of the batched groups, [A..., B..., C...] per group, in one host-to-device
-  // copy from pinned memory (the caching host allocator keeps it alive until the copy is done).
+// Pointer arrays of the batched groups, [A..., B..., C...] per group, in one host-to-device
+// copy from pinned memory (the caching host allocator keeps it alive until the copy is done).
+// Undefined when no group is batched.
+at::Tensor device_pointers(const Groups& groups, const at::Device& device) {
   int64_t total = 0;
   for (const auto& kv : groups) {
     if (kv.second.aligned) total += 3 * static_cast<int64_t>(kv.second.a.size());
   }
-  at::Tensor dev_ptrs;
-  if (total > 0) {
-    at::Tensor host = at::empty({total}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
-    int64_t* h = host.mutable_data_ptr<int64_t>();
-    int64_t off = 0;
-    for (const auto& kv : groups) {
-      const GemmList& g = kv.second;
-      if (!g.aligned) continue;
-      const int64_t nb = static_cast<int64_t>(g.a.size());
-      for (int64_t q = 0; q < nb; ++q) {
-        h[off + q] = reinterpret_cast<int64_t>(g.a[q]);
-        h[off + nb + q] = reinterpret_cast<int64_t>(g.b[q]);
-        h[off + 2 * nb + q] = reinterpret_cast<int64_t>(g.c[q]);
-      }
-      off += 3 * nb;
+  if (total == 0) return at::Tensor();
+  at::Tensor host = at::empty({total}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+  int64_t* h = host.mutable_data_ptr<int64_t>();
+  int64_t off = 0;
+  for (const auto& kv : groups) {
+    const GemmList& g = kv.second;
+    if (!g.aligned) continue;
+    const int64_t nb = static_cast<int64_t>(g.a.size());
+    for (int64_t q = 0; q < nb; ++q) {
+      h[off + q] = reinterpret_cast<int64_t>(g.a[q]);
+      h[off + nb + q] = reinterpret_cast<int64_t>(g.b[q]);
+      h[off + 2 * nb + q] = reinterpret_cast<int64_t>(g.c[q]);
     }
-    dev_ptrs = host.to(layers[0].work.device(), at::kLong, /*non_blocking=*/true);
+    off += 3 * nb;
   }
+  return host.to(device, at::kLong, /*non_blocking=*/true);
+}
 
-  const blas::Gemm gemm(in_t, acc, p, "gram");
-  const int64_t* d = total > 0 ? dev_ptrs.const_data_ptr<int64_t>() : nullptr;
+// The forward GEMMs of every layer: one batched cuBLAS call per aligned group.
+void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
+  if (layers.empty()) return;
+  const Groups groups = group_items(layers, acc);
+  if (groups.empty()) return;
+  const at::Tensor dev_ptrs = device_pointers(groups, layers[0].work.device());  // alive until the calls are queued
+  const blas::Gemm gemm(layers[0].f.data.scalar_type(), acc, p, "gram");
+  const int64_t* d = dev_ptrs.defined() ? dev_ptrs.const_data_ptr<int64_t>() : nullptr;
   int64_t off = 0;
   for (const auto& kv : groups) {
     const auto [ta_, tb_, m, n, k, lda, ldb, ldc] = kv.first;
@@ -149,8 +156,8 @@ void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
       // Batched GEMM from device pointer arrays: cuBLAS cannot see these pointers, so only
       // groups whose every pointer is 16-byte aligned go here.
       gemm.batched(ta, tb, m, n, k, reinterpret_cast<const void* const*>(d + off), lda,
-                   reinterpret_cast<const void* const*>(d + off + nb), ldb, reinterpret_cast<void* const*>(d + off + 2 * nb),
-                   ldc, nb);
+                   reinterpret_cast<const void* const*>(d + off + nb), ldb,
+                   reinterpret_cast<void* const*>(d + off + 2 * nb), ldc, nb);
       off += 3 * nb;
     } else {
       // Odd H*W or C (misaligned operands): one GEMM per item, which cuBLAS checks itself.

@@ -10,7 +10,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <torch/library.h>
 
-#include <tuple>
+#include <limits>
 
 #include "common/style_swap.h"
 #include "cuda/blas.cuh"
