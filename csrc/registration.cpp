@@ -1,5 +1,6 @@
 // Every op of the pytexsynth namespace is declared here, once. Kernels are registered per
-// backend in cpu/<op>.cpp and cuda/<op>.cu; autograd and fake kernels in
+// backend in cpu/<op>.cpp and cuda/<op>.cu (each through common/<op>.h's register_kernels), ops
+// written purely in ATen once for every backend in composite.cpp; autograd and fake kernels in
 // pytexsynth/_registrations.py. Backward passes are ops of their own (leading underscore), so
 // autograd formulas call registered ops that also have fake kernels.
 #include <torch/library.h>

@@ -1,6 +1,16 @@
-// Host-side argument checks and geometry of circular_pad2d, shared by the CPU and CUDA
-// kernels so both reject the same inputs with the same messages.
+// circular_pad2d and its backward: argument checks, geometry and the entry points shared by the
+// CPU and CUDA backends, so both reject the same inputs with the same messages.
+//
+// A backend supplies one member:
+//   template <bool Backward> static void run(const at::Tensor& src, at::Tensor& out,
+//                                            const std::array<int64_t, 4>& pads)
+// which writes the padded copy of src = x (forward) or the gathered gradient of the padded
+// src = grad_output (Backward) into out: non-empty, in output_memory_format(src), on src's
+// device (the current one).
 #pragma once
+
+#include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
 
 #include "common/checks.h"
 #include "common/circular_pad_math.h"
@@ -64,6 +74,27 @@ inline at::Tensor empty_like_padded(const at::Tensor& src, int64_t H, int64_t W)
   sizes[sizes.size() - 2] = H;
   sizes[sizes.size() - 1] = W;
   return at::empty(sizes, src.options().memory_format(output_memory_format(src)));
+}
+
+// The op (Backward = false: circular_pad2d) or its backward (_circular_pad2d_backward, which
+// reads the padded tensor); the schemas' signature.
+template <class Backend, bool Backward>
+at::Tensor entry(const at::Tensor& src, at::IntArrayRef pad) {
+  const auto pads = check_args(src, pad, Backward ? "_circular_pad2d_backward" : "circular_pad2d",
+                               Backward ? "grad_output" : "x", /*padded=*/Backward);
+  const c10::DeviceGuard guard(src.device());
+  const int64_t dh = pads[2] + pads[3], dw = pads[0] + pads[1];
+  at::Tensor out = Backward ? empty_like_padded(src, src.size(-2) - dh, src.size(-1) - dw)
+                            : empty_like_padded(src, src.size(-2) + dh, src.size(-1) + dw);
+  if (out.numel() == 0) return out;
+  Backend::template run<Backward>(src, out, pads);
+  return out;
+}
+
+template <class Backend>
+void register_kernels(torch::Library& m) {
+  m.impl("circular_pad2d", &entry<Backend, false>);
+  m.impl("_circular_pad2d_backward", &entry<Backend, true>);
 }
 
 }  // namespace circular_pad

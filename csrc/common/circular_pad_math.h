@@ -4,6 +4,8 @@
 
 #include <c10/macros/Macros.h>
 
+#include "common/indexing.h"
+
 namespace pytexsynth {
 namespace circular_pad {
 
@@ -16,28 +18,6 @@ struct Geometry {
   index_t left, top;     // leading pads (trailing ones are implied by Ho, Wo)
   index_t sN, sC, sH, sW;
 };
-
-template <typename index_t>
-struct Coord {
-  index_t n, c, h, w;
-};
-
-// Coordinates of the element at linear position l of a dense (N, C, H, W) tensor stored
-// contiguous (NCHW) or channels_last (NHWC).
-template <bool ChannelsLast, typename index_t>
-C10_HOST_DEVICE inline Coord<index_t> decode(index_t l, index_t C, index_t H, index_t W) {
-  Coord<index_t> p;
-  if (ChannelsLast) {
-    p.c = l % C; l /= C;
-    p.w = l % W; l /= W;
-    p.h = l % H; p.n = l / H;
-  } else {
-    p.w = l % W; l /= W;
-    p.h = l % H; l /= H;
-    p.c = l % C; p.n = l / C;
-  }
-  return p;
-}
 
 // Position in the unpadded axis that padded position o reads. Pads never exceed the size,
 // so one compare-and-select per side replaces a modulo.
@@ -91,18 +71,16 @@ C10_HOST_DEVICE inline acc_t backward_value(const scalar_t* grad, const Geometry
   return sum;
 }
 
-// One thread's work in the CUDA kernels, also the CPU's path for inputs whose innermost
-// dimension is strided: l is the linear position in the dense output (memory order).
-template <bool ChannelsLast, typename scalar_t, typename index_t>
-C10_HOST_DEVICE inline void forward_element(const scalar_t* x, scalar_t* out, const Geometry<index_t>& g,
-                                            index_t l) {
-  out[l] = forward_value(x, g, decode<ChannelsLast>(l, g.C, g.Ho, g.Wo));
-}
-
-template <bool ChannelsLast, typename acc_t, typename scalar_t, typename index_t>
-C10_HOST_DEVICE inline void backward_element(const scalar_t* grad, scalar_t* out, const Geometry<index_t>& g,
-                                             index_t l) {
-  out[l] = static_cast<scalar_t>(backward_value<acc_t>(grad, g, decode<ChannelsLast>(l, g.C, g.H, g.W)));
+// One thread's work in the CUDA kernel, also the CPU's path for inputs whose innermost
+// dimension is strided: l is the linear position in the dense output (memory order) of a
+// padded element (forward, src = x) or an unpadded one (Backward, src = grad_output).
+template <bool Backward, bool ChannelsLast, typename acc_t, typename scalar_t, typename index_t>
+C10_HOST_DEVICE inline void write_element(const scalar_t* src, scalar_t* out, const Geometry<index_t>& g, index_t l) {
+  if constexpr (Backward) {
+    out[l] = static_cast<scalar_t>(backward_value<acc_t>(src, g, coord_of<ChannelsLast>(l, g.C, g.H, g.W)));
+  } else {
+    out[l] = forward_value(src, g, coord_of<ChannelsLast>(l, g.C, g.Ho, g.Wo));
+  }
 }
 
 }  // namespace circular_pad

@@ -1,31 +1,44 @@
-// Host-side argument checks, options and operand layout of gram / gram_loss, shared by the CPU
-// and CUDA kernels so both reject the same inputs with the same messages and read F alike.
+// gram / gram_loss / gram_loss_multi and their backward ops: argument checks, options, operand
+// layout and the six entry points, shared by the CPU and CUDA backends so both reject the same
+// inputs with the same messages and read F alike.
+//
+// A backend supplies (inputs checked, the current device x's, outputs non-empty):
+//   static void gram(const at::Tensor& x, Precision p, double norm, at::Tensor& out)
+//       out (B, C, C) = F F^T / norm in x's dtype, by the tile schedule of gram_math.h;
+//   static void loss_layers(at::TensorList xs, at::TensorList targets, const LossArgs& a,
+//                           std::vector<at::Tensor>& diffs, at::Tensor& loss)
+//       diffs[l] = G_l - T_l (allocated, acc dtype), loss (0-d, xs' dtype) =
+//       sum_l weights[l] * mean(diffs[l]^2), reduced in a fixed order;
+//   static at::Tensor symmetric(const at::Tensor& M, const at::Tensor& grad, double coef,
+//                               at::ScalarType operand)
+//       S[b, i, j] = symmetric_grad(M[b, i, j], M[b, j, i], scale) with scale = coef, times
+//       grad's one value (acc dtype, read where it lives) when grad is defined; S holds
+//       operand-dtype values (the GEMM's reading of it);
+//   static at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& x,
+//                                Precision p)
+//       grad_x = S F in x's layout and dtype.
 #pragma once
 
+#include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
+
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/checks.h"
 #include "common/gram_math.h"
+#include "common/precision.h"
 
 namespace pytexsynth {
 namespace gram {
 
-enum class Precision { kIEEE, kTF32, kBF16 };
-
 // The divisor of F F^T: H*W (Gatys), C*H*W (Ulyanov) or 1.
-inline double normalizer(const std::string& normalize, int64_t C, int64_t n, const char* op) {
+inline double normalizer(c10::string_view normalize, int64_t C, int64_t n, const char* op) {
   if (normalize == "hw") return static_cast<double>(n);
   if (normalize == "chw") return static_cast<double>(C) * static_cast<double>(n);
   if (normalize == "none") return 1.0;
-  TORCH_CHECK(false, op, ": normalize must be 'hw', 'chw' or 'none', got '", normalize, "'");
-}
-
-inline Precision parse_precision(const std::string& precision, const char* op) {
-  if (precision == "ieee") return Precision::kIEEE;
-  if (precision == "tf32") return Precision::kTF32;
-  if (precision == "bf16") return Precision::kBF16;
-  TORCH_CHECK(false, op, ": precision must be 'ieee', 'tf32' or 'bf16', got '", precision, "'");
+  TORCH_CHECK(false, op, ": normalize must be 'hw', 'chw' or 'none', got '", std::string(normalize), "'");
 }
 
 inline void check_x(const at::Tensor& x, const char* op, const char* name = "x") {
@@ -36,15 +49,6 @@ inline void check_x(const at::Tensor& x, const char* op, const char* name = "x")
 // Accumulation (and D) dtype: float64 for float64 input, else float32.
 inline at::ScalarType acc_type(const at::Tensor& x) {
   return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
-// The dtype the GEMMs read F in. float64 always runs in float64 (gradcheck); "bf16" rounds F to
-// bfloat16; otherwise half and bfloat16 inputs are read as they are and float32 stays float32.
-// Accumulation is in acc_type in every case.
-inline at::ScalarType operand_type(const at::Tensor& x, Precision p) {
-  if (x.scalar_type() == at::kDouble) return at::kDouble;
-  if (p == Precision::kBF16) return at::kBFloat16;
-  return x.scalar_type();
 }
 
 // What both backward ops derive from their arguments (after their own checks), in the order
@@ -63,9 +67,9 @@ inline BackwardArgs backward_args(const at::Tensor& x, c10::string_view normaliz
   a.C = x.size(1);
   a.H = x.size(2);
   a.W = x.size(3);
-  a.precision = parse_precision(std::string(precision), op);
-  a.norm = normalizer(std::string(normalize), a.C, a.H * a.W, op);
-  a.operand = operand_type(x, a.precision);
+  a.precision = parse_precision(precision, op);
+  a.norm = normalizer(normalize, a.C, a.H * a.W, op);
+  a.operand = operand_type(x.scalar_type(), a.precision);
   return a;
 }
 
@@ -177,55 +181,144 @@ inline void check_backward_layers(at::TensorList diffs, at::TensorList xs, size_
 }
 
 // The loss coefficient of grad_x = coef * grad_loss * (D + D^T) F for one layer.
-// The kernels of the loss ops, the same on every backend around the backend's two functions
-// (each backend registers these instantiations directly):
-//   LossLayers(xs, targets, weights, normalize, precision, op) -> (loss, diffs)
-//   LayerGrad(grad_loss, diff, x, weight, normalize, precision, op) -> grad_x of one layer
-template <auto LossLayers>
-std::tuple<at::Tensor, at::Tensor> loss_kernel(const at::Tensor& x, const at::Tensor& target, double weight,
-                                               c10::string_view normalize, c10::string_view precision) {
+inline double loss_grad_coef(double weight, int64_t B, int64_t C, double norm) {
+  return 2.0 * weight / (static_cast<double>(B * C * C) * norm);
+}
+
+// What the loss ops derive from their lists (after the checks, in the order they report
+// errors: layers, then precision, then normalize).
+struct LossArgs {
+  std::vector<int64_t> target_sb;  // each target's batch stride (0 when broadcast)
+  std::vector<double> norms;       // each layer's divisor of F F^T
+  at::ArrayRef<double> weights;
+  Precision precision;
+  const char* op;
+};
+
+inline LossArgs loss_args(at::TensorList xs, at::TensorList targets, at::ArrayRef<double> weights,
+                          c10::string_view normalize, c10::string_view precision, const char* op) {
+  LossArgs a;
+  a.target_sb = check_layers(xs, targets, weights.size(), op);
+  a.precision = parse_precision(precision, op);
+  for (const auto& x : xs) a.norms.push_back(normalizer(normalize, x.size(1), x.size(2) * x.size(3), op));
+  a.weights = weights;
+  a.op = op;
+  return a;
+}
+
+// ---- entry points ---------------------------------------------------------------------------
+
+template <class Backend>
+at::Tensor forward(const at::Tensor& x, c10::string_view normalize, c10::string_view precision) {
+  const char* op = "gram";
+  check_x(x, op);
+  const Precision p = parse_precision(precision, op);
+  const int64_t B = x.size(0), C = x.size(1);
+  const double norm = normalizer(normalize, C, x.size(2) * x.size(3), op);
+  const c10::DeviceGuard guard(x.device());
+  at::Tensor out = at::empty({B, C, C}, x.options());
+  if (out.numel() == 0) return out;
+  Backend::gram(x, p, norm, out);
+  return out;
+}
+
+// The loss of all layers, sum_l weights[l] * mean((G_l - T_l)^2), and each layer's D = G - T.
+template <class Backend>
+std::tuple<at::Tensor, std::vector<at::Tensor>> loss_layers(at::TensorList xs, at::TensorList targets,
+                                                            at::ArrayRef<double> weights, c10::string_view normalize,
+                                                            c10::string_view precision, const char* op) {
+  const LossArgs a = loss_args(xs, targets, weights, normalize, precision, op);
+  const c10::DeviceGuard guard(xs[0].device());
+  std::vector<at::Tensor> diffs;
+  for (const auto& x : xs) diffs.push_back(at::empty({x.size(0), x.size(1), x.size(1)}, x.options().dtype(acc_type(x))));
+  at::Tensor loss = at::empty({}, xs[0].options());
+  Backend::loss_layers(xs, targets, a, diffs, loss);
+  return {loss, diffs};
+}
+
+template <class Backend>
+std::tuple<at::Tensor, at::Tensor> loss(const at::Tensor& x, const at::Tensor& target, double weight,
+                                        c10::string_view normalize, c10::string_view precision) {
   const char* op = "gram_loss";
   check_x(x, op);
   check_target(x, target, op);  // the single-layer messages name x and target
-  auto [loss, diffs] = LossLayers({x}, {target}, {weight}, normalize, precision, op);
-  return {loss, diffs[0]};
+  auto [value, diffs] = loss_layers<Backend>({x}, {target}, {weight}, normalize, precision, op);
+  return {value, diffs[0]};
 }
 
-template <auto LossLayers>
-std::tuple<at::Tensor, std::vector<at::Tensor>> loss_multi_kernel(at::TensorList xs, at::TensorList targets,
-                                                                  at::ArrayRef<double> weights,
-                                                                  c10::string_view normalize,
-                                                                  c10::string_view precision) {
-  return LossLayers(xs, targets, weights, normalize, precision, "gram_loss_multi");
+template <class Backend>
+std::tuple<at::Tensor, std::vector<at::Tensor>> loss_multi(at::TensorList xs, at::TensorList targets,
+                                                           at::ArrayRef<double> weights, c10::string_view normalize,
+                                                           c10::string_view precision) {
+  return loss_layers<Backend>(xs, targets, weights, normalize, precision, "gram_loss_multi");
 }
 
-template <auto LayerGrad>
-at::Tensor loss_backward_kernel(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x,
-                                double weight, c10::string_view normalize, c10::string_view precision) {
+// grad_x = S F with S = coef [* grad] * (M + M^T), in x's layout: every backward op is this.
+template <class Backend>
+at::Tensor symmetric_times_f(const at::Tensor& M, const at::Tensor& grad, double coef, const at::Tensor& x,
+                             const BackwardArgs& a) {
+  const Features f = features(x, a.operand);
+  if (x.numel() == 0) return grad_like(f, a.H, a.W, x.scalar_type(), x).zero_();
+  const at::Tensor S = Backend::symmetric(M, grad, coef, a.operand);
+  return Backend::apply_grad(f, S, x, a.precision);
+}
+
+template <class Backend>
+at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& x, c10::string_view normalize,
+                    c10::string_view precision) {
+  const char* op = "_gram_backward";
+  check_x(x, op);
+  check_grad_gram(grad_output, x, op);
+  const BackwardArgs a = backward_args(x, normalize, precision, op);
+  const c10::DeviceGuard guard(x.device());
+  const at::Tensor go = grad_output.scalar_type() == x.scalar_type() ? grad_output : grad_output.to(x.scalar_type());
+  return symmetric_times_f<Backend>(go, at::Tensor(), 1.0 / a.norm, x, a);
+}
+
+// grad_x of one layer of the loss: S = coef * grad_loss * (D + D^T), grad_loss read where it
+// lives (on a GPU: no sync), then S F.
+template <class Backend>
+at::Tensor layer_grad(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x, double weight,
+                      c10::string_view normalize, c10::string_view precision, const char* op) {
+  const BackwardArgs a = backward_args(x, normalize, precision, op);
+  const c10::DeviceGuard guard(x.device());
+  return symmetric_times_f<Backend>(diff.contiguous(), grad_loss.to(acc_type(x)),
+                                    loss_grad_coef(weight, a.B, a.C, a.norm), x, a);
+}
+
+template <class Backend>
+at::Tensor loss_backward(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x, double weight,
+                         c10::string_view normalize, c10::string_view precision) {
   const char* op = "_gram_loss_backward";
   check_x(x, op);
   check_diff(x, diff, op);
   check_grad_loss(grad_loss, x, op);
-  return LayerGrad(grad_loss, diff, x, weight, normalize, precision, op);
+  return layer_grad<Backend>(grad_loss, diff, x, weight, normalize, precision, op);
 }
 
-template <auto LayerGrad>
-std::vector<at::Tensor> loss_multi_backward_kernel(const at::Tensor& grad_loss, at::TensorList diffs,
-                                                   at::TensorList xs, at::ArrayRef<double> weights,
-                                                   c10::string_view normalize, c10::string_view precision) {
+template <class Backend>
+std::vector<at::Tensor> loss_multi_backward(const at::Tensor& grad_loss, at::TensorList diffs, at::TensorList xs,
+                                            at::ArrayRef<double> weights, c10::string_view normalize,
+                                            c10::string_view precision) {
   const char* op = "_gram_loss_multi_backward";
   check_backward_layers(diffs, xs, weights.size(), op);
   check_grad_loss(grad_loss, xs[0], op);
   std::vector<at::Tensor> grads;
   grads.reserve(xs.size());
   for (size_t l = 0; l < xs.size(); ++l) {
-    grads.push_back(LayerGrad(grad_loss, diffs[l], xs[l], weights[l], normalize, precision, op));
+    grads.push_back(layer_grad<Backend>(grad_loss, diffs[l], xs[l], weights[l], normalize, precision, op));
   }
   return grads;
 }
 
-inline double loss_grad_coef(double weight, int64_t B, int64_t C, double norm) {
-  return 2.0 * weight / (static_cast<double>(B * C * C) * norm);
+template <class Backend>
+void register_kernels(torch::Library& m) {
+  m.impl("gram", &forward<Backend>);
+  m.impl("_gram_backward", &backward<Backend>);
+  m.impl("gram_loss", &loss<Backend>);
+  m.impl("_gram_loss_backward", &loss_backward<Backend>);
+  m.impl("gram_loss_multi", &loss_multi<Backend>);
+  m.impl("_gram_loss_multi_backward", &loss_multi_backward<Backend>);
 }
 
 // The CPU's tile schedule: about 16 GEMMs per layer (whatever the thread count, so the split of

@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include "common/indexing.h"
+
 namespace pytexsynth {
 namespace gram {
 
@@ -25,8 +27,6 @@ namespace gram {
 constexpr int64_t kTile = 128;
 // Chunk lengths are multiples of this many pixels, so chunk starts keep 16-byte alignment.
 constexpr int64_t kChunkAlign = 8;
-
-C10_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Index of the tile pair (ti, ti) in the row-major enumeration of pairs ti <= tj.
 C10_HOST_DEVICE inline int64_t pair_first(int64_t tiles, int64_t ti) { return ti * tiles - ti * (ti - 1) / 2; }

@@ -1,9 +1,24 @@
-// Host-side argument checks of the histogram ops and the pieces the CPU and CUDA kernels share
-// (the layout of the output, the style statistics in the accumulation dtype, the backward).
+// histogram_match / histogram_loss: argument checks, the pieces the CPU and CUDA kernels share
+// (the layout of the output, the style statistics in the accumulation dtype) and the entry
+// points over a backend; and _histogram_loss_backward, pure ATen, registered once for every
+// device in csrc/composite.cpp.
+//
+// A backend supplies, for x checked against lo, hi, cdf with nb bins and a non-empty output in
+// output_memory_format(x) on x's device (the current one):
+//   static void match(x, lo, hi, cdf, at::Tensor& out, int32_t nb)        out = R(x)
+//   static at::Tensor loss(x, lo, hi, cdf, double weight, at::Tensor& diff, int32_t nb)
+//       diff = x - R(x); returns weight * mean(diff^2) as a 0-d tensor of x's dtype, summed in
+//       double in a fixed order
 #pragma once
 
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
+#include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <tuple>
 
 #include "common/checks.h"
 #include "common/histogram_math.h"
@@ -96,6 +111,36 @@ inline at::Tensor loss_backward(const at::Tensor& grad_output, const at::Tensor&
   check_same_device(grad_output, diff, op, "grad_output", "diff");
   const double n = static_cast<double>(std::max<int64_t>(diff.numel(), 1));
   return at::mul(diff, grad_output.reshape({}).mul(2.0 * weight / n));
+}
+
+template <class Backend>
+at::Tensor match(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf) {
+  const int32_t nb = check_args(x, lo, hi, cdf, "histogram_match");
+  const c10::DeviceGuard guard(x.device());
+  at::Tensor out = empty_output(x);
+  if (out.numel() == 0) return out;
+  Backend::match(x, lo, hi, cdf, out, nb);
+  return out;
+}
+
+template <class Backend>
+std::tuple<at::Tensor, at::Tensor> loss(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi,
+                                        const at::Tensor& cdf, double weight) {
+  const int32_t nb = check_args(x, lo, hi, cdf, "histogram_loss");
+  const c10::DeviceGuard guard(x.device());
+  at::Tensor diff = empty_output(x);
+  if (diff.numel() == 0) {
+    // The mean of nothing, as torch's mse_loss gives.
+    return {at::full({}, std::numeric_limits<double>::quiet_NaN(), x.options()), diff};
+  }
+  at::Tensor value = Backend::loss(x, lo, hi, cdf, weight, diff, nb);
+  return {value, diff};
+}
+
+template <class Backend>
+void register_kernels(torch::Library& m) {
+  m.impl("histogram_match", &match<Backend>);
+  m.impl("histogram_loss", &loss<Backend>);
 }
 
 }  // namespace histogram

@@ -18,62 +18,21 @@ namespace histogram {
 
 constexpr int32_t kMaxBins = 4096;
 
-C10_HOST_DEVICE inline float add_rn(float a, float b) {
+// The device intrinsic on the GPU, the plain operator on the host.
 #ifdef __CUDA_ARCH__
-  return __fadd_rn(a, b);
+#define PYTEXSYNTH_RN(device, host) (device)
 #else
-  return a + b;
+#define PYTEXSYNTH_RN(device, host) (host)
 #endif
-}
-C10_HOST_DEVICE inline float sub_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-C10_HOST_DEVICE inline float mul_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-C10_HOST_DEVICE inline float div_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-C10_HOST_DEVICE inline double add_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-C10_HOST_DEVICE inline double sub_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-C10_HOST_DEVICE inline double mul_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-C10_HOST_DEVICE inline double div_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
+C10_HOST_DEVICE inline float add_rn(float a, float b) { return PYTEXSYNTH_RN(__fadd_rn(a, b), a + b); }
+C10_HOST_DEVICE inline float sub_rn(float a, float b) { return PYTEXSYNTH_RN(__fsub_rn(a, b), a - b); }
+C10_HOST_DEVICE inline float mul_rn(float a, float b) { return PYTEXSYNTH_RN(__fmul_rn(a, b), a * b); }
+C10_HOST_DEVICE inline float div_rn(float a, float b) { return PYTEXSYNTH_RN(__fdiv_rn(a, b), a / b); }
+C10_HOST_DEVICE inline double add_rn(double a, double b) { return PYTEXSYNTH_RN(__dadd_rn(a, b), a + b); }
+C10_HOST_DEVICE inline double sub_rn(double a, double b) { return PYTEXSYNTH_RN(__dsub_rn(a, b), a - b); }
+C10_HOST_DEVICE inline double mul_rn(double a, double b) { return PYTEXSYNTH_RN(__dmul_rn(a, b), a * b); }
+C10_HOST_DEVICE inline double div_rn(double a, double b) { return PYTEXSYNTH_RN(__ddiv_rn(a, b), a / b); }
+#undef PYTEXSYNTH_RN
 
 template <typename acc_t>
 struct BinPos {

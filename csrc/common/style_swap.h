@@ -1,6 +1,7 @@
 // Host side of style_swap, shared by the CPU and CUDA kernels: argument checks, the band
-// plan that bounds memory, and the matching driver (ATen GEMMs per band + a backend's
-// running-argmax kernel), plus the inverted matches (CSR) the style gradient gathers from.
+// plan that bounds memory, the matching driver (a backend's GEMM per band + its running-argmax
+// kernel), the inverted matches (CSR) the style gradient gathers from, and the three entry
+// points over a backend.
 //
 // Memory: the driver never holds more than one band of scores (or of the pixel-level product)
 // at a time, chosen to fit `budget_bytes`, plus one unfolded band of content and style
@@ -8,6 +9,8 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <limits>
@@ -15,20 +18,13 @@
 #include <tuple>
 
 #include "common/checks.h"
+#include "common/precision.h"
 #include "common/style_swap_math.h"
 
 namespace pytexsynth {
 namespace style_swap {
 
-enum class Precision { IEEE, TF32, BF16 };
 enum class Method { Auto, Patch, Pixel };
-
-inline Precision parse_precision(c10::string_view p) {
-  if (p == "ieee") return Precision::IEEE;
-  if (p == "tf32") return Precision::TF32;
-  if (p == "bf16") return Precision::BF16;
-  TORCH_CHECK(false, "style_swap: precision must be 'ieee', 'tf32' or 'bf16', got '", std::string(p), "'");
-}
 
 inline Method parse_method(c10::string_view m) {
   if (m == "auto") return Method::Auto;
@@ -103,7 +99,7 @@ inline Request check_request(const at::Tensor& content, const at::Tensor& style,
                              int64_t default_band_bytes) {
   Request r;
   r.g = check_args(content, style, patch_size, stride);
-  r.precision = parse_precision(precision);
+  r.precision = parse_precision(precision, "style_swap");
   r.method = parse_method(method);
   TORCH_CHECK(band_bytes >= 0, "style_swap: band_bytes must be >= 0 (0: default), got ", band_bytes);
   r.band_bytes = band_bytes > 0 ? band_bytes : default_band_bytes;
@@ -174,8 +170,9 @@ inline Plan make_plan(const Geometry& g, Method method, int64_t budget_elems) {
 // ---- matching driver ----------------------------------------------------------------------
 
 // Backend must provide:
+//   static int64_t default_band_bytes(): the score-band budget when band_bytes is 0;
 //   at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, Precision p): a @ b in the
-//       working dtype (float or double), operands rounded as the precision says;
+//       working dtype (float or double), under the policy of precision.h;
 //   void combine_scores(const at::Tensor& scores, const at::Tensor& inv_norm, at::Tensor& best,
 //       at::Tensor& best_index, int64_t row0, int64_t col0): running argmax over the columns
 //       of a (rows x cols) block of raw patch dot products times inv_norm[col0 + c], for
@@ -184,12 +181,16 @@ inline Plan make_plan(const Geometry& g, Method method, int64_t budget_elems) {
 // equal scores whenever their dot products are exact, and exact ties reach the tie rule.
 //   void combine_pixels(const at::Tensor& M, const at::Tensor& inv_norm, at::Tensor& best,
 //       at::Tensor& best_index, const Geometry& g, int64_t b, int64_t i0, int64_t i1,
-//       int64_t p0, int64_t p1): the same from a block of the pixel-level product.
+//       int64_t p0, int64_t p1): the same from a block of the pixel-level product;
+//   void decode_patches(const at::Tensor& style, const at::Tensor& indices, const Geometry& g,
+//       at::Tensor& out): out[b, c, h, w] = decode_value(...) (out non-empty, indices contiguous);
+//   void style_grad(const at::Tensor& grad, const InvertedMatches& inv, const Geometry& g,
+//       at::Tensor& out): out[bs, c, y, x] = style_grad_value(...) (out and grad non-empty).
 template <class Backend>
 at::Tensor match(const at::Tensor& content_in, const at::Tensor& style_in, const Geometry& g, Precision precision,
                  Method method, int64_t budget_bytes) {
   const auto work = content_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  if (work == at::kDouble) precision = Precision::IEEE;  // tf32/bf16 are float32 GEMM modes
+  if (work == at::kDouble) precision = Precision::kIEEE;  // float64 runs in float64 (precision.h)
   const at::Tensor content = content_in.to(work).contiguous();
   const at::Tensor style = style_in.to(work).contiguous();
   const int64_t B = content.size(0), Bs = style.size(0), k = g.k, s = g.s;
@@ -205,8 +206,6 @@ at::Tensor match(const at::Tensor& content_in, const at::Tensor& style_in, const
 
   const int64_t elem = work == at::kDouble ? 8 : 4;
   const Plan plan = make_plan(g, method, std::max<int64_t>(budget_bytes / elem, 1));
-  const at::Tensor round_to =
-      precision == Precision::BF16 ? at::empty({0}, content.options().dtype(at::kBFloat16)) : at::Tensor();
 
   for (int64_t bs = 0; bs < Bs; ++bs) {
     // Style bands in increasing index order: the strict update keeps the first maximum.
@@ -259,6 +258,61 @@ inline InvertedMatches invert_matches(const at::Tensor& indices, int64_t Bs, int
   inv.offsets = at::searchsorted(sorted, at::arange(Bs * ns + 1, keys.options()));
   inv.members = order;
   return inv;
+}
+
+// ---- entry points ---------------------------------------------------------------------------
+
+// The decode into a new (B, C, H, W) tensor of the given layout.
+template <class Backend>
+at::Tensor decoded(const at::Tensor& style, const at::Tensor& indices, const Geometry& g, int64_t B,
+                   at::MemoryFormat format) {
+  at::Tensor out = at::empty({B, g.C, g.H, g.W}, style.options().memory_format(format));
+  if (out.numel() == 0) return out;
+  Backend::decode_patches(style, indices.contiguous(), g, out);
+  return out;
+}
+
+template <class Backend>
+std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& content, const at::Tensor& style, int64_t patch_size,
+                                           int64_t stride, c10::string_view precision, c10::string_view method,
+                                           int64_t band_bytes) {
+  const Request r = check_request(content, style, patch_size, stride, precision, method, band_bytes,
+                                  Backend::default_band_bytes());
+  const c10::DeviceGuard guard(content.device());
+  const int64_t B = content.size(0);
+  if (B == 0) return empty_result(content, r.g);
+  const at::Tensor indices = match<Backend>(content, style, r.g, r.precision, r.method, r.band_bytes);
+  return {decoded<Backend>(style, indices, r.g, B, output_memory_format(content)), indices};
+}
+
+template <class Backend>
+at::Tensor decode(const at::Tensor& style, const at::Tensor& indices, int64_t height, int64_t width,
+                  int64_t patch_size, int64_t stride) {
+  const Geometry g = check_decode_args(style, indices, height, width, patch_size, stride, "_style_swap_decode");
+  const c10::DeviceGuard guard(style.device());
+  return decoded<Backend>(style, indices, g, indices.size(0), output_memory_format(style));
+}
+
+template <class Backend>
+at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& indices, at::IntArrayRef style_size,
+                    int64_t patch_size, int64_t stride) {
+  const Geometry g =
+      check_backward_args(grad_output, indices, style_size, patch_size, stride, "_style_swap_backward");
+  const c10::DeviceGuard guard(grad_output.device());
+  const int64_t Bs = style_size[0];
+  at::Tensor out = at::empty({Bs, g.C, g.Hs, g.Ws},
+                             grad_output.options().memory_format(output_memory_format(grad_output)));
+  if (out.numel() == 0) return out;
+  if (grad_output.size(0) == 0) return out.zero_();
+  Backend::style_grad(grad_output, invert_matches(indices, Bs, g.ns()), g, out);
+  return out;
+}
+
+template <class Backend>
+void register_kernels(torch::Library& m) {
+  m.impl("style_swap", &forward<Backend>);
+  m.impl("_style_swap_decode", &decode<Backend>);
+  m.impl("_style_swap_backward", &backward<Backend>);
 }
 
 }  // namespace style_swap

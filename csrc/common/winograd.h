@@ -16,18 +16,21 @@
 //   transform<Step::kOutput>(M, y, M, bias, g, r0, r1)        y <- A^T m A (+ bias)
 //   transform<Step::kOutputAdjoint>(dy, dM, dM, -, g, r0, r1) dM <- A dy A^T
 //   transform<Step::kInputAdjoint>(dV, dx, dV, -, g, r0, r1)  dx += B dv B^T
-//   gemm(a, b, out, accumulate)                               out[k] (+)= a[k] @ b[k], 36 planes
+//   gemm(a, b, out, accumulate)                               out[k] (+)= a[k] @ b[k], 36 planes,
+//                                                             full fp32 (no precision argument:
+//                                                             policy "ieee" of precision.h)
 //   default_chunk_bytes()
 #pragma once
 
 #include <ATen/ATen.h>
 #include <c10/core/DeviceGuard.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <array>
 
-#include "checks.h"
-#include "winograd_math.h"
+#include "common/checks.h"
+#include "common/winograd_math.h"
 
 namespace pytexsynth {
 namespace winograd {
@@ -112,9 +115,8 @@ at::Tensor forward(const at::Tensor& x_in, const at::Tensor& U_in, const c10::op
   return y;
 }
 
-// The forward and backward are registered as the backends' kernels directly (their signatures are
-// the schemas'). backward returns (grad_x, grad_U); an entry whose output_mask is false is an
-// empty (0,) tensor.
+// The forward and backward have the schemas' signatures (register_kernels). backward returns
+// (grad_x, grad_U); an entry whose output_mask is false is an empty (0,) tensor.
 template <class Backend>
 std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at::Tensor& x_in, const at::Tensor& U_in,
                                             int64_t padding, int64_t chunk_bytes, std::array<bool, 2> output_mask) {
@@ -153,6 +155,12 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at
     }
   }
   return {dx, dU};
+}
+
+template <class Backend>
+void register_kernels(torch::Library& m) {
+  m.impl("winograd_conv3x3", &forward<Backend>);
+  m.impl("_winograd_conv3x3_backward", &backward<Backend>);
 }
 
 }  // namespace winograd

@@ -15,11 +15,8 @@
 #include "common/circular_pad.h"
 
 namespace pytexsynth {
+namespace circular_pad {
 namespace {
-
-using circular_pad::Geometry;
-using circular_pad::output_taps;
-using circular_pad::source_index;
 
 template <typename T>
 inline void strided_copy(T* dst, const T* src, int64_t n, int64_t stride) {
@@ -35,20 +32,13 @@ inline void strided_accumulate(acc_t* acc, const T* src, int64_t n, int64_t stri
   for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<acc_t>(src[i * stride]);
 }
 
-// Inputs whose innermost dimension is strided take the per-element path the CUDA kernels run
-// (same functions from circular_pad_math.h), so the CPU tests exercise the GPU arithmetic.
-template <bool ChannelsLast, typename scalar_t>
-void forward_elementwise(const scalar_t* x, scalar_t* out, const Geometry<int64_t>& g, int64_t numel) {
-  at::parallel_for(0, numel, 32768, [&](int64_t begin, int64_t end) {
-    for (int64_t l = begin; l < end; ++l) circular_pad::forward_element<ChannelsLast>(x, out, g, l);
-  });
-}
-
-template <bool ChannelsLast, typename scalar_t>
-void backward_elementwise(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, int64_t numel) {
+// Inputs whose innermost dimension is strided take the per-element path the CUDA kernel runs
+// (the same function from circular_pad_math.h), so the CPU tests exercise the GPU arithmetic.
+template <bool Backward, bool ChannelsLast, typename scalar_t>
+void elementwise(const scalar_t* src, scalar_t* out, const Geometry<int64_t>& g, int64_t numel) {
   using acc_t = at::opmath_type<scalar_t>;
-  at::parallel_for(0, numel, 16384, [&](int64_t begin, int64_t end) {
-    for (int64_t l = begin; l < end; ++l) circular_pad::backward_element<ChannelsLast, acc_t>(grad, out, g, l);
+  at::parallel_for(0, numel, Backward ? 16384 : 32768, [&](int64_t begin, int64_t end) {
+    for (int64_t l = begin; l < end; ++l) write_element<Backward, ChannelsLast, acc_t>(src, out, g, l);
   });
 }
 
@@ -61,7 +51,7 @@ void forward(const scalar_t* x, scalar_t* out, const Geometry<int64_t>& g, bool 
     const int64_t row_elems = g.Wo * g.C;
     at::parallel_for(0, g.N * g.Ho, std::max<int64_t>(1, 32768 / row_elems), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        const auto p = circular_pad::decode<true>(r * row_elems, g.C, g.Ho, g.Wo);  // (n, h, 0, 0)
+        const auto p = coord_of<true>(r * row_elems, g.C, g.Ho, g.Wo);  // (n, h, 0, 0)
         const scalar_t* src_row = x + p.n * g.sN + source_index(p.h, g.top, g.H) * g.sH;
         scalar_t* dst = out + r * row_elems;
         for (int64_t ow = 0; ow < g.Wo; ++ow, dst += g.C) {
@@ -76,7 +66,7 @@ void forward(const scalar_t* x, scalar_t* out, const Geometry<int64_t>& g, bool 
   const int64_t bounds[4] = {0, g.left, g.left + g.W, g.Wo};
   at::parallel_for(0, g.N * g.C, std::max<int64_t>(1, 32768 / plane_elems), [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
-      const auto p = circular_pad::decode<false>(plane * plane_elems, g.C, g.Ho, g.Wo);  // (n, c, 0, 0)
+      const auto p = coord_of<false>(plane * plane_elems, g.C, g.Ho, g.Wo);  // (n, c, 0, 0)
       const scalar_t* src_plane = x + p.n * g.sN + p.c * g.sC;
       scalar_t* dst = out + plane * plane_elems;
       for (int64_t oh = 0; oh < g.Ho; ++oh, dst += g.Wo) {
@@ -98,7 +88,7 @@ void backward(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, b
     at::parallel_for(0, g.N * g.H, std::max<int64_t>(1, 16384 / row_elems), [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(g.C);
       for (int64_t r = begin; r < end; ++r) {
-        const auto p = circular_pad::decode<true>(r * row_elems, g.C, g.H, g.W);  // (n, h, 0, 0)
+        const auto p = coord_of<true>(r * row_elems, g.C, g.H, g.W);  // (n, h, 0, 0)
         int64_t th[3], tw[3];
         const int nh = output_taps(p.h, g.top, g.H, g.Ho, th);
         scalar_t* dst = out + r * row_elems;
@@ -122,7 +112,7 @@ void backward(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, b
   at::parallel_for(0, g.N * g.C, std::max<int64_t>(1, 16384 / plane_elems), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(g.W);
     for (int64_t plane = begin; plane < end; ++plane) {
-      const auto p = circular_pad::decode<false>(plane * plane_elems, g.C, g.H, g.W);  // (n, c, 0, 0)
+      const auto p = coord_of<false>(plane * plane_elems, g.C, g.H, g.W);  // (n, c, 0, 0)
       const scalar_t* grad_plane = grad + p.n * g.sN + p.c * g.sC;
       scalar_t* dst = out + plane * plane_elems;
       for (int64_t ih = 0; ih < g.H; ++ih, dst += g.W) {
@@ -142,51 +132,31 @@ void backward(const scalar_t* grad, scalar_t* out, const Geometry<int64_t>& g, b
   });
 }
 
-at::Tensor circular_pad2d_cpu(const at::Tensor& x, at::IntArrayRef pad) {
-  const auto pads = circular_pad::check_args(x, pad, "circular_pad2d", "x", /*padded=*/false);
-  const auto g = circular_pad::make_geometry<int64_t>(x, pads, /*src_is_padded=*/false);
-  at::Tensor out = circular_pad::empty_like_padded(x, g.Ho, g.Wo);
-  if (out.numel() == 0) return out;
-  const bool cl = output_memory_format(x) == at::MemoryFormat::ChannelsLast;
-  const bool unit_inner = (cl ? g.sC : g.sW) == 1;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "circular_pad2d_cpu", [&] {
-    const scalar_t* src = x.const_data_ptr<scalar_t>();
-    scalar_t* dst = out.mutable_data_ptr<scalar_t>();
-    if (unit_inner) {
-      forward<scalar_t>(src, dst, g, cl);
-    } else {
-      cl ? forward_elementwise<true>(src, dst, g, out.numel()) : forward_elementwise<false>(src, dst, g, out.numel());
-    }
-  });
-  return out;
-}
-
-at::Tensor circular_pad2d_backward_cpu(const at::Tensor& grad_output, at::IntArrayRef pad) {
-  const auto pads = circular_pad::check_args(grad_output, pad, "_circular_pad2d_backward",
-                                             "grad_output", /*padded=*/true);
-  const auto g = circular_pad::make_geometry<int64_t>(grad_output, pads, /*src_is_padded=*/true);
-  at::Tensor out = circular_pad::empty_like_padded(grad_output, g.H, g.W);
-  if (out.numel() == 0) return out;
-  const bool cl = output_memory_format(grad_output) == at::MemoryFormat::ChannelsLast;
-  const bool unit_inner = (cl ? g.sC : g.sW) == 1;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_output.scalar_type(),
-                                  "circular_pad2d_backward_cpu", [&] {
-    const scalar_t* src = grad_output.const_data_ptr<scalar_t>();
-    scalar_t* dst = out.mutable_data_ptr<scalar_t>();
-    if (unit_inner) {
-      backward<scalar_t>(src, dst, g, cl);
-    } else {
-      cl ? backward_elementwise<true>(src, dst, g, out.numel()) : backward_elementwise<false>(src, dst, g, out.numel());
-    }
-  });
-  return out;
-}
+struct CpuBackend {
+  template <bool Backward>
+  static void run(const at::Tensor& src, at::Tensor& out, const std::array<int64_t, 4>& pads) {
+    const auto g = make_geometry<int64_t>(src, pads, /*src_is_padded=*/Backward);
+    const bool cl = output_memory_format(src) == at::MemoryFormat::ChannelsLast;
+    const bool unit_inner = (cl ? g.sC : g.sW) == 1;
+    const int64_t numel = out.numel();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(),
+                                    Backward ? "circular_pad2d_backward_cpu" : "circular_pad2d_cpu", [&] {
+      const scalar_t* s = src.const_data_ptr<scalar_t>();
+      scalar_t* d = out.mutable_data_ptr<scalar_t>();
+      if (!unit_inner) {
+        cl ? elementwise<Backward, true>(s, d, g, numel) : elementwise<Backward, false>(s, d, g, numel);
+      } else if (Backward) {
+        backward(s, d, g, cl);
+      } else {
+        forward(s, d, g, cl);
+      }
+    });
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
-  m.impl("circular_pad2d", &circular_pad2d_cpu);
-  m.impl("_circular_pad2d_backward", &circular_pad2d_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { register_kernels<CpuBackend>(m); }
 
+}  // namespace circular_pad
 }  // namespace pytexsynth

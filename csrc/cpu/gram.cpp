@@ -22,10 +22,8 @@
 #include "common/gram.h"
 
 namespace pytexsynth {
+namespace gram {
 namespace {
-
-using gram::Features;
-using gram::Schedule;
 
 // One layer's forward state: F in the accumulation dtype (dense in its layout), its schedule and
 // the workspace of partial products.
@@ -36,13 +34,13 @@ struct Layer {
   at::Tensor work;
 };
 
-Layer prepare(const at::Tensor& x, gram::Precision p) {
+Layer prepare(const at::Tensor& x, Precision p) {
   Layer L;
-  L.f = gram::features(x, gram::operand_type(x, p));
-  const at::ScalarType acc = gram::acc_type(x);
+  L.f = features(x, operand_type(x.scalar_type(), p));
+  const at::ScalarType acc = acc_type(x);
   // Detached: the GEMMs run on worker threads, below autograd.
   L.F = (L.f.data.scalar_type() == acc ? L.f.data : L.f.data.to(acc)).detach();
-  L.s = gram::cpu_schedule(L.f.B, L.f.C, L.f.n);
+  L.s = cpu_schedule(L.f.B, L.f.C, L.f.n);
   const auto opts = x.options().dtype(acc);
   L.work = L.f.n == 0 ? at::zeros({L.s.workspace()}, opts) : at::empty({L.s.workspace()}, opts);
   return L;
@@ -52,14 +50,14 @@ Layer prepare(const at::Tensor& x, gram::Precision p) {
 // the offsets and strides of gram_math.h, multiplied into the item's workspace slot.
 void run_item(const Layer& L, int64_t w) {
   const Schedule& s = L.s;
-  const gram::TileItem it = s.item(w);
+  const TileItem it = s.item(w);
   const bool cl = L.f.channels_last;
   const int64_t base = L.F.storage_offset() + it.b * s.C * s.n;
   const std::vector<int64_t> strides = cl ? std::vector<int64_t>{1, s.C} : std::vector<int64_t>{s.n, 1};
   const at::Tensor a =
-      L.F.as_strided({it.rows, it.klen}, strides, base + gram::feature_offset(cl, s.C, s.n, it.row0, it.k0));
+      L.F.as_strided({it.rows, it.klen}, strides, base + feature_offset(cl, s.C, s.n, it.row0, it.k0));
   const at::Tensor b =
-      L.F.as_strided({it.cols, it.klen}, strides, base + gram::feature_offset(cl, s.C, s.n, it.col0, it.k0));
+      L.F.as_strided({it.cols, it.klen}, strides, base + feature_offset(cl, s.C, s.n, it.col0, it.k0));
   at::Tensor out = L.work.as_strided({it.rows, it.cols}, {s.tile, 1}, L.work.storage_offset() + w * s.slot());
   at::mm_out(out, a, b.t());
 }
@@ -86,22 +84,11 @@ void run_products(std::vector<Layer>& layers) {
 
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)); }
 
-// grad_x = S F, in x's layout; S (B, C, C) symmetric in acc.
-at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& x) {
-  const at::ScalarType acc = S.scalar_type();
-  const at::Tensor t = f.data.scalar_type() == acc ? f.data : f.data.to(acc);
-  const at::Tensor m = f.channels_last ? t.permute({0, 2, 3, 1}).reshape({f.B, f.n, f.C}) : t.reshape({f.B, f.C, f.n});
-  const int64_t H = x.size(2), W = x.size(3);
-  at::Tensor g = f.channels_last ? at::bmm(m, S).view({f.B, H, W, f.C}).permute({0, 3, 1, 2})
-                                 : at::bmm(S, m).view({f.B, f.C, H, W});
-  return g.scalar_type() == x.scalar_type() ? g : g.to(x.scalar_type());
-}
-
 // S[b, i, j] = symmetric_grad(M[b, i, j], M[b, j, i], scale), M read through strides; rounded
 // to the GEMM operand dtype (as the GPU's GEMM reads it) and kept in acc.
 template <typename m_t, typename acc_t>
-at::Tensor symmetric(const m_t* M, int64_t sb, int64_t si, int64_t sj, int64_t B, int64_t C, acc_t scale,
-                     const at::TensorOptions& opts, at::ScalarType operand) {
+at::Tensor symmetric_rows(const m_t* M, int64_t sb, int64_t si, int64_t sj, int64_t B, int64_t C, acc_t scale,
+                          const at::TensorOptions& opts, at::ScalarType operand) {
   at::Tensor S = at::empty({B, C, C}, opts);
   acc_t* s = S.mutable_data_ptr<acc_t>();
   at::parallel_for(0, B * C, row_grain(C), [&](int64_t begin, int64_t end) {
@@ -109,7 +96,7 @@ at::Tensor symmetric(const m_t* M, int64_t sb, int64_t si, int64_t sj, int64_t B
       const int64_t b = r / C, i = r % C;
       const m_t* Mb = M + b * sb;
       for (int64_t j = 0; j < C; ++j) {
-        s[r * C + j] = gram::symmetric_grad(static_cast<acc_t>(Mb[i * si + j * sj]),
+        s[r * C + j] = symmetric_grad(static_cast<acc_t>(Mb[i * si + j * sj]),
                                             static_cast<acc_t>(Mb[j * si + i * sj]), scale);
       }
     }
@@ -117,132 +104,105 @@ at::Tensor symmetric(const m_t* M, int64_t sb, int64_t si, int64_t sj, int64_t B
   return operand == S.scalar_type() ? S : S.to(operand).to(S.scalar_type());
 }
 
-at::Tensor gram_cpu(const at::Tensor& x, c10::string_view normalize, c10::string_view precision) {
-  const char* op = "gram";
-  gram::check_x(x, op);
-  const auto p = gram::parse_precision(std::string(precision), op);
-  const int64_t B = x.size(0), C = x.size(1);
-  const double norm = gram::normalizer(std::string(normalize), C, x.size(2) * x.size(3), op);
-  at::Tensor out = at::empty({B, C, C}, x.options());
-  if (out.numel() == 0) return out;
-  std::vector<Layer> layers{prepare(x, p)};
-  run_products(layers);
-  const Layer& L = layers[0];
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const acc_t* work = L.work.const_data_ptr<acc_t>();
-    scalar_t* o = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, B * C, row_grain(C), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const int64_t b = r / C, i = r % C;
-        // Row i's upper entries tile by tile: contiguous partials within each tile.
-        for (int64_t j0 = i; j0 < C; j0 = L.s.tile_end(j0)) {
-          const acc_t* p = work + L.s.entry_offset(b, i, j0);
-          for (int64_t j = j0, end = L.s.tile_end(j0); j < end; ++j, ++p) {
-            gram::gram_pair_at<scalar_t, acc_t>(p, L.s, i, j, static_cast<acc_t>(norm), o + b * C * C);
-          }
-        }
-      }
-    });
-  });
-  return out;
+// The squared error of row r = (b, i) of one layer's loss: its upper entries tile by tile
+// (contiguous partials within each tile), each writing D at (i, j) and (j, i).
+template <typename scalar_t, typename acc_t>
+acc_t loss_row(const acc_t* work, const Schedule& s, int64_t r, acc_t norm, const scalar_t* target, int64_t tb,
+               int64_t ti, int64_t tj, acc_t* diff) {
+  const int64_t C = s.C, b = r / C, i = r % C;
+  acc_t sq = acc_t(0);
+  for (int64_t j0 = i; j0 < C; j0 = s.tile_end(j0)) {
+    const acc_t* p = work + s.entry_offset(b, i, j0);
+    for (int64_t j = j0, end = s.tile_end(j0); j < end; ++j, ++p) {
+      sq += loss_pair_at<acc_t, scalar_t>(p, s, i, j, norm, target + b * tb, ti, tj, diff + b * C * C);
+    }
+  }
+  return sq;
 }
 
-// The loss of all layers: sum_l weights[l] * mean((G_l - T_l)^2), and each layer's D = G - T.
-std::tuple<at::Tensor, std::vector<at::Tensor>> loss_layers(at::TensorList xs, at::TensorList targets,
-                                                            at::ArrayRef<double> weights, c10::string_view normalize,
-                                                            c10::string_view precision, const char* op) {
-  const std::vector<int64_t> target_sb = gram::check_layers(xs, targets, weights.size(), op);
-  const auto p = gram::parse_precision(std::string(precision), op);
-  std::vector<double> norms;
-  for (const auto& x : xs) norms.push_back(gram::normalizer(std::string(normalize), x.size(1), x.size(2) * x.size(3), op));
-  std::vector<Layer> layers;
-  std::vector<at::Tensor> diffs;
-  for (const auto& x : xs) {
-    layers.push_back(prepare(x, p));
-    diffs.push_back(at::empty({x.size(0), x.size(1), x.size(1)}, x.options().dtype(gram::acc_type(x))));
-  }
-  run_products(layers);
-  at::Tensor loss = at::empty({}, xs[0].options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xs[0].scalar_type(), "gram_loss_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    acc_t total = acc_t(0);
-    for (size_t l = 0; l < layers.size(); ++l) {
-      const Schedule& s = layers[l].s;
-      const int64_t B = s.B, C = s.C;
-      const acc_t* work = layers[l].work.const_data_ptr<acc_t>();
-      acc_t* d = diffs[l].mutable_data_ptr<acc_t>();
-      const scalar_t* t = targets[l].const_data_ptr<scalar_t>();
-      const int64_t ti = targets[l].stride(-2), tj = targets[l].stride(-1), tb = target_sb[l];
-      const acc_t norm = static_cast<acc_t>(norms[l]);
-      std::vector<acc_t> row_sq(B * C);
+struct CpuBackend {
+  static void gram(const at::Tensor& x, Precision p, double norm, at::Tensor& out) {
+    std::vector<Layer> layers{prepare(x, p)};
+    run_products(layers);
+    const Schedule& s = layers[0].s;
+    const int64_t B = s.B, C = s.C;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const acc_t* work = layers[0].work.const_data_ptr<acc_t>();
+      scalar_t* o = out.mutable_data_ptr<scalar_t>();
       at::parallel_for(0, B * C, row_grain(C), [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
           const int64_t b = r / C, i = r % C;
-          acc_t sq = acc_t(0);
-          for (int64_t j0 = i; j0 < C; j0 = s.tile_end(j0)) {  // tile by tile, as in gram_cpu
-            const acc_t* p = work + s.entry_offset(b, i, j0);
-            for (int64_t j = j0, end = s.tile_end(j0); j < end; ++j, ++p) {
-              sq += gram::loss_pair_at<acc_t, scalar_t>(p, s, i, j, norm, t + b * tb, ti, tj, d + b * C * C);
+          // Row i's upper entries tile by tile: contiguous partials within each tile.
+          for (int64_t j0 = i; j0 < C; j0 = s.tile_end(j0)) {
+            const acc_t* pp = work + s.entry_offset(b, i, j0);
+            for (int64_t j = j0, end = s.tile_end(j0); j < end; ++j, ++pp) {
+              gram_pair_at<scalar_t, acc_t>(pp, s, i, j, static_cast<acc_t>(norm), o + b * C * C);
             }
           }
-          row_sq[r] = sq;
         }
       });
-      acc_t layer_sq = acc_t(0);
-      for (const acc_t v : row_sq) layer_sq += v;
-      total += gram::finish_loss(layer_sq, static_cast<acc_t>(B * C * C), static_cast<acc_t>(weights[l]));
-    }
-    *loss.mutable_data_ptr<scalar_t>() = static_cast<scalar_t>(total);
-  });
-  return {loss, diffs};
-}
+    });
+  }
 
-at::Tensor gram_backward_cpu(const at::Tensor& grad_output, const at::Tensor& x, c10::string_view normalize,
-                             c10::string_view precision) {
-  const char* op = "_gram_backward";
-  gram::check_x(x, op);
-  gram::check_grad_gram(grad_output, x, op);
-  const auto [B, C, H, W, p, norm, operand] = gram::backward_args(x, normalize, precision, op);
-  const Features f = gram::features(x, operand);
-  if (x.numel() == 0) return gram::grad_like(f, H, W, x.scalar_type(), x).zero_();
-  const at::Tensor go = grad_output.scalar_type() == x.scalar_type() ? grad_output : grad_output.to(x.scalar_type());
-  at::Tensor S;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    S = symmetric<scalar_t, acc_t>(go.const_data_ptr<scalar_t>(), go.stride(0), go.stride(1), go.stride(2), B, C,
-                                   static_cast<acc_t>(1.0 / norm), x.options().dtype(gram::acc_type(x)), operand);
-  });
-  return apply_grad(f, S, x);
-}
+  // Rows in parallel, then the rows' sums in order, then the layers in order.
+  static void loss_layers(at::TensorList xs, at::TensorList targets, const LossArgs& a,
+                          std::vector<at::Tensor>& diffs, at::Tensor& loss) {
+    std::vector<Layer> layers;
+    for (const auto& x : xs) layers.push_back(prepare(x, a.precision));
+    run_products(layers);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xs[0].scalar_type(), "gram_loss_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      acc_t total = acc_t(0);
+      for (size_t l = 0; l < layers.size(); ++l) {
+        const Schedule& s = layers[l].s;
+        const acc_t* work = layers[l].work.const_data_ptr<acc_t>();
+        acc_t* d = diffs[l].mutable_data_ptr<acc_t>();
+        const scalar_t* t = targets[l].const_data_ptr<scalar_t>();
+        const int64_t ti = targets[l].stride(-2), tj = targets[l].stride(-1), tb = a.target_sb[l];
+        const acc_t norm = static_cast<acc_t>(a.norms[l]);
+        std::vector<acc_t> row_sq(s.B * s.C);
+        at::parallel_for(0, s.B * s.C, row_grain(s.C), [&](int64_t begin, int64_t end) {
+          for (int64_t r = begin; r < end; ++r) row_sq[r] = loss_row(work, s, r, norm, t, tb, ti, tj, d);
+        });
+        acc_t layer_sq = acc_t(0);
+        for (const acc_t v : row_sq) layer_sq += v;
+        total += finish_loss(layer_sq, static_cast<acc_t>(s.B * s.C * s.C), static_cast<acc_t>(a.weights[l]));
+      }
+      *loss.mutable_data_ptr<scalar_t>() = static_cast<scalar_t>(total);
+    });
+  }
 
-// grad_x of one layer of the loss: S = coef * grad_loss * (D + D^T), then S F.
-at::Tensor loss_layer_grad(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x, double weight,
-                           c10::string_view normalize, c10::string_view precision, const char* op) {
-  const auto [B, C, H, W, p, norm, operand] = gram::backward_args(x, normalize, precision, op);
-  const Features f = gram::features(x, operand);
-  if (x.numel() == 0) return gram::grad_like(f, H, W, x.scalar_type(), x).zero_();
-  const double coef = gram::loss_grad_coef(weight, B, C, norm);
-  const at::Tensor d = diff.contiguous();
-  at::Tensor S;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_loss_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const acc_t g = grad_loss.to(gram::acc_type(x)).const_data_ptr<acc_t>()[0];
-    S = symmetric<acc_t, acc_t>(d.const_data_ptr<acc_t>(), C * C, C, 1, B, C, static_cast<acc_t>(coef) * g,
-                                d.options(), operand);
-  });
-  return apply_grad(f, S, x);
-}
+  static at::Tensor symmetric(const at::Tensor& M, const at::Tensor& grad, double coef, at::ScalarType operand) {
+    at::Tensor S;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, M.scalar_type(), "gram_symmetric_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const acc_t scale = grad.defined() ? static_cast<acc_t>(coef) * grad.const_data_ptr<acc_t>()[0]
+                                         : static_cast<acc_t>(coef);
+      S = symmetric_rows<scalar_t, acc_t>(M.const_data_ptr<scalar_t>(), M.stride(0), M.stride(1), M.stride(2),
+                                          M.size(0), M.size(1), scale,
+                                          M.options().dtype(c10::CppTypeToScalarType<acc_t>::value), operand);
+    });
+    return S;
+  }
+
+  // grad_x = S F, in x's layout; S (B, C, C) symmetric in acc. No TF32 on the CPU: the precision
+  // is already in the operands (bf16-rounded F and S).
+  static at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& x, Precision) {
+    const at::ScalarType acc = S.scalar_type();
+    const at::Tensor t = f.data.scalar_type() == acc ? f.data : f.data.to(acc);
+    const at::Tensor m =
+        f.channels_last ? t.permute({0, 2, 3, 1}).reshape({f.B, f.n, f.C}) : t.reshape({f.B, f.C, f.n});
+    const int64_t H = x.size(2), W = x.size(3);
+    at::Tensor g = f.channels_last ? at::bmm(m, S).view({f.B, H, W, f.C}).permute({0, 3, 1, 2})
+                                   : at::bmm(S, m).view({f.B, f.C, H, W});
+    return g.scalar_type() == x.scalar_type() ? g : g.to(x.scalar_type());
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
-  m.impl("gram", &gram_cpu);
-  m.impl("_gram_backward", &gram_backward_cpu);
-  m.impl("gram_loss", &gram::loss_kernel<loss_layers>);
-  m.impl("_gram_loss_backward", &gram::loss_backward_kernel<loss_layer_grad>);
-  m.impl("gram_loss_multi", &gram::loss_multi_kernel<loss_layers>);
-  m.impl("_gram_loss_multi_backward", &gram::loss_multi_backward_kernel<loss_layer_grad>);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { register_kernels<CpuBackend>(m); }
 
+}  // namespace gram
 }  // namespace pytexsynth

@@ -12,17 +12,13 @@
 #include <torch/library.h>
 
 #include <limits>
-#include <tuple>
 #include <vector>
 
 #include "common/histogram.h"
 
 namespace pytexsynth {
+namespace histogram {
 namespace {
-
-using histogram::InputPlane;
-using histogram::Problem;
-using histogram::StyleChannel;
 
 // Calls f(value, h, w) for every element of one plane, rows in order; a dense row is a
 // unit-stride loop the compiler can vectorise.
@@ -45,9 +41,43 @@ struct Scratch {
   explicit Scratch(int32_t nb) : cum(nb + 1), k0(nb), k1(nb) {}
 };
 
+// Pass 2 of a plane whose values vary (hi > lo): s.cum = the cumulative counts of its non-NaN
+// values per bin, cum[0] = 0.
+template <typename scalar_t, typename acc_t>
+void count_bins(const scalar_t* x, const Problem& p, acc_t lo, acc_t hi, Scratch& s) {
+  // Values at the minimum (ReLU's zeros: often half the plane) all fall in bin 0; counting them
+  // apart keeps them off the bin counters' store-to-load chain.
+  int64_t* counts = s.cum.data() + 1;  // shifted by one so the prefix sum gives cum[0] = 0
+  int64_t at_lo = 0;
+  for_each_value(x, p, [&](scalar_t v_, int64_t, int64_t) {
+    const acc_t v = static_cast<acc_t>(v_);
+    if (v == lo) {
+      ++at_lo;
+    } else if (v == v) {
+      counts[bin_position(v, lo, hi, p.nb).bin] += 1;
+    }
+  });
+  counts[0] += at_lo;
+  for (int32_t b = 0; b < p.nb; ++b) s.cum[b + 1] += s.cum[b];
+}
+
+// The style-bin search range of each non-empty input bin: the style bins of its lowest and
+// highest quantile.
+template <typename acc_t>
+void search_ranges(const InputPlane<acc_t, int64_t>& in, const StyleChannel<acc_t>& st, Scratch& s) {
+  for (int32_t b = 0; b < in.nb; ++b) {
+    const int64_t cnt = s.cum[b + 1] - s.cum[b];
+    if (cnt == 0) continue;
+    const acc_t u0 = cdf_position(s.cum[b], cnt, acc_t(0), in.n);
+    const acc_t u1 = cdf_position(s.cum[b], cnt, acc_t(1), in.n);
+    s.k0[b] = find_style_bin(st.cdf, u0, 0, st.nb - 1);
+    s.k1[b] = find_style_bin(st.cdf, u1, s.k0[b], st.nb - 1);
+  }
+}
+
 // R (or D = x - R when WriteDiff) of one plane; returns the sum of D^2 in double.
 template <bool WriteDiff, typename scalar_t>
-double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const histogram::StyleChannel<at::opmath_type<scalar_t>>& st,
+double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const StyleChannel<at::opmath_type<scalar_t>>& st,
                    Scratch& s) {
   using acc_t = at::opmath_type<scalar_t>;
   const int32_t nb = p.nb;
@@ -58,48 +88,23 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const his
     lo = v < lo ? v : lo;
     hi = v > hi ? v : hi;
   });
-  // Pass 2: counts (shifted by one so the prefix sum gives cum[0] = 0).
+  // Pass 2: counts (a constant plane has none: every value maps to u = 0.5).
   std::fill(s.cum.begin(), s.cum.end(), int64_t(0));
   const bool varies = hi > lo;
-  if (varies) {
-    // Values at the minimum (ReLU's zeros: often half the plane) all fall in bin 0; counting them
-    // apart keeps them off the bin counters' store-to-load chain.
-    int64_t* counts = s.cum.data() + 1;
-    int64_t at_lo = 0;
-    for_each_value(x, p, [&](scalar_t v_, int64_t, int64_t) {
-      const acc_t v = static_cast<acc_t>(v_);
-      if (v == lo) {
-        ++at_lo;
-      } else if (v == v) {
-        counts[histogram::bin_position(v, lo, hi, nb).bin] += 1;
-      }
-    });
-    counts[0] += at_lo;
-    for (int32_t b = 0; b < nb; ++b) s.cum[b + 1] += s.cum[b];
-  }
+  if (varies) count_bins(x, p, lo, hi, s);
   const InputPlane<acc_t, int64_t> in{lo, hi, s.cum.data(), static_cast<acc_t>(s.cum[nb]), nb};
-  // Search range of each non-empty bin: the style bins of its lowest and highest quantile.
-  if (varies) {
-    for (int32_t b = 0; b < nb; ++b) {
-      const int64_t cnt = s.cum[b + 1] - s.cum[b];
-      if (cnt == 0) continue;
-      const acc_t u0 = histogram::cdf_position(s.cum[b], cnt, acc_t(0), in.n);
-      const acc_t u1 = histogram::cdf_position(s.cum[b], cnt, acc_t(1), in.n);
-      s.k0[b] = histogram::find_style_bin(st.cdf, u0, 0, st.nb - 1);
-      s.k1[b] = histogram::find_style_bin(st.cdf, u1, s.k0[b], st.nb - 1);
-    }
-  }
+  if (varies) search_ranges(in, st, s);
   const auto narrow = [&s](int32_t bin, int32_t& k0, int32_t& k1) {
     k0 = s.k0[bin];
     k1 = s.k1[bin];
   };
   // R of the minimum, computed once with the same function (the same bits as per element).
-  const acc_t r_lo = histogram::remap_value(lo, in, st, narrow);
+  const acc_t r_lo = remap_value(lo, in, st, narrow);
   // Pass 3: remap.
   double sum_sq = 0.0;
   for_each_value(x, p, [&](scalar_t v_, int64_t h, int64_t w) {
     const acc_t v = static_cast<acc_t>(v_);
-    const acc_t r = v == lo ? r_lo : histogram::remap_value(v, in, st, narrow);
+    const acc_t r = v == lo ? r_lo : remap_value(v, in, st, narrow);
     scalar_t* o = out + h * p.oH + w * p.oW;
     if (WriteDiff) {
       const acc_t d = v - r;
@@ -116,11 +121,11 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const his
 template <bool WriteDiff>
 std::vector<double> run(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf,
                         at::Tensor& out, int32_t nb) {
-  const Problem p = histogram::make_problem(x, out, nb);
+  const Problem p = make_problem(x, out, nb);
   std::vector<double> sums(WriteDiff ? p.planes() : 0, 0.0);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "histogram_match_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto style = histogram::style_tensors(lo, hi, cdf, c10::CppTypeToScalarType<acc_t>::value, nb);
+    const auto style = style_tensors(lo, hi, cdf, c10::CppTypeToScalarType<acc_t>::value, nb);
     const acc_t* s_lo = style.lo.const_data_ptr<acc_t>();
     const acc_t* s_step = style.step.const_data_ptr<acc_t>();
     const acc_t* s_cdf = style.cdf.const_data_ptr<acc_t>();
@@ -141,39 +146,25 @@ std::vector<double> run(const at::Tensor& x, const at::Tensor& lo, const at::Ten
   return sums;
 }
 
-at::Tensor histogram_match_cpu(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf) {
-  const int32_t nb = histogram::check_args(x, lo, hi, cdf, "histogram_match");
-  at::Tensor out = histogram::empty_output(x);
-  if (out.numel() == 0) return out;
-  run<false>(x, lo, hi, cdf, out, nb);
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor> histogram_loss_cpu(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi,
-                                                      const at::Tensor& cdf, double weight) {
-  const int32_t nb = histogram::check_args(x, lo, hi, cdf, "histogram_loss");
-  at::Tensor diff = histogram::empty_output(x);
-  if (diff.numel() == 0) {
-    // The mean of nothing, as torch's mse_loss gives.
-    return {at::full({}, std::numeric_limits<double>::quiet_NaN(), x.options()), diff};
+struct CpuBackend {
+  static void match(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf,
+                    at::Tensor& out, int32_t nb) {
+    run<false>(x, lo, hi, cdf, out, nb);
   }
-  const auto sums = run<true>(x, lo, hi, cdf, diff, nb);
-  double total = 0.0;
-  for (double v : sums) total += v;  // fixed order: deterministic for any thread count
-  const double loss = total * (weight / static_cast<double>(x.numel()));  // as the CUDA loss_kernel
-  return {at::full({}, loss, x.options()), diff};
-}
 
-at::Tensor histogram_loss_backward_cpu(const at::Tensor& grad_output, const at::Tensor& diff, double weight) {
-  return histogram::loss_backward(grad_output, diff, weight);
-}
+  static at::Tensor loss(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf,
+                         double weight, at::Tensor& diff, int32_t nb) {
+    const auto sums = run<true>(x, lo, hi, cdf, diff, nb);
+    double total = 0.0;
+    for (double v : sums) total += v;  // fixed order: deterministic for any thread count
+    const double loss = total * (weight / static_cast<double>(x.numel()));  // as the CUDA loss_kernel
+    return at::full({}, loss, x.options());
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
-  m.impl("histogram_match", &histogram_match_cpu);
-  m.impl("histogram_loss", &histogram_loss_cpu);
-  m.impl("_histogram_loss_backward", &histogram_loss_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { register_kernels<CpuBackend>(m); }
 
+}  // namespace histogram
 }  // namespace pytexsynth

@@ -7,28 +7,26 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <tuple>
 #include <type_traits>
 #include <vector>
 
 #include "common/style_swap.h"
 
 namespace pytexsynth {
+namespace style_swap {
 namespace {
 
-using style_swap::Geometry;
-using style_swap::Precision;
-
-// Score blocks of 32 MB stay in the last-level cache's neighbourhood and keep the GEMMs large.
-constexpr int64_t kBudgetBytes = int64_t(32) << 20;
 // Interleaved argmax lanes per scan (independent compare-select chains).
 constexpr int kLanes = 8;
 
 struct CpuBackend {
+  // Score blocks of 32 MB stay in the last-level cache's neighbourhood and keep the GEMMs large.
+  static int64_t default_band_bytes() { return int64_t(32) << 20; }
+
   // No tensor cores here: "tf32" runs the exact fp32 GEMM; "bf16" rounds the operands to
   // bfloat16 and multiplies them in fp32 (what a bf16 GEMM with fp32 accumulation computes).
   static at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, Precision p) {
-    if (p == Precision::BF16) {
+    if (p == Precision::kBF16) {
       return at::mm(a.to(at::kBFloat16).to(at::kFloat), b.to(at::kBFloat16).to(at::kFloat));
     }
     return at::mm(a, b);
@@ -46,8 +44,8 @@ struct CpuBackend {
         std::vector<scalar_t> buf(cols);
         for (int64_t r = r0; r < r1; ++r) {
           const scalar_t* row = S + r * ld;
-          for (int64_t c = 0; c < cols; ++c) buf[c] = style_swap::normalized_score(row[c], inv[c]);
-          style_swap::scan_best<kLanes>(buf.data(), cols, col0, bv[r], bi[r]);
+          for (int64_t c = 0; c < cols; ++c) buf[c] = normalized_score(row[c], inv[c]);
+          scan_best<kLanes>(buf.data(), cols, col0, bv[r], bi[r]);
         }
       });
     });
@@ -82,10 +80,10 @@ struct CpuBackend {
               const int64_t col_p = (p - p0) * s * g.Ws;
               const scalar_t* inv_p = inv + p * g.nWs;
               for (int64_t q = 0; q < g.nWs; ++q) {
-                buf[q] = style_swap::normalized_score(
-                    style_swap::pixel_block_score<K>(Mp, ld, row, col_p + q * s, g.W, g.Ws, g.k), inv_p[q]);
+                buf[q] = normalized_score(
+                    pixel_block_score<K>(Mp, ld, row, col_p + q * s, g.W, g.Ws, g.k), inv_p[q]);
               }
-              style_swap::scan_best<kLanes>(buf.data(), g.nWs, p * g.nWs, v, ix);
+              scan_best<kLanes>(buf.data(), g.nWs, p * g.nWs, v, ix);
             }
             bv[r] = v;
             bi[r] = ix;
@@ -100,103 +98,66 @@ struct CpuBackend {
       }
     });
   }
+
+  // out[b, c, h, w] = decode_value(...) for every element, parallel over (b, c) planes.
+  static void decode_patches(const at::Tensor& style, const at::Tensor& idx, const Geometry& g, at::Tensor& out) {
+    const int64_t B = out.size(0), Bs = style.size(0);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, style.scalar_type(), "style_swap_decode_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const scalar_t* S = style.const_data_ptr<scalar_t>();
+      const int64_t* I = idx.const_data_ptr<int64_t>();
+      scalar_t* O = out.mutable_data_ptr<scalar_t>();
+      const int64_t sSb = Bs == 1 ? 0 : style.stride(0), sSc = style.stride(1), sSh = style.stride(2),
+                    sSw = style.stride(3);
+      const int64_t sOb = out.stride(0), sOc = out.stride(1), sOh = out.stride(2), sOw = out.stride(3);
+      at::parallel_for(0, B * g.C, std::max<int64_t>(1, 16384 / (g.H * g.W)), [&](int64_t l0, int64_t l1) {
+        for (int64_t l = l0; l < l1; ++l) {
+          const int64_t b = l / g.C, c = l - b * g.C;
+          const scalar_t* s_plane = S + b * sSb + c * sSc;
+          const int64_t* i_plane = I + b * g.nc();
+          scalar_t* o_plane = O + b * sOb + c * sOc;
+          for (int64_t h = 0; h < g.H; ++h) {
+            for (int64_t w = 0; w < g.W; ++w) {
+              o_plane[h * sOh + w * sOw] = static_cast<scalar_t>(
+                  decode_value<acc_t>(s_plane, sSh, sSw, i_plane, g.nW, 1, h, w, g));
+            }
+          }
+        }
+      });
+    });
+  }
+
+  // grad_style[bs, c, y, x] = style_grad_value(...), parallel over (bs, c) planes.
+  static void style_grad(const at::Tensor& grad, const InvertedMatches& inv, const Geometry& g,
+                         at::Tensor& out) {
+    const int64_t Bs = out.size(0);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "style_swap_backward_cpu", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const scalar_t* G = grad.const_data_ptr<scalar_t>();
+      const int64_t* off = inv.offsets.const_data_ptr<int64_t>();
+      const int64_t* mem = inv.members.const_data_ptr<int64_t>();
+      scalar_t* O = out.mutable_data_ptr<scalar_t>();
+      const int64_t sGb = grad.stride(0), sGc = grad.stride(1), sGh = grad.stride(2), sGw = grad.stride(3);
+      const int64_t sOb = out.stride(0), sOc = out.stride(1), sOh = out.stride(2), sOw = out.stride(3);
+      at::parallel_for(0, Bs * g.C, 1, [&](int64_t l0, int64_t l1) {
+        for (int64_t l = l0; l < l1; ++l) {
+          const int64_t bs = l / g.C, c = l - bs * g.C;
+          scalar_t* o_plane = O + bs * sOb + c * sOc;
+          for (int64_t y = 0; y < g.Hs; ++y) {
+            for (int64_t x = 0; x < g.Ws; ++x) {
+              o_plane[y * sOh + x * sOw] = static_cast<scalar_t>(style_grad_value<acc_t>(
+                  G + c * sGc, sGb, sGh, sGw, off, mem, bs * g.ns(), y, x, g));
+            }
+          }
+        }
+      });
+    });
+  }
 };
-
-// out[b, c, h, w] = decode_value(...) for every element, parallel over (b, c) planes.
-at::Tensor decode_cpu(const at::Tensor& style, const at::Tensor& indices, const Geometry& g, int64_t B,
-                      at::MemoryFormat format) {
-  at::Tensor out = at::empty({B, g.C, g.H, g.W}, style.options().memory_format(format));
-  if (out.numel() == 0) return out;
-  const at::Tensor idx = indices.contiguous();
-  const int64_t Bs = style.size(0);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, style.scalar_type(), "style_swap_decode_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* S = style.const_data_ptr<scalar_t>();
-    const int64_t* I = idx.const_data_ptr<int64_t>();
-    scalar_t* O = out.mutable_data_ptr<scalar_t>();
-    const int64_t sSb = Bs == 1 ? 0 : style.stride(0), sSc = style.stride(1), sSh = style.stride(2),
-                  sSw = style.stride(3);
-    const int64_t sOb = out.stride(0), sOc = out.stride(1), sOh = out.stride(2), sOw = out.stride(3);
-    at::parallel_for(0, B * g.C, std::max<int64_t>(1, 16384 / (g.H * g.W)), [&](int64_t l0, int64_t l1) {
-      for (int64_t l = l0; l < l1; ++l) {
-        const int64_t b = l / g.C, c = l - b * g.C;
-        const scalar_t* s_plane = S + b * sSb + c * sSc;
-        const int64_t* i_plane = I + b * g.nc();
-        scalar_t* o_plane = O + b * sOb + c * sOc;
-        for (int64_t h = 0; h < g.H; ++h) {
-          for (int64_t w = 0; w < g.W; ++w) {
-            o_plane[h * sOh + w * sOw] = static_cast<scalar_t>(
-                style_swap::decode_value<acc_t>(s_plane, sSh, sSw, i_plane, g.nW, 1, h, w, g));
-          }
-        }
-      }
-    });
-  });
-  return out;
-}
-
-// grad_style[bs, c, y, x] = style_grad_value(...), parallel over (bs, c) planes.
-at::Tensor style_grad_cpu(const at::Tensor& grad, const at::Tensor& indices, const Geometry& g, int64_t Bs) {
-  const int64_t B = grad.size(0);
-  at::Tensor out = at::empty({Bs, g.C, g.Hs, g.Ws}, grad.options().memory_format(output_memory_format(grad)));
-  if (out.numel() == 0) return out;
-  if (B == 0) return out.zero_();
-  const auto inv = style_swap::invert_matches(indices, Bs, g.ns());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "style_swap_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* G = grad.const_data_ptr<scalar_t>();
-    const int64_t* off = inv.offsets.const_data_ptr<int64_t>();
-    const int64_t* mem = inv.members.const_data_ptr<int64_t>();
-    scalar_t* O = out.mutable_data_ptr<scalar_t>();
-    const int64_t sGb = grad.stride(0), sGc = grad.stride(1), sGh = grad.stride(2), sGw = grad.stride(3);
-    const int64_t sOb = out.stride(0), sOc = out.stride(1), sOh = out.stride(2), sOw = out.stride(3);
-    at::parallel_for(0, Bs * g.C, 1, [&](int64_t l0, int64_t l1) {
-      for (int64_t l = l0; l < l1; ++l) {
-        const int64_t bs = l / g.C, c = l - bs * g.C;
-        scalar_t* o_plane = O + bs * sOb + c * sOc;
-        for (int64_t y = 0; y < g.Hs; ++y) {
-          for (int64_t x = 0; x < g.Ws; ++x) {
-            o_plane[y * sOh + x * sOw] = static_cast<scalar_t>(style_swap::style_grad_value<acc_t>(
-                G + c * sGc, sGb, sGh, sGw, off, mem, bs * g.ns(), y, x, g));
-          }
-        }
-      }
-    });
-  });
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor> style_swap_cpu(const at::Tensor& content, const at::Tensor& style,
-                                                  int64_t patch_size, int64_t stride, c10::string_view precision,
-                                                  c10::string_view method, int64_t band_bytes) {
-  const auto r = style_swap::check_request(content, style, patch_size, stride, precision, method, band_bytes,
-                                          kBudgetBytes);
-  const int64_t B = content.size(0);
-  if (B == 0) return style_swap::empty_result(content, r.g);
-  const at::Tensor indices = style_swap::match<CpuBackend>(content, style, r.g, r.precision, r.method, r.band_bytes);
-  return {decode_cpu(style, indices, r.g, B, output_memory_format(content)), indices};
-}
-
-at::Tensor style_swap_decode_cpu(const at::Tensor& style, const at::Tensor& indices, int64_t height, int64_t width,
-                                 int64_t patch_size, int64_t stride) {
-  const Geometry g =
-      style_swap::check_decode_args(style, indices, height, width, patch_size, stride, "_style_swap_decode");
-  return decode_cpu(style, indices, g, indices.size(0), output_memory_format(style));
-}
-
-at::Tensor style_swap_backward_cpu(const at::Tensor& grad_output, const at::Tensor& indices,
-                                   at::IntArrayRef style_size, int64_t patch_size, int64_t stride) {
-  const Geometry g = style_swap::check_backward_args(grad_output, indices, style_size, patch_size, stride,
-                                                     "_style_swap_backward");
-  return style_grad_cpu(grad_output, indices, g, style_size[0]);
-}
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
-  m.impl("style_swap", &style_swap_cpu);
-  m.impl("_style_swap_decode", &style_swap_decode_cpu);
-  m.impl("_style_swap_backward", &style_swap_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { register_kernels<CpuBackend>(m); }
 
+}  // namespace style_swap
 }  // namespace pytexsynth

@@ -23,13 +23,8 @@
 #endif
 
 namespace pytexsynth {
+namespace winograd {
 namespace {
-
-using winograd::Geometry;
-using winograd::kIn;
-using winograd::kOut;
-using winograd::kPlanes;
-using winograd::Step;
 
 // One transform over tiles [begin, end) of a chunk that starts at tile row r0. `src` and `dst`
 // are the pixel tensor (x, y, dy or dx: NHWC) and the plane tensor (V, M, dM or dV: plane
@@ -88,8 +83,8 @@ C10_ALWAYS_INLINE void run_tiles(const Job<T>& j, int64_t begin, int64_t end) {
     if (S == Step::kInputAdjoint && (ty & 1) != j.parity) continue;
     for (int i = 0; i < side; ++i) {
       for (int jj = 0; jj < side; ++jj) {
-        const int64_t offset = kPixelsIn ? winograd::input_pixel(g, n, ty, tx, i, jj)
-                                         : winograd::output_pixel(g, n, ty, tx, i, jj);
+        const int64_t offset = kPixelsIn ? input_pixel(g, n, ty, tx, i, jj)
+                                         : output_pixel(g, n, ty, tx, i, jj);
         if constexpr (kReadsPixels) {
           pix_in[i * side + jj] = offset >= 0 ? j.src + offset : j.zeros;
         } else {
@@ -103,11 +98,11 @@ C10_ALWAYS_INLINE void run_tiles(const Job<T>& j, int64_t begin, int64_t end) {
       constexpr bool Full = decltype(full)::value;
       if constexpr (S == Step::kInput) {
         for (int k = 0; k < kPlanes; ++k) load<L, Full>(a + k * L, pix_in[k] + c, count);
-        winograd::input_tile<L>(a, tmp, b);
+        input_tile<L>(a, tmp, b);
         for (int k = 0; k < kPlanes; ++k) store<L, Full, false>(j.dst + k * j.plane + row + c, b + k * L, count);
       } else if constexpr (S == Step::kOutput) {
         for (int k = 0; k < kPlanes; ++k) load<L, Full>(a + k * L, j.src + k * j.plane + row + c, count);
-        winograd::output_tile<L>(a, tmp, b);
+        output_tile<L>(a, tmp, b);
         if (j.bias != nullptr) {
           load<L, Full>(bias, j.bias + c, count);
           for (int k = 0; k < kOut * kOut; ++k) {
@@ -119,11 +114,11 @@ C10_ALWAYS_INLINE void run_tiles(const Job<T>& j, int64_t begin, int64_t end) {
         }
       } else if constexpr (S == Step::kOutputAdjoint) {
         for (int k = 0; k < kOut * kOut; ++k) load<L, Full>(a + k * L, pix_in[k] + c, count);
-        winograd::output_tile_adjoint<L>(a, tmp, b);
+        output_tile_adjoint<L>(a, tmp, b);
         for (int k = 0; k < kPlanes; ++k) store<L, Full, false>(j.dst + k * j.plane + row + c, b + k * L, count);
       } else {
         for (int k = 0; k < kPlanes; ++k) load<L, Full>(a + k * L, j.src + k * j.plane + row + c, count);
-        winograd::input_tile_adjoint<L>(a, tmp, b);
+        input_tile_adjoint<L>(a, tmp, b);
         for (int k = 0; k < kPlanes; ++k) {
           if (pix_out[k] != nullptr) store<L, Full, true>(pix_out[k] + c, b + k * L, count);
         }
@@ -206,9 +201,8 @@ struct CpuBackend {
 };
 
 }  // namespace
-}  // namespace pytexsynth
 
-TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) {
-  m.impl("winograd_conv3x3", &pytexsynth::winograd::forward<pytexsynth::CpuBackend>);
-  m.impl("_winograd_conv3x3_backward", &pytexsynth::winograd::backward<pytexsynth::CpuBackend>);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CPU, m) { register_kernels<CpuBackend>(m); }
+
+}  // namespace winograd
+}  // namespace pytexsynth

@@ -1,5 +1,5 @@
-// gram / gram_loss / gram_loss_multi on CUDA: the GEMMs are cuBLAS (correct by construction,
-// precision set explicitly per call), the epilogues are small kernels around gram_math.h.
+// gram / gram_loss / gram_loss_multi on CUDA: the GEMMs are cuBLAS through cuda/blas.cuh
+// (precision per call, common/precision.h), the epilogues are small kernels around gram_math.h.
 //
 // Forward: the tile schedule of gram_math.h, the same as the CPU kernel's (only upper-triangle
 // tile pairs ti <= tj, each split over chunks of H*W so a small C still fills every SM). The
@@ -16,12 +16,9 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <ATen/cuda/Exceptions.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <cublas_v2.h>
 #include <torch/library.h>
 
-#include <array>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -30,102 +27,16 @@
 #include <vector>
 
 #include "common/gram.h"
+#include "cuda/blas.cuh"
+#include "cuda/launch.cuh"
 
 namespace pytexsynth {
+namespace gram {
 namespace {
-
-using gram::Features;
-using gram::Precision;
-using gram::Schedule;
 
 constexpr int kThreads = 256;
 // Epilogue blocks are small so that a small C (64 x 64 entries) still spreads over 32+ SMs.
 constexpr int kEpilogueThreads = 128;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-unsigned int blocks_for(int64_t total, int threads = kThreads) {
-  return static_cast<unsigned int>(ceil_div(total, threads));
-}
-
-// ---- cuBLAS ---------------------------------------------------------------------------------
-
-cudaDataType cuda_type(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return CUDA_R_32F;
-    case at::kDouble: return CUDA_R_64F;
-    case at::kHalf: return CUDA_R_16F;
-    case at::kBFloat16: return CUDA_R_16BF;
-    default: TORCH_CHECK(false, "gram: no cuBLAS type for ", t);
-  }
-}
-
-// Sets the handle's math mode for this call (TF32 allowed or not) and restores the previous one:
-// ATen's handle is shared with every other matmul of the process.
-class MathModeGuard {
- public:
-  MathModeGuard(cublasHandle_t handle, cublasMath_t mode) : handle_(handle) {
-    TORCH_CUDABLAS_CHECK(cublasGetMathMode(handle_, &previous_));
-    TORCH_CUDABLAS_CHECK(cublasSetMathMode(handle_, mode));
-  }
-  ~MathModeGuard() { cublasSetMathMode(handle_, previous_); }
-  MathModeGuard(const MathModeGuard&) = delete;
-  MathModeGuard& operator=(const MathModeGuard&) = delete;
-
- private:
-  cublasHandle_t handle_;
-  cublasMath_t previous_;
-};
-
-void check_int(int64_t v, const char* what) {
-  TORCH_CHECK(v >= 0 && v <= INT_MAX, "gram: ", what, " = ", v, " exceeds the 32-bit sizes cuBLAS takes");
-}
-
-// The handle, math mode and scalars of one family of GEMMs: operands in_t, output out_t,
-// accumulation in fp32 (fp64 for double). "ieee" forbids TF32 even where PyTorch's global flag
-// allows it; "tf32" asks for it.
-struct GemmConfig {
-  cublasHandle_t handle;
-  cudaDataType in, out;
-  cublasComputeType_t compute;
-  const void* alpha;
-  const void* beta;
-  bool tf32;
-};
-
-struct Scalars {
-  double one64 = 1.0, zero64 = 0.0;
-  float one32 = 1.0f, zero32 = 0.0f;
-};
-
-GemmConfig gemm_config(at::ScalarType in_t, at::ScalarType out_t, Precision p, const Scalars& sc) {
-  GemmConfig g;
-  g.handle = at::cuda::getCurrentCUDABlasHandle();  // bound to the current stream
-  const bool fp64 = in_t == at::kDouble;
-  g.tf32 = p == Precision::kTF32 && in_t == at::kFloat;
-  g.in = cuda_type(in_t);
-  g.out = cuda_type(out_t);
-  g.compute = fp64 ? CUBLAS_COMPUTE_64F : (g.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
-  g.alpha = fp64 ? static_cast<const void*>(&sc.one64) : static_cast<const void*>(&sc.one32);
-  g.beta = fp64 ? static_cast<const void*>(&sc.zero64) : static_cast<const void*>(&sc.zero32);
-  return g;
-}
-
-// Column-major C = op(A) op(B), `batch` times with the given element strides.
-void gemm_strided(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k, const void* A,
-                  int64_t lda, int64_t sA, const void* B, int64_t ldb, int64_t sB, void* C, int64_t ldc, int64_t sC,
-                  int64_t batch, at::ScalarType in_t, at::ScalarType out_t, Precision p) {
-  if (batch == 0 || m == 0 || n == 0) return;
-  check_int(m, "m"); check_int(n, "n"); check_int(k, "k"); check_int(lda, "lda"); check_int(ldb, "ldb");
-  check_int(ldc, "ldc"); check_int(batch, "batch");
-  const Scalars sc;
-  const GemmConfig g = gemm_config(in_t, out_t, p, sc);
-  MathModeGuard mode(g.handle, g.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
-  TORCH_CUDABLAS_CHECK(cublasGemmStridedBatchedEx(
-      g.handle, ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), g.alpha, A, g.in,
-      static_cast<int>(lda), sA, B, g.in, static_cast<int>(ldb), sB, g.beta, C, g.out, static_cast<int>(ldc), sC,
-      static_cast<int>(batch), g.compute, CUBLAS_GEMM_DEFAULT));
-}
 
 // ---- forward products: the tile schedule as grouped cuBLAS calls ---------------------------
 
@@ -141,15 +52,14 @@ struct Layer {
 // least 2048 pixels, workspace at most 64 MB of float32. Depends only on shapes and the device,
 // so gram() and gram_loss() of the same x use the same schedule (D = 0 exactly at own target).
 Schedule gpu_schedule(int64_t B, int64_t C, int64_t n) {
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  return gram::make_schedule(B, C, n, 2 * sms, /*min_chunk=*/2048, /*max_workspace=*/int64_t(1) << 24);
+  return make_schedule(B, C, n, 2 * cuda::sm_count(), /*min_chunk=*/2048, /*max_workspace=*/int64_t(1) << 24);
 }
 
 Layer prepare(const at::Tensor& x, Precision p) {
   Layer L;
-  L.f = gram::features(x, gram::operand_type(x, p));
+  L.f = features(x, operand_type(x.scalar_type(), p));
   L.s = gpu_schedule(L.f.B, L.f.C, L.f.n);
-  const auto opts = x.options().dtype(gram::acc_type(x));
+  const auto opts = x.options().dtype(acc_type(x));
   // H*W = 0: G = 0 and no GEMM runs.
   L.work = L.f.n == 0 ? at::zeros({L.s.workspace()}, opts) : at::empty({L.s.workspace()}, opts);
   return L;
@@ -166,16 +76,16 @@ struct GemmList {
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
-// Every item of every layer: P[item] (cols x rows column-major, ld tile = rows x cols row-major)
-// = op(A) op(B) with A the (cols x klen) block of tile tj and B the (rows x klen) block of tile
-// ti, both read in place through gram_math.h's feature_offset.
+using Groups = std::map<ShapeKey, GemmList>;
+
+// Every item of every layer, grouped by operand shape: P[item] (cols x rows column-major, ld tile
+// = rows x cols row-major) = op(A) op(B) with A the (cols x klen) block of tile tj and B the
+// (rows x klen) block of tile ti, both read in place through gram_math.h's feature_offset.
 //   NCHW: image b is the column-major (n x C) matrix, ld n: C = A^T B (ta = T, tb = N).
 //   NHWC: image b is the column-major (C x n) matrix, ld C: C = A B^T (ta = N, tb = T).
-void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
-  if (layers.empty()) return;
-  const at::ScalarType in_t = layers[0].f.data.scalar_type();
+Groups group_items(std::vector<Layer>& layers, at::ScalarType acc) {
   const int64_t es = layers[0].f.data.element_size(), as = c10::elementSize(acc);
-  std::map<ShapeKey, GemmList> groups;
+  Groups groups;
   for (Layer& L : layers) {
     const Schedule& s = L.s;
     if (s.n == 0 || s.items() == 0) continue;
@@ -184,13 +94,13 @@ void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
     char* work = static_cast<char*>(L.work.mutable_data_ptr());
     const int64_t ld = cl ? s.C : s.n;
     for (int64_t w = 0; w < s.items(); ++w) {
-      const gram::TileItem it = s.item(w);
+      const TileItem it = s.item(w);
       const int64_t img = it.b * s.C * s.n;
       const ShapeKey key{cl ? CUBLAS_OP_N : CUBLAS_OP_T, cl ? CUBLAS_OP_T : CUBLAS_OP_N, it.cols, it.rows, it.klen,
                          ld, ld, s.tile};
       GemmList& g = groups[key];
-      const void* a = F + (img + gram::feature_offset(cl, s.C, s.n, it.col0, it.k0)) * es;
-      const void* b = F + (img + gram::feature_offset(cl, s.C, s.n, it.row0, it.k0)) * es;
+      const void* a = F + (img + feature_offset(cl, s.C, s.n, it.col0, it.k0)) * es;
+      const void* b = F + (img + feature_offset(cl, s.C, s.n, it.row0, it.k0)) * es;
       void* c = work + w * s.slot() * as;
       g.a.push_back(a);
       g.b.push_back(b);
@@ -199,63 +109,59 @@ void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
                   (s.tile * as) % 16 == 0;
     }
   }
-  if (groups.empty()) return;
+  return groups;
+}
 
-  // Pointer arrays of the batched groups, [A..., B..., C...] per group, in one host-to-device
-  // copy from pinned memory (the caching host allocator keeps it alive until the copy is done).
+// Pointer arrays of the batched groups, [A..., B..., C...] per group, in one host-to-device
+// copy from pinned memory (the caching host allocator keeps it alive until the copy is done).
+// Undefined when no group is batched.
+at::Tensor device_pointers(const Groups& groups, const at::Device& device) {
   int64_t total = 0;
   for (const auto& kv : groups) {
     if (kv.second.aligned) total += 3 * static_cast<int64_t>(kv.second.a.size());
   }
-  at::Tensor dev_ptrs;
-  if (total > 0) {
-    at::Tensor host = at::empty({total}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
-    int64_t* h = host.mutable_data_ptr<int64_t>();
-    int64_t off = 0;
-    for (const auto& kv : groups) {
-      const GemmList& g = kv.second;
-      if (!g.aligned) continue;
-      const int64_t nb = static_cast<int64_t>(g.a.size());
-      for (int64_t q = 0; q < nb; ++q) {
-        h[off + q] = reinterpret_cast<int64_t>(g.a[q]);
-        h[off + nb + q] = reinterpret_cast<int64_t>(g.b[q]);
-        h[off + 2 * nb + q] = reinterpret_cast<int64_t>(g.c[q]);
-      }
-      off += 3 * nb;
-    }
-    dev_ptrs = host.to(layers[0].work.device(), at::kLong, /*non_blocking=*/true);
-  }
-
-  const Scalars sc;
-  const GemmConfig cfg = gemm_config(in_t, acc, p, sc);
-  MathModeGuard mode(cfg.handle, cfg.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
-  const int64_t* d = total > 0 ? dev_ptrs.const_data_ptr<int64_t>() : nullptr;
+  if (total == 0) return at::Tensor();
+  at::Tensor host = at::empty({total}, at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+  int64_t* h = host.mutable_data_ptr<int64_t>();
   int64_t off = 0;
   for (const auto& kv : groups) {
-    const auto [ta, tb, m, n, k, lda, ldb, ldc] = kv.first;
+    const GemmList& g = kv.second;
+    if (!g.aligned) continue;
+    const int64_t nb = static_cast<int64_t>(g.a.size());
+    for (int64_t q = 0; q < nb; ++q) {
+      h[off + q] = reinterpret_cast<int64_t>(g.a[q]);
+      h[off + nb + q] = reinterpret_cast<int64_t>(g.b[q]);
+      h[off + 2 * nb + q] = reinterpret_cast<int64_t>(g.c[q]);
+    }
+    off += 3 * nb;
+  }
+  return host.to(device, at::kLong, /*non_blocking=*/true);
+}
+
+// The forward GEMMs of every layer: one batched cuBLAS call per aligned group.
+void run_products(std::vector<Layer>& layers, at::ScalarType acc, Precision p) {
+  if (layers.empty()) return;
+  const Groups groups = group_items(layers, acc);
+  if (groups.empty()) return;
+  const at::Tensor dev_ptrs = device_pointers(groups, layers[0].work.device());  // alive until the calls are queued
+  const blas::Gemm gemm(layers[0].f.data.scalar_type(), acc, p, "gram");
+  const int64_t* d = dev_ptrs.defined() ? dev_ptrs.const_data_ptr<int64_t>() : nullptr;
+  int64_t off = 0;
+  for (const auto& kv : groups) {
+    const auto [ta_, tb_, m, n, k, lda, ldb, ldc] = kv.first;
+    const auto ta = static_cast<cublasOperation_t>(ta_), tb = static_cast<cublasOperation_t>(tb_);
     const GemmList& g = kv.second;
     const int64_t nb = static_cast<int64_t>(g.a.size());
-    check_int(m, "m"); check_int(n, "n"); check_int(k, "k"); check_int(lda, "lda"); check_int(ldb, "ldb");
-    check_int(ldc, "ldc"); check_int(nb, "batch");
     if (g.aligned) {
       // Batched GEMM from device pointer arrays: cuBLAS cannot see these pointers, so only
       // groups whose every pointer is 16-byte aligned go here.
-      TORCH_CUDABLAS_CHECK(cublasGemmBatchedEx(
-          cfg.handle, static_cast<cublasOperation_t>(ta), static_cast<cublasOperation_t>(tb), static_cast<int>(m),
-          static_cast<int>(n), static_cast<int>(k), cfg.alpha, reinterpret_cast<const void* const*>(d + off),
-          cfg.in, static_cast<int>(lda), reinterpret_cast<const void* const*>(d + off + nb), cfg.in,
-          static_cast<int>(ldb), cfg.beta, reinterpret_cast<void* const*>(d + off + 2 * nb), cfg.out,
-          static_cast<int>(ldc), static_cast<int>(nb), cfg.compute, CUBLAS_GEMM_DEFAULT));
+      gemm.batched(ta, tb, m, n, k, reinterpret_cast<const void* const*>(d + off), lda,
+                   reinterpret_cast<const void* const*>(d + off + nb), ldb,
+                   reinterpret_cast<void* const*>(d + off + 2 * nb), ldc, nb);
       off += 3 * nb;
     } else {
       // Odd H*W or C (misaligned operands): one GEMM per item, which cuBLAS checks itself.
-      for (int64_t q = 0; q < nb; ++q) {
-        TORCH_CUDABLAS_CHECK(cublasGemmEx(
-            cfg.handle, static_cast<cublasOperation_t>(ta), static_cast<cublasOperation_t>(tb), static_cast<int>(m),
-            static_cast<int>(n), static_cast<int>(k), cfg.alpha, g.a[q], cfg.in, static_cast<int>(lda), g.b[q],
-            cfg.in, static_cast<int>(ldb), cfg.beta, g.c[q], cfg.out, static_cast<int>(ldc), cfg.compute,
-            CUBLAS_GEMM_DEFAULT));
-      }
+      for (int64_t q = 0; q < nb; ++q) gemm.single(ta, tb, m, n, k, g.a[q], lda, g.b[q], ldb, g.c[q], ldc);
     }
   }
 }
@@ -266,7 +172,8 @@ struct Entry {
   int64_t b, i, j;
 };
 
-__device__ inline Entry decode(int64_t l, int64_t C) {
+// Entry l of a (B, C, C) stack in row-major order.
+__device__ inline Entry decode_entry(int64_t l, int64_t C) {
   Entry e;
   e.j = l % C;
   l /= C;
@@ -275,31 +182,15 @@ __device__ inline Entry decode(int64_t l, int64_t C) {
   return e;
 }
 
-// Fixed-order tree sum of one value per thread; every thread gets the block's total. The
-// trailing barrier lets a caller sum again with the same shared buffer.
-template <int Threads, typename acc_t>
-__device__ inline acc_t block_sum(acc_t v) {
-  __shared__ acc_t shared[Threads];
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = Threads / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  const acc_t total = shared[0];
-  __syncthreads();
-  return total;
-}
-
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kEpilogueThreads)
 gram_epilogue_kernel(const acc_t* __restrict__ work, Schedule s, acc_t norm, scalar_t* __restrict__ out,
                      int64_t total) {
   const int64_t l = static_cast<int64_t>(blockIdx.x) * kEpilogueThreads + threadIdx.x;
   if (l >= total) return;
-  const Entry e = decode(l, s.C);
+  const Entry e = decode_entry(l, s.C);
   if (e.i > e.j) return;  // the upper entry's thread writes the mirror
-  gram::gram_pair(work, s, e.b, e.i, e.j, norm, out + e.b * s.C * s.C);
+  gram_pair(work, s, e.b, e.i, e.j, norm, out + e.b * s.C * s.C);
 }
 
 // One layer of the loss epilogue: its workspace, target, diff, and its blocks in the grid.
@@ -325,13 +216,13 @@ gram_loss_epilogue_kernel(const LossLayer<scalar_t, acc_t>* __restrict__ layers,
   const int64_t e = (static_cast<int64_t>(blockIdx.x) - L.block0) * kEpilogueThreads + threadIdx.x;
   acc_t sq = acc_t(0);
   if (e < L.s.B * C * C) {
-    const Entry en = decode(e, C);
+    const Entry en = decode_entry(e, C);
     if (en.i <= en.j) {
-      sq = gram::loss_pair(L.work, L.s, en.b, en.i, en.j, L.norm, L.target + en.b * L.tb, L.ti, L.tj,
+      sq = loss_pair(L.work, L.s, en.b, en.i, en.j, L.norm, L.target + en.b * L.tb, L.ti, L.tj,
                            L.diff + en.b * C * C);
     }
   }
-  const acc_t sum = block_sum<kEpilogueThreads>(sq);
+  const acc_t sum = cuda::block_sum<kEpilogueThreads>(sq);
   if (threadIdx.x == 0) block_sq[blockIdx.x] = sum;
 }
 
@@ -345,8 +236,8 @@ gram_loss_finish_kernel(const LossLayer<scalar_t, acc_t>* __restrict__ layers, i
   for (int64_t l = 0; l < nlayers; ++l) {
     acc_t s = acc_t(0);
     for (int64_t k = threadIdx.x; k < layers[l].blocks; k += kThreads) s += block_sq[layers[l].block0 + k];
-    const acc_t sum = block_sum<kThreads>(s);
-    total += gram::finish_loss(sum, layers[l].count, layers[l].weight);
+    const acc_t sum = cuda::block_sum<kThreads>(s);  // valid in thread 0, which writes the loss
+    total += finish_loss(sum, layers[l].count, layers[l].weight);
   }
   if (threadIdx.x == 0) *loss = static_cast<scalar_t>(total);
 }
@@ -359,182 +250,130 @@ symmetric_grad_kernel(const m_t* __restrict__ M, int64_t sb, int64_t si, int64_t
                       const g_t* __restrict__ grad, acc_t coef, s_t* __restrict__ S, int64_t total) {
   const int64_t l = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
   if (l >= total) return;
-  const Entry e = decode(l, C);
+  const Entry e = decode_entry(l, C);
   const acc_t scale = grad != nullptr ? coef * static_cast<acc_t>(*grad) : coef;
   const m_t* Mb = M + e.b * sb;
-  S[l] = static_cast<s_t>(gram::symmetric_grad(static_cast<acc_t>(Mb[e.i * si + e.j * sj]),
+  S[l] = static_cast<s_t>(symmetric_grad(static_cast<acc_t>(Mb[e.i * si + e.j * sj]),
                                                static_cast<acc_t>(Mb[e.j * si + e.i * sj]), scale));
 }
 
-// ---- backward GEMM --------------------------------------------------------------------------
-
-// grad_x = S F (S symmetric, operand dtype), in x's layout and dtype.
-at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& x, Precision p) {
-  const at::ScalarType acc = gram::acc_type(x);
-  const int64_t B = f.B, C = f.C, n = f.n;
-  at::Tensor out = gram::grad_like(f, x.size(2), x.size(3), acc, x);
-  const at::ScalarType in_t = f.data.scalar_type();
-  if (f.channels_last) {
-    // Column-major (C x n) per image: Out = S A.
-    gemm_strided(CUBLAS_OP_N, CUBLAS_OP_N, C, n, C, S.const_data_ptr(), C, C * C, f.data.const_data_ptr(), C, n * C,
-                 out.mutable_data_ptr(), C, n * C, B, in_t, acc, p);
-  } else {
-    // Column-major (n x C) per image: Out = A S^T = A S.
-    gemm_strided(CUBLAS_OP_N, CUBLAS_OP_N, n, C, C, f.data.const_data_ptr(), n, C * n, S.const_data_ptr(), C, C * C,
-                 out.mutable_data_ptr(), n, C * n, B, in_t, acc, p);
+// The loss epilogue's per-layer table, in the grid's block order.
+template <typename scalar_t, typename acc_t>
+std::vector<LossLayer<scalar_t, acc_t>> loss_table(const std::vector<Layer>& layers, at::TensorList targets,
+                                                   const LossArgs& a, std::vector<at::Tensor>& diffs) {
+  std::vector<LossLayer<scalar_t, acc_t>> desc(layers.size());
+  int64_t blocks = 0;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const Schedule& s = layers[l].s;
+    const int64_t entries = s.B * s.C * s.C;
+    LossLayer<scalar_t, acc_t>& D = desc[l];
+    D.work = layers[l].work.const_data_ptr<acc_t>();
+    D.s = s;
+    D.norm = static_cast<acc_t>(a.norms[l]);
+    D.count = static_cast<acc_t>(entries);
+    D.weight = static_cast<acc_t>(a.weights[l]);
+    D.target = targets[l].const_data_ptr<scalar_t>();
+    D.tb = a.target_sb[l];
+    D.ti = targets[l].stride(-2);
+    D.tj = targets[l].stride(-1);
+    D.diff = diffs[l].mutable_data_ptr<acc_t>();
+    D.block0 = blocks;
+    D.blocks = ceil_div(entries, kEpilogueThreads);
+    blocks += D.blocks;
   }
-  return out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type());
+  return desc;
 }
 
-template <typename m_t, typename g_t, typename acc_t>
-at::Tensor symmetric(const m_t* M, int64_t sb, int64_t si, int64_t sj, int64_t B, int64_t C, const g_t* grad,
-                     double coef, const at::Tensor& like, at::ScalarType operand) {
-  at::Tensor S = at::empty({B, C, C}, like.options().dtype(operand));
-  const int64_t total = S.numel();
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, operand, "gram_symmetric_grad_cuda", [&] {
-    symmetric_grad_kernel<m_t, g_t, scalar_t, acc_t><<<blocks_for(total), kThreads, 0, stream>>>(
-        M, sb, si, sj, C, grad, static_cast<acc_t>(coef), S.mutable_data_ptr<scalar_t>(), total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return S;
-}
-
-// ---- ops ------------------------------------------------------------------------------------
-
-at::Tensor gram_cuda(const at::Tensor& x, c10::string_view normalize, c10::string_view precision) {
-  const char* op = "gram";
-  gram::check_x(x, op);
-  const auto p = gram::parse_precision(std::string(precision), op);
-  const int64_t B = x.size(0), C = x.size(1);
-  const double norm = gram::normalizer(std::string(normalize), C, x.size(2) * x.size(3), op);
-  const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor out = at::empty({B, C, C}, x.options());
-  if (out.numel() == 0) return out;
-  std::vector<Layer> layers{prepare(x, p)};
-  run_products(layers, gram::acc_type(x), p);
-  const Layer& L = layers[0];
-  const int64_t total = B * C * C;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    gram_epilogue_kernel<scalar_t, acc_t>
-        <<<blocks_for(total, kEpilogueThreads), kEpilogueThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        L.work.const_data_ptr<acc_t>(), L.s, static_cast<acc_t>(norm), out.mutable_data_ptr<scalar_t>(), total);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return out;
-}
-
-// The loss of all layers: sum_l weights[l] * mean((G_l - T_l)^2), and each layer's D = G - T.
-std::tuple<at::Tensor, std::vector<at::Tensor>> loss_layers(at::TensorList xs, at::TensorList targets,
-                                                            at::ArrayRef<double> weights, c10::string_view normalize,
-                                                            c10::string_view precision, const char* op) {
-  const std::vector<int64_t> target_sb = gram::check_layers(xs, targets, weights.size(), op);
-  const auto p = gram::parse_precision(std::string(precision), op);
-  std::vector<double> norms;
-  for (const auto& x : xs) norms.push_back(gram::normalizer(std::string(normalize), x.size(1), x.size(2) * x.size(3), op));
-  const c10::cuda::CUDAGuard guard(xs[0].device());
-  const at::ScalarType acc = gram::acc_type(xs[0]);
-  std::vector<Layer> layers;
-  std::vector<at::Tensor> diffs;
-  for (const auto& x : xs) {
-    layers.push_back(prepare(x, p));  // an empty x has no items (or, n = 0, a zero workspace)
-    diffs.push_back(at::empty({x.size(0), x.size(1), x.size(1)}, x.options().dtype(acc)));
-  }
-  run_products(layers, acc, p);
-  at::Tensor loss = at::empty({}, xs[0].options());
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xs[0].scalar_type(), "gram_loss_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    using Desc = LossLayer<scalar_t, acc_t>;
-    std::vector<Desc> desc(layers.size());
-    int64_t blocks = 0;
-    for (size_t l = 0; l < layers.size(); ++l) {
-      const Schedule& s = layers[l].s;
-      const int64_t entries = s.B * s.C * s.C;
-      Desc& D = desc[l];
-      D.work = layers[l].work.const_data_ptr<acc_t>();
-      D.s = s;
-      D.norm = static_cast<acc_t>(norms[l]);
-      D.count = static_cast<acc_t>(entries);
-      D.weight = static_cast<acc_t>(weights[l]);
-      D.target = targets[l].const_data_ptr<scalar_t>();
-      D.tb = target_sb[l];
-      D.ti = targets[l].stride(-2);
-      D.tj = targets[l].stride(-1);
-      D.diff = diffs[l].mutable_data_ptr<acc_t>();
-      D.block0 = blocks;
-      D.blocks = ceil_div(entries, kEpilogueThreads);
-      blocks += D.blocks;
-    }
-    // The layer table, in one copy from pinned memory.
-    const int64_t bytes = static_cast<int64_t>(desc.size() * sizeof(Desc));
-    at::Tensor host = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
-    std::memcpy(host.mutable_data_ptr(), desc.data(), bytes);
-    const at::Tensor table = host.to(xs[0].device(), at::kByte, /*non_blocking=*/true);
-    const Desc* d_table = reinterpret_cast<const Desc*>(table.const_data_ptr());
-    at::Tensor block_sq = at::empty({std::max<int64_t>(blocks, 1)}, xs[0].options().dtype(acc));
-    const int64_t nl = static_cast<int64_t>(desc.size());
-    if (blocks > 0) {
-      TORCH_CHECK(blocks <= INT_MAX, op, ": ", blocks, " epilogue blocks exceed the grid limit");
-      gram_loss_epilogue_kernel<scalar_t, acc_t><<<static_cast<unsigned int>(blocks), kEpilogueThreads, 0, stream>>>(
-          d_table, nl, block_sq.mutable_data_ptr<acc_t>());
+struct CudaBackend {
+  static void gram(const at::Tensor& x, Precision p, double norm, at::Tensor& out) {
+    std::vector<Layer> layers{prepare(x, p)};
+    run_products(layers, acc_type(x), p);
+    const Layer& L = layers[0];
+    const int64_t total = out.numel();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      gram_epilogue_kernel<scalar_t, acc_t>
+          <<<cuda::blocks_for(total, kEpilogueThreads), kEpilogueThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          L.work.const_data_ptr<acc_t>(), L.s, static_cast<acc_t>(norm), out.mutable_data_ptr<scalar_t>(), total);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  // Every layer's epilogue in one launch, then one block adds the block partials in order.
+  static void loss_layers(at::TensorList xs, at::TensorList targets, const LossArgs& a,
+                          std::vector<at::Tensor>& diffs, at::Tensor& loss) {
+    const at::ScalarType acc = acc_type(xs[0]);
+    std::vector<Layer> layers;
+    for (const auto& x : xs) layers.push_back(prepare(x, a.precision));  // an empty x has no items
+    run_products(layers, acc, a.precision);
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xs[0].scalar_type(), "gram_loss_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      using Desc = LossLayer<scalar_t, acc_t>;
+      const std::vector<Desc> desc = loss_table<scalar_t, acc_t>(layers, targets, a, diffs);
+      const int64_t blocks = desc.back().block0 + desc.back().blocks;
+      // The layer table, in one copy from pinned memory.
+      const int64_t bytes = static_cast<int64_t>(desc.size() * sizeof(Desc));
+      at::Tensor host = at::empty({bytes}, at::TensorOptions().dtype(at::kByte).pinned_memory(true));
+      std::memcpy(host.mutable_data_ptr(), desc.data(), bytes);
+      const at::Tensor table = host.to(xs[0].device(), at::kByte, /*non_blocking=*/true);
+      const Desc* d_table = reinterpret_cast<const Desc*>(table.const_data_ptr());
+      at::Tensor block_sq = at::empty({std::max<int64_t>(blocks, 1)}, xs[0].options().dtype(acc));
+      const int64_t nl = static_cast<int64_t>(desc.size());
+      if (blocks > 0) {
+        TORCH_CHECK(blocks <= INT_MAX, a.op, ": ", blocks, " epilogue blocks exceed the grid limit");
+        gram_loss_epilogue_kernel<scalar_t, acc_t><<<static_cast<unsigned int>(blocks), kEpilogueThreads, 0, stream>>>(
+            d_table, nl, block_sq.mutable_data_ptr<acc_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+      gram_loss_finish_kernel<scalar_t, acc_t><<<1, kThreads, 0, stream>>>(
+          d_table, nl, block_sq.const_data_ptr<acc_t>(), loss.mutable_data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  // S in the GEMM operand dtype; grad (if defined) is read on the device (no .item(), no sync).
+  static at::Tensor symmetric(const at::Tensor& M, const at::Tensor& grad, double coef, at::ScalarType operand) {
+    const int64_t B = M.size(0), C = M.size(1);
+    at::Tensor S = at::empty({B, C, C}, M.options().dtype(operand));
+    const int64_t total = S.numel();
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, M.scalar_type(), "gram_symmetric_grad_cuda", [&] {
+      using m_t = scalar_t;
+      using acc_t = at::opmath_type<m_t>;
+      const acc_t* g = grad.defined() ? grad.const_data_ptr<acc_t>() : nullptr;
+      AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, operand, "gram_symmetric_grad_cuda", [&] {
+        symmetric_grad_kernel<m_t, acc_t, scalar_t, acc_t><<<cuda::blocks_for(total, kThreads), kThreads, 0, stream>>>(
+            M.const_data_ptr<m_t>(), M.stride(0), M.stride(1), M.stride(2), C, g, static_cast<acc_t>(coef),
+            S.mutable_data_ptr<scalar_t>(), total);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    });
+    return S;
+  }
+
+  // grad_x = S F (S symmetric, operand dtype): one strided batched GEMM, in x's layout and dtype.
+  static at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& x, Precision p) {
+    const at::ScalarType acc = acc_type(x);
+    const int64_t B = f.B, C = f.C, n = f.n;
+    at::Tensor out = grad_like(f, x.size(2), x.size(3), acc, x);
+    const blas::Gemm gemm(f.data.scalar_type(), acc, p, "gram");
+    if (f.channels_last) {
+      // Column-major (C x n) per image: Out = S A.
+      gemm.strided(CUBLAS_OP_N, CUBLAS_OP_N, C, n, C, S.const_data_ptr(), C, C * C, f.data.const_data_ptr(), C,
+                   n * C, out.mutable_data_ptr(), C, n * C, B);
+    } else {
+      // Column-major (n x C) per image: Out = A S^T = A S.
+      gemm.strided(CUBLAS_OP_N, CUBLAS_OP_N, n, C, C, f.data.const_data_ptr(), n, C * n, S.const_data_ptr(), C,
+                   C * C, out.mutable_data_ptr(), n, C * n, B);
     }
-    gram_loss_finish_kernel<scalar_t, acc_t><<<1, kThreads, 0, stream>>>(
-        d_table, nl, block_sq.const_data_ptr<acc_t>(), loss.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return {loss, diffs};
-}
-
-at::Tensor gram_backward_cuda(const at::Tensor& grad_output, const at::Tensor& x, c10::string_view normalize,
-                              c10::string_view precision) {
-  const char* op = "_gram_backward";
-  gram::check_x(x, op);
-  gram::check_grad_gram(grad_output, x, op);
-  const auto [B, C, H, W, p, norm, operand] = gram::backward_args(x, normalize, precision, op);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const Features f = gram::features(x, operand);
-  if (x.numel() == 0) return gram::grad_like(f, H, W, x.scalar_type(), x).zero_();
-  const at::Tensor go = grad_output.scalar_type() == x.scalar_type() ? grad_output : grad_output.to(x.scalar_type());
-  at::Tensor S;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gram_backward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    S = symmetric<scalar_t, scalar_t, acc_t>(go.const_data_ptr<scalar_t>(), go.stride(0), go.stride(1), go.stride(2),
-                                             B, C, nullptr, 1.0 / norm, x, operand);
-  });
-  return apply_grad(f, S, x, p);
-}
-
-// grad_x of one layer of the loss: S = coef * grad_loss * (D + D^T), grad_loss read on the
-// device (no sync), then S F.
-at::Tensor loss_layer_grad(const at::Tensor& grad_loss, const at::Tensor& diff, const at::Tensor& x, double weight,
-                           c10::string_view normalize, c10::string_view precision, const char* op) {
-  const auto [B, C, H, W, p, norm, operand] = gram::backward_args(x, normalize, precision, op);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const Features f = gram::features(x, operand);
-  if (x.numel() == 0) return gram::grad_like(f, H, W, x.scalar_type(), x).zero_();
-  const double coef = gram::loss_grad_coef(weight, B, C, norm);
-  const at::Tensor d = diff.contiguous();
-  const at::Tensor g = grad_loss.to(gram::acc_type(x));  // stays on the device: no sync
-  at::Tensor S;
-  AT_DISPATCH_FLOATING_TYPES(gram::acc_type(x), "gram_loss_backward_cuda", [&] {
-    S = symmetric<scalar_t, scalar_t, scalar_t>(d.const_data_ptr<scalar_t>(), C * C, C, 1, B, C,
-                                                g.const_data_ptr<scalar_t>(), coef, x, operand);
-  });
-  return apply_grad(f, S, x, p);
-}
+    return out.scalar_type() == x.scalar_type() ? out : out.to(x.scalar_type());
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
-  m.impl("gram", &gram_cuda);
-  m.impl("_gram_backward", &gram_backward_cuda);
-  m.impl("gram_loss", &gram::loss_kernel<loss_layers>);
-  m.impl("_gram_loss_backward", &gram::loss_backward_kernel<loss_layer_grad>);
-  m.impl("gram_loss_multi", &gram::loss_multi_kernel<loss_layers>);
-  m.impl("_gram_loss_multi_backward", &gram::loss_multi_backward_kernel<loss_layer_grad>);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { register_kernels<CudaBackend>(m); }
 
+}  // namespace gram
 }  // namespace pytexsynth

@@ -6,7 +6,7 @@
 //      ReLU zeros, are merged with __match_any_sync before one atomicAdd), then adds it to the
 //      plane's global int32 counts (integer atomics: deterministic);
 //   3. remap_kernel: block prefix sum of the counts and the style CDF in shared memory, then
-//      histogram::remap_value per value (the CPU's functions), writing R or D = x - R and a
+//      remap_value per value (the CPU's functions), writing R or D = x - R and a
 //      per-block partial sum of D^2;
 //   4. loss_kernel: one block sums the partials in a fixed order, in double.
 // No float atomics anywhere: the same bits on every run.
@@ -14,22 +14,18 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
 #include <limits>
-#include <tuple>
 
 #include "common/histogram.h"
+#include "cuda/launch.cuh"
 
 namespace pytexsynth {
+namespace histogram {
 namespace {
 
-using histogram::InputPlane;
-using histogram::StyleChannel;
-
 constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
 constexpr int kMaxSplits = 1024;
 
 // Plane geometry; element i of a plane (row-major h, w) is read at x_plane + h * sH + w * sW.
@@ -69,25 +65,9 @@ __device__ inline T min_ignore_nan(T a, T b) { return b < a ? b : a; }
 template <typename T>
 __device__ inline T max_ignore_nan(T a, T b) { return b > a ? b : a; }
 
-// Block-wide reduction in a fixed tree order; the result is valid in thread 0.
-template <typename T, typename Op>
-__device__ inline T block_reduce(T v, T* shared, T identity, Op op) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, o));
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < kWarps ? shared[lane] : identity;
-    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, o));
-  }
-  __syncthreads();
-  return v;
-}
-
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
 minmax_kernel(const scalar_t* __restrict__ x, const Geom g, acc_t* __restrict__ part_lo, acc_t* __restrict__ part_hi) {
-  __shared__ acc_t shared[kWarps];
   const int64_t step = int64_t(kThreads) * gridDim.x;
   for (int64_t plane = blockIdx.y; plane < g.planes; plane += gridDim.y) {
     const PlaneBase pb = plane_base(g, plane);
@@ -98,8 +78,8 @@ minmax_kernel(const scalar_t* __restrict__ x, const Geom g, acc_t* __restrict__ 
       hi = max_ignore_nan(hi, v);
     }
     constexpr acc_t inf = std::numeric_limits<acc_t>::infinity();
-    lo = block_reduce(lo, shared, inf, [](acc_t a, acc_t b) { return min_ignore_nan(a, b); });
-    hi = block_reduce(hi, shared, -inf, [](acc_t a, acc_t b) { return max_ignore_nan(a, b); });
+    lo = cuda::block_reduce<kThreads>(lo, inf, [](acc_t a, acc_t b) { return min_ignore_nan(a, b); });
+    hi = cuda::block_reduce<kThreads>(hi, -inf, [](acc_t a, acc_t b) { return max_ignore_nan(a, b); });
     if (threadIdx.x == 0) {
       part_lo[plane * gridDim.x + blockIdx.x] = lo;
       part_hi[plane * gridDim.x + blockIdx.x] = hi;
@@ -147,7 +127,7 @@ histogram_kernel(const scalar_t* __restrict__ x, const Geom g, const acc_t* __re
         int key = -1;
         if (i < g.M) {
           const acc_t v = static_cast<acc_t>(x[x_offset(g, pb, i)]);
-          if (v == v) key = histogram::bin_position(v, lo, hi, g.nb).bin;
+          if (v == v) key = bin_position(v, lo, hi, g.nb).bin;
         }
         const unsigned peers = __match_any_sync(0xffffffffu, key);
         if (key >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hist[key], __popc(peers));
@@ -163,7 +143,7 @@ histogram_kernel(const scalar_t* __restrict__ x, const Geom g, const acc_t* __re
 
 // cum[0..nb] = exclusive prefix sums of counts[0..nb-1] (cum[nb] = total), by the whole block.
 __device__ inline void block_prefix_sum(const int32_t* __restrict__ counts, int32_t nb, int32_t* cum, int32_t* scratch) {
-  const int32_t per = (nb + kThreads - 1) / kThreads;
+  const int32_t per = static_cast<int32_t>(ceil_div(nb, kThreads));
   const int32_t b0 = min(nb, static_cast<int32_t>(threadIdx.x) * per), b1 = min(nb, b0 + per);
   int32_t local = 0;
   for (int32_t b = b0; b < b1; ++b) local += counts[b];
@@ -193,7 +173,6 @@ remap_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, const G
   acc_t* cdf = reinterpret_cast<acc_t*>(smem_raw);                 // nb + 1
   int32_t* cum = reinterpret_cast<int32_t*>(cdf + (g.nb + 1));     // nb + 1
   int32_t* scratch = cum + (g.nb + 1);                             // kThreads
-  __shared__ double shared[kWarps];
   const int64_t step = int64_t(kThreads) * gridDim.x;
   for (int64_t plane = blockIdx.y; plane < g.planes; plane += gridDim.y) {
     const int64_t c = plane % g.C;
@@ -205,9 +184,9 @@ remap_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, const G
     double sum_sq = 0.0;
     for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < g.M; i += step) {
       const acc_t v = static_cast<acc_t>(x[x_offset(g, pb, i)]);
-      const acc_t r = histogram::remap_value(v, in, st);
+      const acc_t r = remap_value(v, in, st);
       if (WriteDiff) {
-        const acc_t d = histogram::sub_rn(v, r);
+        const acc_t d = sub_rn(v, r);
         out[out_offset(g, pb, i)] = static_cast<scalar_t>(d);
         sum_sq += static_cast<double>(d) * static_cast<double>(d);
       } else {
@@ -215,7 +194,7 @@ remap_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, const G
       }
     }
     if (WriteDiff) {
-      sum_sq = block_reduce(sum_sq, shared, 0.0, [](double a, double b) { return a + b; });
+      sum_sq = cuda::block_sum<kThreads>(sum_sq);
       if (threadIdx.x == 0) partials[plane * gridDim.x + blockIdx.x] = sum_sq;
     }
     __syncthreads();  // before the next plane overwrites cdf and cum
@@ -225,15 +204,14 @@ remap_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, const G
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
 loss_kernel(const double* __restrict__ partials, int64_t count, double scale, scalar_t* __restrict__ loss) {
-  __shared__ double shared[kWarps];
   double s = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += kThreads) s += partials[i];
-  s = block_reduce(s, shared, 0.0, [](double a, double b) { return a + b; });
+  s = cuda::block_sum<kThreads>(s);
   if (threadIdx.x == 0) *loss = static_cast<scalar_t>(s * scale);
 }
 
 Geom make_geom(const at::Tensor& x, const at::Tensor& out, int32_t nb) {
-  const auto p = histogram::make_problem(x, out, nb);
+  const auto p = make_problem(x, out, nb);
   Geom g;
   g.planes = p.planes();
   g.C = static_cast<int32_t>(p.C);
@@ -250,9 +228,8 @@ template <bool WriteDiff>
 at::Tensor run(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf, at::Tensor& out,
                int32_t nb) {
   const Geom g = make_geom(x, out, nb);
-  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t max_splits = std::max<int64_t>(1, (g.M + kThreads - 1) / kThreads);
-  const int64_t want = std::max<int64_t>(1, (int64_t(sms) * 8 + g.planes - 1) / g.planes);
+  const int64_t max_splits = std::max<int64_t>(1, ceil_div(g.M, kThreads));
+  const int64_t want = std::max<int64_t>(1, ceil_div(cuda::sm_count() * 8, g.planes));
   const int splits = static_cast<int>(std::min<int64_t>({want, max_splits, kMaxSplits}));
   const dim3 grid(splits, static_cast<unsigned>(std::min<int64_t>(g.planes, 65535)));
   const auto stream = at::cuda::getCurrentCUDAStream();
@@ -260,7 +237,7 @@ at::Tensor run(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "histogram_match_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const auto acc_opts = x.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
-    const auto style = histogram::style_tensors(lo, hi, cdf, c10::CppTypeToScalarType<acc_t>::value, nb);
+    const auto style = style_tensors(lo, hi, cdf, c10::CppTypeToScalarType<acc_t>::value, nb);
     at::Tensor part_lo = at::empty({g.planes * splits}, acc_opts);
     at::Tensor part_hi = at::empty({g.planes * splits}, acc_opts);
     at::Tensor ranges = at::empty({g.planes, 2}, acc_opts);
@@ -289,45 +266,29 @@ at::Tensor run(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, 
   return partials;
 }
 
-at::Tensor histogram_match_cuda(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf) {
-  const int32_t nb = histogram::check_args(x, lo, hi, cdf, "histogram_match");
-  const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor out = histogram::empty_output(x);
-  if (out.numel() == 0) return out;
-  run<false>(x, lo, hi, cdf, out, nb);
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor> histogram_loss_cuda(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi,
-                                                       const at::Tensor& cdf, double weight) {
-  const int32_t nb = histogram::check_args(x, lo, hi, cdf, "histogram_loss");
-  const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor diff = histogram::empty_output(x);
-  if (diff.numel() == 0) {
-    return {at::full({}, std::numeric_limits<double>::quiet_NaN(), x.options()), diff};
+struct CudaBackend {
+  static void match(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf,
+                    at::Tensor& out, int32_t nb) {
+    run<false>(x, lo, hi, cdf, out, nb);
   }
-  const at::Tensor partials = run<true>(x, lo, hi, cdf, diff, nb);
-  at::Tensor loss = at::empty({}, x.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "histogram_loss_cuda", [&] {
-    loss_kernel<scalar_t><<<1, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        partials.const_data_ptr<double>(), partials.numel(), weight / static_cast<double>(x.numel()),
-        loss.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return {loss, diff};
-}
 
-at::Tensor histogram_loss_backward_cuda(const at::Tensor& grad_output, const at::Tensor& diff, double weight) {
-  const c10::cuda::CUDAGuard guard(diff.device());
-  return histogram::loss_backward(grad_output, diff, weight);
-}
+  static at::Tensor loss(const at::Tensor& x, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& cdf,
+                         double weight, at::Tensor& diff, int32_t nb) {
+    const at::Tensor partials = run<true>(x, lo, hi, cdf, diff, nb);
+    at::Tensor loss = at::empty({}, x.options());
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "histogram_loss_cuda", [&] {
+      loss_kernel<scalar_t><<<1, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          partials.const_data_ptr<double>(), partials.numel(), weight / static_cast<double>(x.numel()),
+          loss.mutable_data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    return loss;
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
-  m.impl("histogram_match", &histogram_match_cuda);
-  m.impl("histogram_loss", &histogram_loss_cuda);
-  m.impl("_histogram_loss_backward", &histogram_loss_backward_cuda);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { register_kernels<CudaBackend>(m); }
 
+}  // namespace histogram
 }  // namespace pytexsynth

@@ -1,62 +1,34 @@
-// style_swap on CUDA: band GEMMs through cuBLAS (at::mm, precision chosen per call), then a
+// style_swap on CUDA: band GEMMs through cuBLAS (cuda/blas.cuh, precision chosen per call), then a
 // warp per content patch keeps the running (max, argmax) over the band: the lanes scan
 // interleaved columns in increasing order, a shuffle merge (merge_best: ties to the smaller
 // index) gives the band's best, and one lane folds it into the running best. Bands run in
 // increasing style order on one stream, so the result is torch.argmax's, deterministically.
 // Decode and style gradient: one thread per written element, gathers without atomics.
 #include <ATen/ATen.h>
-#include <ATen/Context.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include <tuple>
+#include <limits>
 
 #include "common/style_swap.h"
+#include "cuda/blas.cuh"
+#include "cuda/launch.cuh"
 
 namespace pytexsynth {
+namespace style_swap {
 namespace {
 
-using style_swap::Geometry;
-using style_swap::Precision;
-
-// One band of scores (or of the pixel product) of at most 256 MB: at 2048 px relu3_1 the whole
-// call stays well under 1 GB besides its inputs.
-constexpr int64_t kBudgetBytes = int64_t(256) << 20;
 constexpr int kThreads = 256;
 constexpr int kWarpsPerBlock = kThreads / 32;
-
-// Sets the cuBLAS float32 matmul precision for one GEMM and restores the caller's setting.
-// It touches the global setting only when it differs from the one asked for ("none", torch's
-// default, already means full fp32: "ieee" with default settings touches nothing; restoring
-// "none" is what `torch.backends.cuda.matmul.fp32_precision = "none"` does). Not thread-safe against another
-// thread changing the setting at the same time, like torch's own flag.
-class MatmulPrecisionGuard {
- public:
-  explicit MatmulPrecisionGuard(at::Float32Precision p)
-      : saved_(at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL)),
-        changed_(!(saved_ == p || (p == at::Float32Precision::IEEE && saved_ == at::Float32Precision::NONE))) {
-    if (changed_) at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, p);
-  }
-  ~MatmulPrecisionGuard() {
-    if (changed_) at::globalContext().setFloat32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL, saved_);
-  }
-  MatmulPrecisionGuard(const MatmulPrecisionGuard&) = delete;
-  MatmulPrecisionGuard& operator=(const MatmulPrecisionGuard&) = delete;
-
- private:
-  at::Float32Precision saved_;
-  bool changed_;
-};
 
 template <typename scalar_t>
 __device__ inline void warp_merge(scalar_t& v, int64_t& ix) {
   for (int offset = 16; offset > 0; offset /= 2) {
     const scalar_t ov = __shfl_down_sync(0xffffffffu, v, offset);
     const int64_t oi = __shfl_down_sync(0xffffffffu, ix, offset);
-    style_swap::merge_best(v, ix, ov, oi);
+    merge_best(v, ix, ov, oi);
   }
 }
 
@@ -70,9 +42,9 @@ combine_scores_kernel(const scalar_t* __restrict__ S, int64_t ld, const scalar_t
   scalar_t v = -std::numeric_limits<scalar_t>::infinity();
   int64_t ix = -1;
   const scalar_t* row = S + r * ld;
-  for (int64_t c = lane; c < cols; c += 32) style_swap::update_best(v, ix, style_swap::normalized_score(row[c], inv[c]), col0 + c);
+  for (int64_t c = lane; c < cols; c += 32) update_best(v, ix, normalized_score(row[c], inv[c]), col0 + c);
   warp_merge(v, ix);
-  if (lane == 0 && ix >= 0) style_swap::update_best(best[r], best_index[r], v, ix);
+  if (lane == 0 && ix >= 0) update_best(best[r], best_index[r], v, ix);
 }
 
 template <typename scalar_t, int K>
@@ -91,24 +63,58 @@ combine_pixels_kernel(const scalar_t* __restrict__ M, int64_t ld, const scalar_t
   for (int64_t t = lane; t < n; t += 32) {
     const int64_t pr = t / g.nWs, q = t - pr * g.nWs;
     const int64_t m = p0 * g.nWs + t;
-    const scalar_t score = style_swap::normalized_score(
-        style_swap::pixel_block_score<K>(M, ld, row, pr * g.s * g.Ws + q * g.s, g.W, g.Ws, g.k), inv[m]);
-    style_swap::update_best(v, ix, score, m);
+    const scalar_t score = normalized_score(
+        pixel_block_score<K>(M, ld, row, pr * g.s * g.Ws + q * g.s, g.W, g.Ws, g.k), inv[m]);
+    update_best(v, ix, score, m);
   }
   warp_merge(v, ix);
-  if (lane == 0 && ix >= 0) style_swap::update_best(best[r], best_index[r], v, ix);
+  if (lane == 0 && ix >= 0) update_best(best[r], best_index[r], v, ix);
 }
 
-unsigned int warp_blocks(int64_t rows) {
-  return static_cast<unsigned int>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
+// Strides of a 4-D tensor (batch stride 0 for a shared style image).
+struct Strides4 {
+  int64_t b, c, h, w;
+};
+
+inline Strides4 strides_of(const at::Tensor& t, bool broadcast_batch = false) {
+  return {broadcast_batch ? 0 : t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+template <typename scalar_t, bool ChannelsLast>
+__global__ void __launch_bounds__(kThreads)
+decode_kernel(const scalar_t* __restrict__ style, Strides4 ss, const int64_t* __restrict__ idx, scalar_t* out,
+              Strides4 so, const Geometry g, int64_t numel) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t step = int64_t(blockDim.x) * gridDim.x;
+  for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
+    const Coord<int64_t> p = coord_of<ChannelsLast>(l, g.C, g.H, g.W);
+    const acc_t v = decode_value<acc_t>(style + p.n * ss.b + p.c * ss.c, ss.h, ss.w, idx + p.n * g.nc(),
+                                                    g.nW, 1, p.h, p.w, g);
+    out[p.n * so.b + p.c * so.c + p.h * so.h + p.w * so.w] = static_cast<scalar_t>(v);
+  }
+}
+
+template <typename scalar_t, bool ChannelsLast>
+__global__ void __launch_bounds__(kThreads)
+style_grad_kernel(const scalar_t* __restrict__ grad, Strides4 sg, const int64_t* __restrict__ offsets,
+                  const int64_t* __restrict__ members, scalar_t* out, Strides4 so, const Geometry g, int64_t numel) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t step = int64_t(blockDim.x) * gridDim.x;
+  for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
+    const Coord<int64_t> p = coord_of<ChannelsLast>(l, g.C, g.Hs, g.Ws);  // (style image, c, y, x)
+    const acc_t v = style_grad_value<acc_t>(grad + p.c * sg.c, sg.b, sg.h, sg.w, offsets, members,
+                                                        p.n * g.ns(), p.h, p.w, g);
+    out[p.n * so.b + p.c * so.c + p.h * so.h + p.w * so.w] = static_cast<scalar_t>(v);
+  }
 }
 
 struct CudaBackend {
+  // One band of scores (or of the pixel product) of at most 256 MB: at 2048 px relu3_1 the whole
+  // call stays well under 1 GB besides its inputs.
+  static int64_t default_band_bytes() { return int64_t(256) << 20; }
+
   static at::Tensor gemm(const at::Tensor& a, const at::Tensor& b, Precision p) {
-    if (a.scalar_type() == at::kDouble) return at::mm(a, b);
-    if (p == Precision::BF16) return at::mm(a.to(at::kBFloat16), b.to(at::kBFloat16), at::kFloat);
-    const MatmulPrecisionGuard guard(p == Precision::TF32 ? at::Float32Precision::TF32 : at::Float32Precision::IEEE);
-    return at::mm(a, b);
+    return blas::mm(a, b, p, "style_swap");
   }
 
   static void combine_scores(const at::Tensor& scores, const at::Tensor& inv_norm, at::Tensor& best,
@@ -116,7 +122,7 @@ struct CudaBackend {
     const int64_t rows = scores.size(0), cols = scores.size(1);
     if (rows == 0 || cols == 0) return;
     AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "style_swap_combine_scores_cuda", [&] {
-      combine_scores_kernel<scalar_t><<<warp_blocks(rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+      combine_scores_kernel<scalar_t><<<cuda::blocks_for(rows, kWarpsPerBlock), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
           scores.const_data_ptr<scalar_t>(), scores.stride(0), inv_norm.const_data_ptr<scalar_t>() + col0, rows, cols, best.mutable_data_ptr<scalar_t>() + row0,
           best_index.mutable_data_ptr<int64_t>() + row0, col0);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -130,142 +136,42 @@ struct CudaBackend {
     const int64_t off = b * g.nc() + i0 * g.nW;
     AT_DISPATCH_FLOATING_TYPES(M.scalar_type(), "style_swap_combine_pixels_cuda", [&] {
       auto kernel = g.k == 3 ? combine_pixels_kernel<scalar_t, 3> : combine_pixels_kernel<scalar_t, 0>;
-      kernel<<<warp_blocks(rows), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+      kernel<<<cuda::blocks_for(rows, kWarpsPerBlock), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
           M.const_data_ptr<scalar_t>(), M.stride(0), inv_norm.const_data_ptr<scalar_t>(),
           best.mutable_data_ptr<scalar_t>() + off, best_index.mutable_data_ptr<int64_t>() + off, g, rows, p0, p1);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
+
+  static void decode_patches(const at::Tensor& style, const at::Tensor& idx, const Geometry& g, at::Tensor& out) {
+    const bool cl = output_memory_format(out) == at::MemoryFormat::ChannelsLast;  // the order of out's memory
+    const Strides4 ss = strides_of(style, style.size(0) == 1), so = strides_of(out);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, style.scalar_type(), "style_swap_decode_cuda", [&] {
+      auto kernel = cl ? decode_kernel<scalar_t, true> : decode_kernel<scalar_t, false>;
+      kernel<<<cuda::grid_size(out.numel(), kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          style.const_data_ptr<scalar_t>(), ss, idx.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), so,
+          g, out.numel());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  static void style_grad(const at::Tensor& grad, const InvertedMatches& inv, const Geometry& g,
+                         at::Tensor& out) {
+    const bool cl = output_memory_format(out) == at::MemoryFormat::ChannelsLast;  // the order of out's memory
+    const Strides4 sg = strides_of(grad), so = strides_of(out);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "style_swap_backward_cuda", [&] {
+      auto kernel = cl ? style_grad_kernel<scalar_t, true> : style_grad_kernel<scalar_t, false>;
+      kernel<<<cuda::grid_size(out.numel(), kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          grad.const_data_ptr<scalar_t>(), sg, inv.offsets.const_data_ptr<int64_t>(),
+          inv.members.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), so, g, out.numel());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
 };
-
-// Strides of a 4-D tensor (batch stride 0 for a shared style image).
-struct Strides4 {
-  int64_t b, c, h, w;
-};
-
-inline Strides4 strides_of(const at::Tensor& t, bool broadcast_batch = false) {
-  return {broadcast_batch ? 0 : t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
-}
-
-// Position l of a dense (B, C, H, W) tensor in memory order: NCHW or NHWC.
-template <bool ChannelsLast>
-__device__ inline void unravel(int64_t l, int64_t C, int64_t H, int64_t W, int64_t& b, int64_t& c, int64_t& h,
-                               int64_t& w) {
-  if (ChannelsLast) {
-    c = l % C; l /= C;
-    w = l % W; l /= W;
-    h = l % H; b = l / H;
-  } else {
-    w = l % W; l /= W;
-    h = l % H; l /= H;
-    c = l % C; b = l / C;
-  }
-}
-
-template <typename scalar_t, bool ChannelsLast>
-__global__ void __launch_bounds__(kThreads)
-decode_kernel(const scalar_t* __restrict__ style, Strides4 ss, const int64_t* __restrict__ idx, scalar_t* out,
-              Strides4 so, const Geometry g, int64_t numel) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t step = int64_t(blockDim.x) * gridDim.x;
-  for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
-    int64_t b, c, h, w;
-    unravel<ChannelsLast>(l, g.C, g.H, g.W, b, c, h, w);
-    const acc_t v = style_swap::decode_value<acc_t>(style + b * ss.b + c * ss.c, ss.h, ss.w, idx + b * g.nc(), g.nW,
-                                                    1, h, w, g);
-    out[b * so.b + c * so.c + h * so.h + w * so.w] = static_cast<scalar_t>(v);
-  }
-}
-
-template <typename scalar_t, bool ChannelsLast>
-__global__ void __launch_bounds__(kThreads)
-style_grad_kernel(const scalar_t* __restrict__ grad, Strides4 sg, const int64_t* __restrict__ offsets,
-                  const int64_t* __restrict__ members, scalar_t* out, Strides4 so, const Geometry g, int64_t numel) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const int64_t step = int64_t(blockDim.x) * gridDim.x;
-  for (int64_t l = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; l < numel; l += step) {
-    int64_t bs, c, y, x;
-    unravel<ChannelsLast>(l, g.C, g.Hs, g.Ws, bs, c, y, x);
-    const acc_t v = style_swap::style_grad_value<acc_t>(grad + c * sg.c, sg.b, sg.h, sg.w, offsets, members,
-                                                        bs * g.ns(), y, x, g);
-    out[bs * so.b + c * so.c + y * so.h + x * so.w] = static_cast<scalar_t>(v);
-  }
-}
-
-unsigned int grid_size(int64_t numel) {
-  const int64_t max_blocks = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 16;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>((numel + kThreads - 1) / kThreads, max_blocks)));
-}
-
-at::Tensor decode_cuda(const at::Tensor& style, const at::Tensor& indices, const Geometry& g, int64_t B,
-                       at::MemoryFormat format) {
-  at::Tensor out = at::empty({B, g.C, g.H, g.W}, style.options().memory_format(format));
-  if (out.numel() == 0) return out;
-  const at::Tensor idx = indices.contiguous();
-  const bool cl = format == at::MemoryFormat::ChannelsLast;
-  const Strides4 ss = strides_of(style, style.size(0) == 1), so = strides_of(out);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, style.scalar_type(), "style_swap_decode_cuda", [&] {
-    auto kernel = cl ? decode_kernel<scalar_t, true> : decode_kernel<scalar_t, false>;
-    kernel<<<grid_size(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        style.const_data_ptr<scalar_t>(), ss, idx.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), so, g,
-        out.numel());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return out;
-}
-
-at::Tensor style_grad_cuda(const at::Tensor& grad, const at::Tensor& indices, const Geometry& g, int64_t Bs) {
-  const auto format = output_memory_format(grad);
-  at::Tensor out = at::empty({Bs, g.C, g.Hs, g.Ws}, grad.options().memory_format(format));
-  if (out.numel() == 0) return out;
-  if (grad.size(0) == 0) return out.zero_();
-  const auto inv = style_swap::invert_matches(indices, Bs, g.ns());
-  const bool cl = format == at::MemoryFormat::ChannelsLast;
-  const Strides4 sg = strides_of(grad), so = strides_of(out);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "style_swap_backward_cuda", [&] {
-    auto kernel = cl ? style_grad_kernel<scalar_t, true> : style_grad_kernel<scalar_t, false>;
-    kernel<<<grid_size(out.numel()), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        grad.const_data_ptr<scalar_t>(), sg, inv.offsets.const_data_ptr<int64_t>(),
-        inv.members.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), so, g, out.numel());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return out;
-}
-
-std::tuple<at::Tensor, at::Tensor> style_swap_cuda(const at::Tensor& content, const at::Tensor& style,
-                                                   int64_t patch_size, int64_t stride, c10::string_view precision,
-                                                   c10::string_view method, int64_t band_bytes) {
-  const auto r = style_swap::check_request(content, style, patch_size, stride, precision, method, band_bytes,
-                                          kBudgetBytes);
-  const c10::cuda::CUDAGuard guard(content.device());
-  const int64_t B = content.size(0);
-  if (B == 0) return style_swap::empty_result(content, r.g);
-  const at::Tensor indices = style_swap::match<CudaBackend>(content, style, r.g, r.precision, r.method, r.band_bytes);
-  return {decode_cuda(style, indices, r.g, B, output_memory_format(content)), indices};
-}
-
-at::Tensor style_swap_decode_cuda(const at::Tensor& style, const at::Tensor& indices, int64_t height, int64_t width,
-                                 int64_t patch_size, int64_t stride) {
-  const Geometry g =
-      style_swap::check_decode_args(style, indices, height, width, patch_size, stride, "_style_swap_decode");
-  const c10::cuda::CUDAGuard guard(style.device());
-  return decode_cuda(style, indices, g, indices.size(0), output_memory_format(style));
-}
-
-at::Tensor style_swap_backward_cuda(const at::Tensor& grad_output, const at::Tensor& indices,
-                                   at::IntArrayRef style_size, int64_t patch_size, int64_t stride) {
-  const Geometry g = style_swap::check_backward_args(grad_output, indices, style_size, patch_size, stride,
-                                                     "_style_swap_backward");
-  const c10::cuda::CUDAGuard guard(grad_output.device());
-  return style_grad_cuda(grad_output, indices, g, style_size[0]);
-}
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
-  m.impl("style_swap", &style_swap_cuda);
-  m.impl("_style_swap_decode", &style_swap_decode_cuda);
-  m.impl("_style_swap_backward", &style_swap_backward_cuda);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { register_kernels<CudaBackend>(m); }
 
+}  // namespace style_swap
 }  // namespace pytexsynth

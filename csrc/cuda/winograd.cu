@@ -1,22 +1,24 @@
 // winograd_conv3x3 on CUDA: one thread per (tile, channel) for each transform, channel fastest
 // so NHWC pixel reads and plane writes coalesce; the 36 plane GEMMs as one strided batched
-// cuBLAS call (at::bmm). cuDNN's own convolutions are the better choice on a GPU (pytexsynth's
-// VGG uses them); these kernels make the op run anywhere with the CPU's arithmetic.
+// cuBLAS call (cuda/blas.cuh). cuDNN's own convolutions are the better choice on a GPU
+// (pytexsynth's VGG uses them); these kernels make the op run anywhere with the CPU's arithmetic.
+//
+// Precision: the op has no precision argument; its policy (common/precision.h) is "ieee", full
+// fp32 GEMMs that never use TF32, whatever torch.backends.cuda.matmul.allow_tf32 says: the
+// transforms amplify rounding (coefficients up to 8 and 25), so with TF32 the error would grow
+// far beyond float32's 1e-6.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <torch/library.h>
 
 #include "common/winograd.h"
+#include "cuda/blas.cuh"
+#include "cuda/launch.cuh"
 
 namespace pytexsynth {
+namespace winograd {
 namespace {
-
-using winograd::Geometry;
-using winograd::kIn;
-using winograd::kOut;
-using winograd::kPlanes;
-using winograd::Step;
 
 constexpr int kThreads = 256;
 
@@ -35,29 +37,29 @@ transform_kernel(const T* __restrict__ src, T* __restrict__ dst, const T* __rest
     if constexpr (S == Step::kInput) {
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) {
-        const int64_t p = winograd::input_pixel(g, n, ty, tx, k / kIn, k % kIn);
+        const int64_t p = input_pixel(g, n, ty, tx, k / kIn, k % kIn);
         a[k] = p >= 0 ? src[p + c] : T(0);
       }
-      winograd::input_tile<1>(a, tmp, b);
+      input_tile<1>(a, tmp, b);
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) dst[k * plane + l] = b[k];
     } else if constexpr (S == Step::kOutput) {
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) a[k] = src[k * plane + l];
-      winograd::output_tile<1>(a, tmp, b);
+      output_tile<1>(a, tmp, b);
       const T bc = bias != nullptr ? bias[c] : T(0);
 #pragma unroll
       for (int k = 0; k < kOut * kOut; ++k) {
-        const int64_t p = winograd::output_pixel(g, n, ty, tx, k / kOut, k % kOut);
+        const int64_t p = output_pixel(g, n, ty, tx, k / kOut, k % kOut);
         if (p >= 0) dst[p + c] = b[k] + bc;
       }
     } else if constexpr (S == Step::kOutputAdjoint) {
 #pragma unroll
       for (int k = 0; k < kOut * kOut; ++k) {
-        const int64_t p = winograd::output_pixel(g, n, ty, tx, k / kOut, k % kOut);
+        const int64_t p = output_pixel(g, n, ty, tx, k / kOut, k % kOut);
         a[k] = p >= 0 ? src[p + c] : T(0);
       }
-      winograd::output_tile_adjoint<1>(a, tmp, b);
+      output_tile_adjoint<1>(a, tmp, b);
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) dst[k * plane + l] = b[k];
     } else {
@@ -66,19 +68,14 @@ transform_kernel(const T* __restrict__ src, T* __restrict__ dst, const T* __rest
       if ((((ty & 1) << 1) | (tx & 1)) != parity) continue;
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) a[k] = src[k * plane + l];
-      winograd::input_tile_adjoint<1>(a, tmp, b);
+      input_tile_adjoint<1>(a, tmp, b);
 #pragma unroll
       for (int k = 0; k < kPlanes; ++k) {
-        const int64_t p = winograd::input_pixel(g, n, ty, tx, k / kIn, k % kIn);
+        const int64_t p = input_pixel(g, n, ty, tx, k / kIn, k % kIn);
         if (p >= 0) dst[p + c] += b[k];
       }
     }
   }
-}
-
-unsigned int grid_size(int64_t total) {
-  const int64_t max_blocks = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 16;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads, max_blocks)));
 }
 
 struct CudaBackend {
@@ -91,7 +88,7 @@ struct CudaBackend {
     const int64_t total = (r1 - r0) * g.TW * C;
     AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "winograd_transform_cuda", [&] {
       for (int parity = 0; parity < (S == Step::kInputAdjoint ? 4 : 1); ++parity) {
-        transform_kernel<S, scalar_t><<<grid_size(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        transform_kernel<S, scalar_t><<<cuda::grid_size(total, kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
             src.const_data_ptr<scalar_t>(), dst.mutable_data_ptr<scalar_t>(),
             bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, g, r0, planes.stride(0), C, total, parity);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -99,18 +96,13 @@ struct CudaBackend {
     });
   }
   static void gemm(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool accumulate) {
-    if (accumulate) {
-      out.baddbmm_(a, b);
-    } else {
-      at::bmm_out(out, a, b);
-    }
+    blas::bmm(a, b, out, accumulate, Precision::kIEEE, "winograd_conv3x3");
   }
 };
 
 }  // namespace
-}  // namespace pytexsynth
 
-TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) {
-  m.impl("winograd_conv3x3", &pytexsynth::winograd::forward<pytexsynth::CudaBackend>);
-  m.impl("_winograd_conv3x3_backward", &pytexsynth::winograd::backward<pytexsynth::CudaBackend>);
-}
+TORCH_LIBRARY_IMPL(pytexsynth, CUDA, m) { register_kernels<CudaBackend>(m); }
+
+}  // namespace winograd
+}  // namespace pytexsynth
