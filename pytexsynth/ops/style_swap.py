@@ -66,6 +66,7 @@ def style_swap(content: torch.Tensor, style: torch.Tensor, patch_size: int = 3, 
         precision: matching GEMM precision for float32/16 inputs: "ieee" (full float32, the
             default), "tf32" (tensor cores on CUDA; float32 on the CPU), or "bf16" (operands
             rounded to bfloat16, float32 accumulation). float64 inputs always match in float64.
+            The argument alone decides: PyTorch's global TF32 flags are neither read nor changed.
             Reduced precision can flip near-ties to another patch whose score is within the
             rounding error of the best.
         return_indices: also return the (B, nH, nW) int64 indices (row-major over the style

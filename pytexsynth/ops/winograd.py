@@ -48,9 +48,10 @@ def winograd_conv3x3(x: torch.Tensor, U: torch.Tensor, bias: torch.Tensor | None
 
     The gradients are the exact adjoints of the computed forward (with respect to ``x`` and
     ``U``; ``bias`` by autograd's sum), deterministic, and differentiable again (double
-    backward). On CUDA the 36 plane GEMMs are cuBLAS calls that follow
-    ``torch.backends.cuda.matmul.allow_tf32``: with TF32 on, the error grows far beyond 1e-6
-    (the transforms amplify rounding), so keep it off for this op.
+    backward). On CUDA the 36 plane GEMMs are cuBLAS calls in full fp32, never TF32 whatever
+    ``torch.backends.cuda.matmul.allow_tf32`` says (the op's policy is ``"ieee"``,
+    csrc/common/precision.h): the transforms amplify rounding, and TF32 would put the error far
+    beyond 1e-6.
 
     Args:
         x: (N, C_in, H, W), float32 or float64 (any strides; computed in channels_last).
