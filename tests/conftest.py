@@ -1,16 +1,60 @@
-"""Shared fixtures: devices (CUDA skipped with a reason), dtypes and input layouts."""
+"""Shared fixtures: devices (CUDA skipped with a reason), dtypes and input layouts, and the
+one place that reaches the package's internal modules (see "internal modules" below)."""
 
 from __future__ import annotations
+
+import importlib
+from types import ModuleType
 
 import pytest
 import torch
 
 import pytexsynth
 
+# ---- internal modules ----------------------------------------------------------------------
+# The tests import public names only, except through these helpers: when the package layout
+# moves a module, its path changes here alone.
+
+_EXTENSION_LOADER = ("pytexsynth.ops._ext", "pytexsynth._ext")
+_HISTOGRAM_STATS = ("pytexsynth.ops.histogram_stats", "pytexsynth.histogram")
+
+
+def _first_importable(names: tuple[str, ...]) -> ModuleType:
+    for name in names[:-1]:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            pass
+    return importlib.import_module(names[-1])
+
+
+def ext_module() -> ModuleType:
+    """The module that loads the compiled extension (HAS_EXTENSION, LOAD_ERROR, _warned)."""
+    return _first_importable(_EXTENSION_LOADER)
+
+
+def histogram_bin_position():
+    """bin_position of the histogram statistics module: (bin, frac) of values in bins."""
+    return _first_importable(_HISTOGRAM_STATS).bin_position
+
+
+def hide_extension(monkeypatch) -> None:
+    """From here to the end of the test, the ops see no compiled extension (and have not warned)."""
+    ext = ext_module()
+    monkeypatch.setattr(ext, "HAS_EXTENSION", False)
+    monkeypatch.setattr(ext, "_warned", set())
+
+
+@pytest.fixture
+def no_extension(monkeypatch) -> None:
+    """The test runs as if the compiled extension could not be loaded: the ops fall back."""
+    hide_extension(monkeypatch)
+
+
 if not pytexsynth.has_extension():  # the tests are of the kernels: never run them on the fallback
     raise RuntimeError(
         "pytexsynth's compiled extension is not loaded; build it with `pip install .` "
-        f"(import error: {pytexsynth._ext.LOAD_ERROR})"
+        f"(import error: {ext_module().LOAD_ERROR})"
     )
 
 

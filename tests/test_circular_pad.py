@@ -14,7 +14,7 @@ import pytexsynth
 from pytexsynth import nn as pnn
 from pytexsynth import ops, reference
 
-from conftest import FLOAT_DTYPES, LAYOUTS, assert_compiles_like_eager, make_layout
+from conftest import hide_extension, FLOAT_DTYPES, LAYOUTS, assert_compiles_like_eager, make_layout
 
 SHAPES_PADS = [
     ((2, 3, 7, 9), (1, 2, 3, 0)),     # odd sizes, asymmetric pads
@@ -247,8 +247,7 @@ def test_reference_is_f_pad():
 
 
 def test_fallback_warns_once_and_matches(monkeypatch):
-    monkeypatch.setattr(pytexsynth._ext, "HAS_EXTENSION", False)
-    monkeypatch.setattr(pytexsynth._ext, "_warned", set())
+    hide_extension(monkeypatch)
     x = torch.randn(1, 2, 4, 4)
     with pytest.warns(RuntimeWarning, match="pure-PyTorch reference"):
         out = ops.circular_pad2d(x, 1)

@@ -9,11 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import pytexsynth
 from pytexsynth import nn as pnn
 from pytexsynth import ops, reference
 
-from conftest import assert_compiles_like_eager, cuda_skip_reason, make_layout
+from conftest import hide_extension, assert_compiles_like_eager, cuda_skip_reason, make_layout
 
 # Odd C and H*W, B = 1..3, a single channel, a single pixel row.
 SHAPES = [(1, 3, 5, 7), (2, 8, 9, 11), (3, 17, 13, 6), (2, 1, 4, 4), (1, 33, 1, 19)]
@@ -773,8 +772,7 @@ def test_reference_is_bmm_mse():
 
 
 def test_fallback_warns_once_and_matches(monkeypatch):
-    monkeypatch.setattr(pytexsynth._ext, "HAS_EXTENSION", False)
-    monkeypatch.setattr(pytexsynth._ext, "_warned", set())
+    hide_extension(monkeypatch)
     x = _rand((1, 3, 4, 4))
     t = _target(1, 3, "2d", "cpu")
     with pytest.warns(RuntimeWarning, match="pure-PyTorch reference"):

@@ -11,11 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import pytexsynth
 from pytexsynth import nn as pnn
 from pytexsynth import ops, reference
 
-from conftest import FLOAT_DTYPES, LAYOUTS, assert_compiles_like_eager, make_layout
+from conftest import hide_extension, histogram_bin_position, FLOAT_DTYPES, LAYOUTS, assert_compiles_like_eager, make_layout
 
 # (x shape, style shape, bins): odd sizes, batch > 1, unbatched, different element counts.
 CASES = [
@@ -244,7 +243,7 @@ def test_max_lands_in_last_bin_and_maps_to_style_max(device):
 
 def test_max_in_last_bin_bin_position():
     # Directly: t = (hi - lo) / (hi - lo) * nb = nb is clamped into bin nb - 1 with frac 1.
-    from pytexsynth.histogram import bin_position
+    bin_position = histogram_bin_position()
     v = torch.tensor([0.0, 0.3, 1.0])
     b, f = bin_position(v, torch.tensor(0.0), torch.tensor(1.0), 10)
     assert b.tolist() == [0, 3, 9] and f[-1].item() == 1.0
@@ -511,8 +510,7 @@ def test_fallback_warns_once_and_matches(monkeypatch):
     stats = _stats((1, 2, 6, 6), "cpu", 16)
     x = _act((1, 2, 5, 5), "cpu")
     expected = ops.histogram_match(x, stats)
-    monkeypatch.setattr(pytexsynth._ext, "HAS_EXTENSION", False)
-    monkeypatch.setattr(pytexsynth._ext, "_warned", set())
+    hide_extension(monkeypatch)
     with pytest.warns(RuntimeWarning, match="pure-PyTorch reference"):
         out = ops.histogram_match(x, stats)
     with warnings.catch_warnings():

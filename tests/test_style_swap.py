@@ -8,11 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import pytexsynth
 from pytexsynth import nn as pnn
 from pytexsynth import ops, reference
 
-from conftest import make_layout
+from conftest import hide_extension, make_layout
 
 # (content shape, style shape, patch_size, stride): odd sizes, batch > 1, shared and per-image
 # style, stride 2 with uncovered trailing pixels, patch 5, patch 1, a 1-wide patch grid.
@@ -316,8 +315,7 @@ def test_module(device):
 
 
 def test_fallback_uses_reference(monkeypatch):
-    monkeypatch.setattr(pytexsynth._ext, "HAS_EXTENSION", False)
-    monkeypatch.setattr(pytexsynth._ext, "_warned", set())
+    hide_extension(monkeypatch)
     content, style = torch.randn(1, 3, 6, 6), torch.randn(1, 3, 5, 5)
     with pytest.warns(RuntimeWarning, match="pure-PyTorch reference"):
         out = ops.style_swap(content, style)
