@@ -119,14 +119,18 @@ def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
 LAYOUTS = ["contiguous", "channels_last", "noncontiguous", "transposed"]
 
 
-def assert_compiles_like_eager(f, x: torch.Tensor) -> None:
-    """torch.compile(fullgraph=True) of scalar-valued f gives eager's value and input gradient."""
+def assert_compiles_like_eager(f, *inputs: torch.Tensor, wrt=(0,), rtol=None, atol=None) -> None:
+    """torch.compile(fullgraph=True) of scalar-valued f gives eager's value and the gradients of
+    the inputs at positions wrt (default tolerances of assert_close unless given)."""
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    x = x.detach().clone().requires_grad_()
-    out = compiled(x)
-    out.backward()
-    x_ref = x.detach().clone().requires_grad_()
-    ref = f(x_ref)
-    ref.backward()
-    torch.testing.assert_close(out, ref)
-    torch.testing.assert_close(x.grad, x_ref.grad)
+
+    def value_and_grads(fn):
+        args = [t.detach().clone().requires_grad_(i in wrt) for i, t in enumerate(inputs)]
+        out = fn(*args)
+        return out, torch.autograd.grad(out, [args[i] for i in wrt])
+
+    out, grads = value_and_grads(compiled)
+    ref, ref_grads = value_and_grads(f)
+    torch.testing.assert_close(out, ref, rtol=rtol, atol=atol)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=rtol, atol=atol)
