@@ -127,7 +127,7 @@ def assert_compiles_like_eager(f, *inputs: torch.Tensor, wrt=(0,), rtol=None, at
     def value_and_grads(fn):
         args = [t.detach().clone().requires_grad_(i in wrt) for i, t in enumerate(inputs)]
         out = fn(*args)
-        return out, torch.autograd.grad(out, [args[i] for i in wrt])
+        return out, torch.autograd.grad(out, [args[i] for i in wrt]) if wrt else ()
 
     out, grads = value_and_grads(compiled)
     ref, ref_grads = value_and_grads(f)

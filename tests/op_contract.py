@@ -318,14 +318,17 @@ class OpContract:
         return self.reference(*call.args)
 
     def grads_of(self, fn: Callable, args: list, grad_output: torch.Tensor):
-        """fn(*args) and the gradients of its differentiable arguments at grad_output (the
-        arguments keep their strides)."""
+        """fn(*args) and the gradients of its differentiable arguments at grad_output (in the
+        output's dtype; the arguments keep their strides)."""
         leaves = [t.detach().requires_grad_() for t in self.leaves(args, self.grad_argnums)]
         out = fn(*self.with_leaves(args, leaves, self.grad_argnums))
-        return out, torch.autograd.grad(out, leaves, grad_output)
+        return out, torch.autograd.grad(out, leaves, grad_output.to(out.dtype))
 
     def outputs_and_grads(self, call: Call) -> list:
+        """The output, and the input gradients of a differentiable op."""
         out = self.call(*call.args)
+        if not self.grad_bounds:
+            return [out]
         (grad_output,) = self.grad_outputs(call, out, "contiguous")[:1]
         _, grads = self.grads_of(self.call, call.args, grad_output)
         return [out, *grads]
@@ -347,7 +350,7 @@ class OpContract:
     def check_grad(self, call: Call, dtype: torch.dtype, layout: str) -> None:
         for grad_output in self.grad_outputs(call, self.call(*call.args), layout):
             _, grads = self.grads_of(self.call, call.args, grad_output)
-            _, ref_grads = self.grads_of(self.reference, call.ref_args, grad_output.double())
+            _, ref_grads = self.grads_of(self.reference, call.ref_args, grad_output)
             for x, g, r in zip(self.leaves(call.args, self.grad_argnums), grads, ref_grads):
                 assert g.shape == x.shape and g.dtype == x.dtype
                 self.grad_bounds[dtype].check(g, r)
@@ -411,8 +414,8 @@ class OpContract:
         self._raises(bad, device)
 
     def check_non_finite(self, call: Call, value: float) -> None:
-        """The output, and the input gradients of a differentiable op, against the float64
-        reference: finite at the same entries and within the float32 bound there; infinite of
+        """The output, and the input gradients of a differentiable op, against the reference
+        (in float64 unless the subclass makes ref_args otherwise): finite at the same entries and within the float32 bound there; infinite of
         the same sign where both are; NaN where it is NaN when the input holds NaN (an inf input
         may give inf where the reference's order of operations meets inf - inf)."""
         out = self.call(*call.args)
@@ -420,7 +423,7 @@ class OpContract:
         if self.grad_bounds:
             grad_output = self.grad_outputs(call, out, "contiguous")[0]
             _, grads = self.grads_of(self.call, call.args, grad_output)
-            _, ref_grads = self.grads_of(self.reference, call.ref_args, grad_output.double())
+            _, ref_grads = self.grads_of(self.reference, call.ref_args, grad_output)
             compared += [(g, r, self.grad_bounds[torch.float32]) for g, r in zip(grads, ref_grads)]
         for actual, expected, bound in compared:
             finite = torch.isfinite(expected)
