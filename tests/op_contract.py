@@ -6,15 +6,16 @@ below; the op's own tests (tile schedules, tie rules, ...) stay beside it in its
 
 A subclass declares (class attributes):
     samples           the op's inputs (`sample(...)`), each declared once. Every sample feeds the
-                      reference comparison; those whose `checks` hold GRADCHECK / OPCHECK feed
-                      gradcheck and gradgradcheck / torch.library.opcheck too.
+                      reference comparison; those whose `checks` hold GRADCHECK, GRADGRADCHECK
+                      (GRAD_CHECKS: both) or OPCHECK feed those checks too.
     value_bounds      {dtype: bound} of the value against the reference; its keys are the dtypes.
     grad_bounds       {dtype: bound} of the input gradient against the reference's.
     layouts           layouts of the reference comparison (default: all of conftest.LAYOUTS).
     check_layouts     layouts of gradcheck and opcheck (default: contiguous and channels_last).
     grad_argnums      positions of the arguments whose gradients are compared to the reference's;
                       check_argnums: those of gradcheck and opcheck (default: grad_argnums).
-    bad_inputs        `Bad` calls of the public wrapper; bad_op_inputs: of torch.ops.pytexsynth.*.
+    bad_inputs        `Bad` calls of the public wrapper; bad_op_inputs: of torch.ops.pytexsynth.*
+                      (bad_input_devices, bad_op_input_devices: where they run; default all).
     non_finite        values planted in the input by the non-finite test (default NaN, inf, -inf).
     empty_samples     samples with an empty dimension.
     determinism_sample, fallback_sample   the samples those two tests run.
@@ -42,6 +43,8 @@ import torch
 from conftest import DEVICES, LAYOUTS, assert_compiles_like_eager, hide_extension
 
 GRADCHECK = "gradcheck"
+GRADGRADCHECK = "gradgradcheck"
+GRAD_CHECKS = (GRADCHECK, GRADGRADCHECK)
 OPCHECK = "opcheck"
 
 
@@ -211,6 +214,7 @@ class OpContract:
     bad_inputs: Sequence[Bad] = ()
     bad_op_inputs: Sequence[Bad] = ()
     bad_input_devices: tuple | None = None  # None: every device
+    bad_op_input_devices: tuple | None = None
     non_finite: Sequence[float] = (math.nan, math.inf, -math.inf)
     empty_samples: Sequence[Sample] = ()
     determinism_sample: Sample | None = None
@@ -273,16 +277,18 @@ class OpContract:
     def gradcheck_cases(self):
         return self._check_cases(GRADCHECK, torch.float64)
 
+    def gradgradcheck_cases(self):
+        return self._check_cases(GRADGRADCHECK, torch.float64)
+
     def opcheck_cases(self):
         return [Case((*c.values, rg), f"{c.id}-requires_grad={rg}")
                 for c in self._check_cases(OPCHECK, torch.float32) for rg in (False, True)]
 
-    def bad_cases(self, bads=None):
-        bads = self.bad_inputs if bads is None else bads
-        return [Case((b,), f"{i}-{b.arg}", self.bad_input_devices) for i, b in enumerate(bads)]
+    def bad_cases(self):
+        return [Case((b,), f"{i}-{b.arg}", self.bad_input_devices) for i, b in enumerate(self.bad_inputs)]
 
     def bad_op_cases(self):
-        return self.bad_cases(self.bad_op_inputs)
+        return [Case((b,), f"{i}-{b.arg}", self.bad_op_input_devices) for i, b in enumerate(self.bad_op_inputs)]
 
     def non_finite_cases(self):
         return [Case((v,), str(v)) for v in self.non_finite]
@@ -293,13 +299,13 @@ class OpContract:
     # -- helpers the tests share (subclasses override the first four where their op needs) -----
 
     def leaves(self, args: list, argnums: Sequence[int]) -> list:
-        """The differentiable arguments at argnums."""
-        return [args[i] for i in argnums]
+        """The differentiable arguments at argnums (those that are not None)."""
+        return [args[i] for i in argnums if args[i] is not None]
 
     def with_leaves(self, args: list, leaves: Sequence, argnums: Sequence[int]) -> list:
-        """args with the arguments at argnums replaced by leaves."""
+        """args with the arguments at argnums (those that are not None) replaced by leaves."""
         args = list(args)
-        for i, t in zip(argnums, leaves):
+        for i, t in zip([i for i in argnums if args[i] is not None], leaves):
             args[i] = t
         return args
 
@@ -377,7 +383,7 @@ class OpContract:
         fn, inputs = self._differentiable(self.make(sample, device, torch.float64, layout))
         assert torch.autograd.gradcheck(fn, inputs)
 
-    @_grid("gradcheck_cases", "sample", "layout")
+    @_grid("gradgradcheck_cases", "sample", "layout")
     def test_gradgradcheck(self, device, sample, layout):
         fn, inputs = self._differentiable(self.make(sample, device, torch.float64, layout))
         assert torch.autograd.gradgradcheck(fn, inputs)
@@ -415,9 +421,10 @@ class OpContract:
 
     def check_non_finite(self, call: Call, value: float) -> None:
         """The output, and the input gradients of a differentiable op, against the reference
-        (in float64 unless the subclass makes ref_args otherwise): finite at the same entries and within the float32 bound there; infinite of
-        the same sign where both are; NaN where it is NaN when the input holds NaN (an inf input
-        may give inf where the reference's order of operations meets inf - inf)."""
+        (float64 unless the subclass makes ref_args otherwise): finite at the same entries and
+        within the float32 bound there; infinite of the same sign where both are; NaN where it
+        is NaN when the input holds NaN (an inf input may give inf where the reference's order
+        of operations meets inf - inf)."""
         out = self.call(*call.args)
         compared = [(out, self.reference(*call.ref_args), self.value_bounds[torch.float32])]
         if self.grad_bounds:

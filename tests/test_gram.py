@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pytexsynth import ops, reference
 
 from conftest import cuda_skip_reason, make_layout
-from op_contract import GRADCHECK, OPCHECK, Bad, OpContract, RelErr, bad_op, call_of, rel_err, sample
+from op_contract import GRAD_CHECKS, OPCHECK, Bad, OpContract, RelErr, bad_op, call_of, rel_err, sample
 
 # Odd C and H*W, B = 1..3, a single channel, a single pixel row.
 SHAPES = [(1, 3, 5, 7), (2, 8, 9, 11), (3, 17, 13, 6), (2, 1, 4, 4), (1, 33, 1, 19)]
@@ -64,7 +64,7 @@ class TestGram(OpContract):
         *(sample(shape, normalize=n) for shape in SHAPES for n in NORMALIZE),
         sample((2, 6, 7, 5), normalize="hw"),
         *(sample((2, 7, 5, 9), normalize=n) for n in NORMALIZE),
-        *(sample((2, 3, 4, 3), normalize=n, checks=[GRADCHECK]) for n in NORMALIZE),
+        *(sample((2, 3, 4, 3), normalize=n, checks=GRAD_CHECKS) for n in NORMALIZE),
         sample((2, 3, 5, 6), normalize="hw", checks=[OPCHECK]),
     ]
     value_bounds = {torch.float32: RelErr(1e-5), torch.float64: RelErr(1e-12), torch.float16: RelErr(2e-3),
@@ -101,7 +101,7 @@ class TestGram(OpContract):
 
         return f, [_rand((2, 4, 6, 6), device=device)], (0,)
 
-    bad_input_devices = ("cpu",)
+    bad_input_devices = bad_op_input_devices = ("cpu",)
     bad_inputs = [
         Bad(lambda d: ops.gram(_x(3, 4, 5)), ValueError, r"gram: x must be a 4-D \(B, C, H, W\) tensor, got a 3-D",
             "x"),
@@ -140,7 +140,7 @@ class TestGramLoss(OpContract):
           for shape, n in SHAPE_NORMALIZE for kind in TARGET_KINDS),
         sample((2, 6, 7, 5), target="2d", weight=1.5, normalize="hw"),
         sample((2, 40, 31, 33), target="2d", weight=1.0, normalize="hw"),
-        *(sample((2, 3, 4, 3), target=kind, weight=w, normalize=n, checks=[GRADCHECK])
+        *(sample((2, 3, 4, 3), target=kind, weight=w, normalize=n, checks=GRAD_CHECKS)
           for kind, w in [("2d", 0.6), ("batched", 1.3)] for n in NORMALIZE),
         sample((2, 3, 5, 6), target="2d", weight=0.5, normalize="hw", checks=[OPCHECK]),
     ]
@@ -184,7 +184,7 @@ class TestGramLoss(OpContract):
 
         return f, [_rand((2, 4, 6, 6), device=device)], (0,)
 
-    bad_input_devices = ("cpu",)
+    bad_input_devices = bad_op_input_devices = ("cpu",)
     bad_inputs = [
         Bad(lambda d: ops.gram_loss(_x(2, 3, 4), torch.rand(3, 3)), ValueError, r"gram_loss: x must be a 4-D", "x"),
         Bad(lambda d: ops.gram_loss(torch.ones(2, 3, 4, 4, dtype=torch.int32), torch.rand(3, 3)), TypeError,

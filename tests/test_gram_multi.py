@@ -10,7 +10,7 @@ from pytexsynth import nn as pnn
 from pytexsynth import ops, reference
 
 from conftest import cuda_skip_reason, make_layout
-from op_contract import GRADCHECK, OPCHECK, Bad, OpContract, RelErr, bad_op, call_of, rel_err, sample
+from op_contract import GRAD_CHECKS, OPCHECK, Bad, OpContract, RelErr, bad_op, call_of, rel_err, sample
 from test_gram import NORMALIZE, _rand, _target, _x
 
 
@@ -44,7 +44,7 @@ class TestGramLossMulti(OpContract):
         *(_layers(*_MIXED, weights=(0.7, 1.9, 0.3), normalize=n) for n in NORMALIZE),
         _layers(*_VGG_LIKE, weights=(1.0, 0.5, 2.0), normalize="chw"),
         *(_layers(((2, 3, 4, 3), "contiguous", "2d"), ((2, 5, 3, 2), "channels_last", "batched"),
-                  weights=(0.6, 1.4), normalize=n, checks=[GRADCHECK]) for n in NORMALIZE),
+                  weights=(0.6, 1.4), normalize=n, checks=GRAD_CHECKS) for n in NORMALIZE),
         _layers(((2, 3, 5, 6), "contiguous", "2d"), ((2, 6, 3, 4), "channels_last", "batched"), weights=(0.5, 2.0),
                 checks=[OPCHECK]),
     ]
@@ -129,7 +129,7 @@ class TestGramLossMulti(OpContract):
 
         return f, xs, (0, 1, 2)
 
-    bad_input_devices = ("cpu",)
+    bad_input_devices = bad_op_input_devices = ("cpu",)
     bad_inputs = [
         Bad(lambda d: ops.gram_loss_multi([_x(2, 3, 4, 4)], [torch.rand(3, 3)] * 2, [1.0]), ValueError,
             r"gram_loss_multi: xs, targets and weights must have the same length, got 1, 2 and 1", "targets"),

@@ -12,7 +12,7 @@ from pytexsynth import nn as pnn
 from pytexsynth import ops, reference
 
 from conftest import make_layout
-from op_contract import GRADCHECK, OPCHECK, Bad, Close, OpContract, bad_op, call_of, sample, seeded_randn
+from op_contract import GRAD_CHECKS, OPCHECK, Bad, Close, OpContract, bad_op, call_of, sample, seeded_randn
 
 # (content shape, style shape, patch_size, stride): odd sizes, batch > 1, shared and per-image
 # style, stride 2 with uncovered trailing pixels, patch 5, patch 1, a 1-wide patch grid.
@@ -121,7 +121,7 @@ class TestStyleSwap(OpContract):
         sample((2, 4, 7, 8), (1, 4, 8, 6), k=3, s=1, method="auto", offset=0.2),
         sample((2, 8, 12, 11), (1, 8, 10, 12), k=3, s=1, method="auto", offset=0.0),
         sample((1, 3, 6, 6), (1, 3, 5, 5), k=3, s=1, method="auto", offset=0.0),
-        *(sample((2, 2, 6, 5), (bs, 2, 5, 6), k=k, s=s, method="auto", offset=0.2, checks=[GRADCHECK])
+        *(sample((2, 2, 6, 5), (bs, 2, 5, 6), k=k, s=s, method="auto", offset=0.2, checks=GRAD_CHECKS)
           for k, s, bs in [(3, 1, 1), (2, 2, 2), (3, 2, 1)]),
         sample((2, 3, 6, 7), (1, 3, 5, 6), k=3, s=1, method="pixel", offset=0.0, checks=[OPCHECK]),
     ]
