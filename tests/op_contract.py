@@ -20,7 +20,8 @@ A subclass declares (class attributes):
     empty_samples     samples with an empty dimension.
     determinism_sample, fallback_sample   the samples those two tests run.
 and implements:
-    call(*args)       the public wrapper; reference(*ref_args): the float64 spec it is held to.
+    call(*args)       the public wrapper (or the op, for arguments only the op takes);
+                      reference(*ref_args): the float64 spec it is held to.
     make(sample, device, dtype, layout) -> Call   the arguments of one sample.
     opcheck_calls(call, requires_grad) -> [(overload, args)]   the op and its backward ops.
     compile_case(device) -> (f, inputs, wrt)   a scalar function of inputs that uses the op.
@@ -486,5 +487,5 @@ class OpContract:
             warnings.simplefilter("error")
             for followup in self.fallback_followups(call):
                 followup()
-        assert torch.equal(out, self.reference_on_args(call))  # the reference ran
+        assert torch.equal(out, self.reference_on_args(call))  # what the fallback runs
         self.fallback_bound.check(out, kernel)

@@ -114,6 +114,12 @@ def _swap_op_bad(cshape, sshape, dtype, k, s, precision):
     return lambda d: _swap(_ones(*cshape, dtype=dtype)(d), _ones(*sshape, dtype=dtype)(d), k, s, precision)
 
 
+def _decode_bad(index_dtype, h, w):
+    """The decode of a (1, 2, 5, 5) style at (1, 4, 4) indices into an h x w map, k = 3, s = 1."""
+    return lambda d: torch.ops.pytexsynth._style_swap_decode(torch.randn(1, 2, 5, 5, device=d),
+                                                             torch.zeros(1, 4, 4, dtype=index_dtype, device=d), h, w, 3, 1)
+
+
 class TestStyleSwap(OpContract):
     samples = [
         *(sample(cs, ss, k=k, s=s, method=m, offset=0.2) for cs, ss, k, s in CASES for m in METHODS),
@@ -245,14 +251,8 @@ class TestStyleSwap(OpContract):
                "stride"),
         bad_op(_swap_op_bad((1, 3, 6, 6), (1, 3, 6, 6), torch.float32, 3, 1, "half"),
                r"precision must be 'ieee', 'tf32' or 'bf16'", "precision"),
-        bad_op(lambda d: torch.ops.pytexsynth._style_swap_decode(torch.randn(1, 2, 5, 5, device=d),
-                                                                 torch.zeros(1, 4, 4, dtype=torch.long, device=d),
-                                                                 4, 4, 3, 1),
-               r"indices must have shape \[1, 2, 2\]", "indices"),
-        bad_op(lambda d: torch.ops.pytexsynth._style_swap_decode(torch.randn(1, 2, 5, 5, device=d),
-                                                                 torch.zeros(1, 4, 4, dtype=torch.int, device=d),
-                                                                 6, 6, 3, 1),
-               r"indices must be int64", "indices"),
+        bad_op(_decode_bad(torch.long, 4, 4), r"indices must have shape \[1, 2, 2\]", "indices"),
+        bad_op(_decode_bad(torch.int, 6, 6), r"indices must be int64", "indices"),
         bad_op(lambda d: torch.ops.pytexsynth._style_swap_backward(torch.randn(1, 2, 6, 6, device=d),
                                                                    torch.zeros(1, 4, 4, dtype=torch.long, device=d),
                                                                    [1, 3, 5, 5], 3, 1),
