@@ -45,12 +45,6 @@ def hide_extension(monkeypatch) -> None:
     monkeypatch.setattr(ext, "_warned", set())
 
 
-@pytest.fixture
-def no_extension(monkeypatch) -> None:
-    """The test runs as if the compiled extension could not be loaded: the ops fall back."""
-    hide_extension(monkeypatch)
-
-
 if not pytexsynth.has_extension():  # the tests are of the kernels: never run them on the fallback
     raise RuntimeError(
         "pytexsynth's compiled extension is not loaded; build it with `pip install .` "

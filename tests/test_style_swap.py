@@ -147,10 +147,14 @@ class TestStyleSwap(OpContract):
     fallback_bound = Close(1e-6, 1e-6)
 
     @staticmethod
-    def call(content, style, k, s, method):
+    def swap(content, style, k, s, method):
+        """(out, indices): the public wrapper for method "auto", else the op with that method."""
         if method == "auto":
-            return ops.style_swap(content, style, k, s)
-        return _swap(content, style, k, s, method=method)[0]
+            return ops.style_swap(content, style, k, s, return_indices=True)
+        return _swap(content, style, k, s, method=method)
+
+    def call(self, content, style, k, s, method):
+        return self.swap(content, style, k, s, method)[0]
 
     @staticmethod
     def reference(content, style, k, s, method):
@@ -162,14 +166,14 @@ class TestStyleSwap(OpContract):
 
     def check_value(self, call, dtype, layout):
         content, style, k, s, method = call.args
-        out, idx = _swap(content, style, k, s, method=method)
+        out, idx = self.swap(content, style, k, s, method)
         assert out.shape == content.shape and out.dtype == dtype and idx.dtype == torch.long
         assert idx.shape == (content.shape[0], (content.shape[2] - k) // s + 1, (content.shape[3] - k) // s + 1)
         arg = _check_against_float64(content, style, k, s, out, idx, self.TIES[dtype], self.value_bounds[dtype])
         if dtype == torch.float64:  # random data: no near-ties at float64 precision
             assert torch.equal(idx.cpu().flatten(1), arg)
         if layout != "contiguous" and dtype == torch.float32:  # the strides change nothing
-            out_ref, idx_ref = _swap(content.contiguous(), style.contiguous(), k, s, method=method)
+            out_ref, idx_ref = self.swap(content.contiguous(), style.contiguous(), k, s, method)
             assert torch.equal(idx, idx_ref)
             torch.testing.assert_close(out, out_ref, rtol=1e-6, atol=1e-6)
         if layout == "channels_last":
@@ -182,7 +186,7 @@ class TestStyleSwap(OpContract):
         content, style, k, s, method = call.args
         (grad_output,) = self.grad_outputs(call, content, layout)
         st = style.detach().requires_grad_()
-        out, idx = _swap(content, st, k, s, method=method)
+        out, idx = self.swap(content, st, k, s, method)
         (g,) = torch.autograd.grad(out, st, grad_output)
         assert g.shape == style.shape and g.dtype == dtype
         st64 = style.detach().cpu().double().requires_grad_()
@@ -193,12 +197,12 @@ class TestStyleSwap(OpContract):
     def check_empty(self, call):
         super().check_empty(call)
         content, style, k, s, _ = call.args
-        assert _swap(content, style, k, s)[1].shape == (0, content.shape[2] - k + 1, content.shape[3] - k + 1)
+        assert self.swap(*call.args)[1].shape == (0, content.shape[2] - k + 1, content.shape[3] - k + 1)
 
     def outputs_and_grads(self, call):
-        content, style, k, s, _ = call.args
+        content, style, k, s, method = call.args
         st = style.detach().requires_grad_()
-        out, idx = ops.style_swap(content, st, k, s, return_indices=True)
+        out, idx = self.swap(content, st, k, s, method)
         return [out, idx, torch.autograd.grad(out, st, seeded_randn(out.shape, out.dtype, out.device))[0]]
 
     def opcheck_calls(self, call, requires_grad):
