@@ -1,16 +1,45 @@
-"""Shared fixtures: devices (CUDA skipped with a reason), dtypes and input layouts."""
+"""Shared fixtures: devices (CUDA skipped with a reason), dtypes and input layouts, and the
+one place that reaches the package's internal modules (see "internal modules" below)."""
 
 from __future__ import annotations
+
+import importlib
+from types import ModuleType
 
 import pytest
 import torch
 
 import pytexsynth
 
+# ---- internal modules ----------------------------------------------------------------------
+# The tests import public names only, except through these helpers: when the package layout
+# moves a module, its path changes here alone.
+
+EXTENSION_LOADER = "pytexsynth.ops._ext"
+HISTOGRAM_STATS = "pytexsynth.ops.histogram_stats"
+
+
+def ext_module() -> ModuleType:
+    """The module that loads the compiled extension (HAS_EXTENSION, LOAD_ERROR, _warned)."""
+    return importlib.import_module(EXTENSION_LOADER)
+
+
+def histogram_bin_position():
+    """bin_position of the histogram statistics module: (bin, frac) of values in bins."""
+    return importlib.import_module(HISTOGRAM_STATS).bin_position
+
+
+def hide_extension(monkeypatch) -> None:
+    """From here to the end of the test, the ops see no compiled extension (and have not warned)."""
+    ext = ext_module()
+    monkeypatch.setattr(ext, "HAS_EXTENSION", False)
+    monkeypatch.setattr(ext, "_warned", set())
+
+
 if not pytexsynth.has_extension():  # the tests are of the kernels: never run them on the fallback
     raise RuntimeError(
         "pytexsynth's compiled extension is not loaded; build it with `pip install .` "
-        f"(import error: {pytexsynth.ops._ext.LOAD_ERROR})"
+        f"(import error: {ext_module().LOAD_ERROR})"
     )
 
 
@@ -75,14 +104,18 @@ def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
 LAYOUTS = ["contiguous", "channels_last", "noncontiguous", "transposed"]
 
 
-def assert_compiles_like_eager(f, x: torch.Tensor) -> None:
-    """torch.compile(fullgraph=True) of scalar-valued f gives eager's value and input gradient."""
+def assert_compiles_like_eager(f, *inputs: torch.Tensor, wrt=(0,), rtol=None, atol=None) -> None:
+    """torch.compile(fullgraph=True) of scalar-valued f gives eager's value and the gradients of
+    the inputs at positions wrt (default tolerances of assert_close unless given)."""
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
-    x = x.detach().clone().requires_grad_()
-    out = compiled(x)
-    out.backward()
-    x_ref = x.detach().clone().requires_grad_()
-    ref = f(x_ref)
-    ref.backward()
-    torch.testing.assert_close(out, ref)
-    torch.testing.assert_close(x.grad, x_ref.grad)
+
+    def value_and_grads(fn):
+        args = [t.detach().clone().requires_grad_(i in wrt) for i, t in enumerate(inputs)]
+        out = fn(*args)
+        return out, torch.autograd.grad(out, [args[i] for i in wrt]) if wrt else ()
+
+    out, grads = value_and_grads(compiled)
+    ref, ref_grads = value_and_grads(f)
+    torch.testing.assert_close(out, ref, rtol=rtol, atol=atol)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=rtol, atol=atol)
