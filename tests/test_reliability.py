@@ -256,3 +256,19 @@ def test_resume_refuses_changed_settings_unless_anyway(exemplar, tmp_path, capsy
     assert main([*argv, "--steps", "4", "--resume-anyway", "--lr", "0.02", "--force"]) == 0
     meta = torch.load(model, weights_only=True)["metadata"]
     assert meta["steps"] == 4 and meta["resumed_with_changes"] == [{"step": 2, "changes": {"lr": [0.01, 0.02]}}]
+
+
+@pytest.mark.parametrize("index", [10**15, 9, -1])
+@pytest.mark.parametrize("op", ["decode", "backward"])
+def test_style_swap_private_ops_check_their_indices(op, index):
+    style, indices = torch.randn(1, 2, 5, 5), torch.full((1, 3, 3), index)  # 3x3 = 9 style patches
+    with pytest.raises(RuntimeError, match=r"indices must be in \[0, 9\)"):
+        if op == "decode":
+            torch.ops.pytexsynth._style_swap_decode(style, indices, 5, 5, 3, 1)
+        else:
+            torch.ops.pytexsynth._style_swap_backward(style, indices, [1, 2, 5, 5], 3, 1)
+
+
+def test_gram_schedule_refuses_sizes_that_overflow():
+    with pytest.raises(RuntimeError, match="C at most 2\\^24"):
+        torch.ops.pytexsynth._gram_schedule(2, 2**62, 72)

@@ -331,6 +331,10 @@ inline Schedule cpu_schedule(int64_t B, int64_t C, int64_t n) {
 // tests to check which cases their shapes exercise (op _gram_schedule).
 inline std::vector<int64_t> cpu_schedule_info(int64_t B, int64_t C, int64_t n) {
   TORCH_CHECK(B >= 0 && C >= 0 && n >= 0, "_gram_schedule: B, C and n must be >= 0, got ", B, ", ", C, ", ", n);
+  // Beyond these the schedule's products (B * tile pairs * slot) overflow int64; no tensor that
+  // fits in memory comes near them (a (C, C) Gram matrix of 2^24 channels is 2^48 entries).
+  TORCH_CHECK(B <= (int64_t(1) << 31) && C <= (int64_t(1) << 24) && n <= (int64_t(1) << 47),
+              "_gram_schedule: B must be at most 2^31, C at most 2^24 and n at most 2^47, got ", B, ", ", C, ", ", n);
   const Schedule s = cpu_schedule(B, C, n);
   return {s.tile, s.tiles, s.pairs, s.chunk, s.chunks, s.items()};
 }

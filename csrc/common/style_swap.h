@@ -81,6 +81,15 @@ inline Geometry check_indices(const at::Tensor& indices, int64_t B, int64_t C, i
   const Geometry g = make_geometry(C, H, W, Hs, Ws, k, s);
   TORCH_CHECK(indices.dim() == 3 && indices.size(0) == B && indices.size(1) == g.nH && indices.size(2) == g.nW, op,
               ": indices must have shape [", B, ", ", g.nH, ", ", g.nW, "], got ", shape_str(indices));
+  if (indices.numel() > 0) {
+    // Every index is read as an offset into the style: one out of range would read (or, in the
+    // backward, gather from) memory outside it. One small reduction and a host read per call;
+    // the style_swap op itself decodes the indices it made without this check.
+    const auto range = at::aminmax(indices);
+    const int64_t lo = std::get<0>(range).item<int64_t>(), hi = std::get<1>(range).item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < g.ns(), op, ": indices must be in [0, ", g.ns(), ") (the style's ", g.nHs, "x",
+                g.nWs, " patches), got values from ", lo, " to ", hi);
+  }
   return g;
 }
 
