@@ -35,6 +35,9 @@ struct CpuBackend {
   static void combine_scores(const at::Tensor& scores, const at::Tensor& inv_norm, at::Tensor& best,
                              at::Tensor& best_index, int64_t row0, int64_t col0) {
     const int64_t rows = scores.size(0), cols = scores.size(1), ld = scores.stride(0);
+    // Rows are read as contiguous runs: the GEMM's output must have unit column stride.
+    TORCH_CHECK(cols <= 1 || scores.stride(1) == 1, "style_swap: the score band has column stride ", scores.stride(1),
+                "; expected 1");
     AT_DISPATCH_FLOATING_TYPES(scores.scalar_type(), "style_swap_combine_scores_cpu", [&] {
       const scalar_t* S = scores.const_data_ptr<scalar_t>();
       const scalar_t* inv = inv_norm.const_data_ptr<scalar_t>() + col0;
@@ -55,6 +58,8 @@ struct CpuBackend {
                              at::Tensor& best_index, const Geometry& g, int64_t b, int64_t i0, int64_t i1, int64_t p0,
                              int64_t p1) {
     const int64_t ld = M.stride(0);
+    TORCH_CHECK(M.size(1) <= 1 || M.stride(1) == 1, "style_swap: the pixel product has column stride ", M.stride(1),
+                "; expected 1");
     const int64_t n_rows = (i1 - i0) * g.nW;
     AT_DISPATCH_FLOATING_TYPES(M.scalar_type(), "style_swap_combine_pixels_cpu", [&] {
       const scalar_t* Mp = M.const_data_ptr<scalar_t>();

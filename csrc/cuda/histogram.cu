@@ -212,6 +212,9 @@ loss_kernel(const double* __restrict__ partials, int64_t count, double scale, sc
 
 Geom make_geom(const at::Tensor& x, const at::Tensor& out, int32_t nb) {
   const auto p = make_problem(x, out, nb);
+  // The kernels index channels and columns in int32 (check_args bounds H * W below 2^31).
+  TORCH_CHECK(p.C < (int64_t(1) << 31) && p.W < (int64_t(1) << 31), "histogram: x of shape ", shape_str(x),
+              " has more than 2^31 - 1 channels or columns, beyond the CUDA kernels' int32 indexing");
   Geom g;
   g.planes = p.planes();
   g.C = static_cast<int32_t>(p.C);

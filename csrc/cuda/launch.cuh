@@ -16,7 +16,10 @@ inline int64_t sm_count() { return at::cuda::getCurrentDeviceProperties()->multi
 
 // Blocks of `threads` threads for one thread per item (no grid-stride loop).
 inline unsigned int blocks_for(int64_t items, int threads) {
-  return static_cast<unsigned int>(ceil_div(items, threads));
+  const int64_t blocks = ceil_div(items, threads);
+  TORCH_CHECK(blocks <= INT32_MAX, "pytexsynth: ", items, " items need ", blocks,
+              " blocks, beyond CUDA's grid limit of 2^31 - 1");
+  return static_cast<unsigned int>(blocks);
 }
 
 // Blocks for a grid-stride loop over `items`: one thread per item up to 16 blocks per SM (enough
