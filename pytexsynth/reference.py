@@ -107,6 +107,8 @@ def histogram_match(x: torch.Tensor, stats: HistogramStats) -> torch.Tensor:
     maps to the style median (u = 0.5); NaN stays NaN and is left out of the counts. Computed in
     float32 (float64 for float64 x), returned in x's dtype. No gradient (R is a constant)."""
     bins = stats.bins
+    if x.shape[-2] * x.shape[-1] == 0:  # empty planes: nothing to match
+        return x.detach().clone()
     xf = _planes(x)
     dt = xf.dtype
     nan = torch.isnan(xf)
@@ -132,6 +134,8 @@ def histogram_match_exact(x: torch.Tensor, stats: HistogramStats) -> torch.Tenso
     M values goes to the style quantile u = (r + 0.5) / M. With as many values as the style, the
     histogram of the result equals the style's exactly. NaN stays NaN. No gradient."""
     bins = stats.bins
+    if x.shape[-2] * x.shape[-1] == 0:  # empty planes: nothing to match
+        return x.detach().clone()
     xf = _planes(x)
     dt = xf.dtype
     m = xf.shape[1]
@@ -166,22 +170,24 @@ def style_swap(content: torch.Tensor, style: torch.Tensor, patch_size: int = 3, 
     """
     k, s = int(patch_size), int(stride)
     B, C, H, W = content.shape
+    ct = compute_dtype(content.dtype)  # half inputs match in float32, as the kernels do (1e-8 underflows in half)
     outs, indices = [], []
     for b in range(B):
         sty = style[b if style.shape[0] > 1 else 0].unsqueeze(0)
         patches = F.unfold(sty, k, stride=s).squeeze(0).t().reshape(-1, C, k, k)  # (ns, C, k, k)
-        norms = patches.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-        filters = patches / (norms + 1e-8)
-        x = content[b].unsqueeze(0)
-        if precision == "bf16" and x.dtype != torch.float64:
-            x = x.to(torch.bfloat16).float()
-            filters = filters.to(torch.bfloat16).float()
-        scores = F.conv2d(x.to(filters.dtype), filters, stride=s)  # (1, ns, nH, nW)
+        norms = patches.to(ct).flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        filters = patches.to(ct) / (norms + 1e-8)
+        x = content[b].unsqueeze(0).to(ct)
+        if precision == "bf16" and ct != torch.float64:
+            x = x.to(torch.bfloat16).to(ct)
+            filters = filters.to(torch.bfloat16).to(ct)
+        scores = F.conv2d(x, filters, stride=s)  # (1, ns, nH, nW)
         idx = scores.argmax(dim=1)  # (1, nH, nW)
         one_hot = torch.zeros_like(scores).scatter_(1, idx.unsqueeze(1), 1.0)
         extra = ((H - k) % s, (W - k) % s)
         out = F.conv_transpose2d(one_hot, patches.to(one_hot.dtype), stride=s, output_padding=extra)
-        count = F.conv_transpose2d(one_hot, torch.ones_like(patches[:, :1]), stride=s, output_padding=extra)
+        count = F.conv_transpose2d(one_hot, torch.ones_like(patches[:, :1], dtype=one_hot.dtype), stride=s,
+                                   output_padding=extra)
         outs.append(torch.where(count > 0, out / count.clamp_min(1), torch.zeros_like(out)).to(content.dtype))
         indices.append(idx)
     out = torch.cat(outs) if outs else content.new_empty(content.shape)

@@ -272,3 +272,17 @@ def test_style_swap_private_ops_check_their_indices(op, index):
 def test_gram_schedule_refuses_sizes_that_overflow():
     with pytest.raises(RuntimeError, match="C at most 2\\^24"):
         torch.ops.pytexsynth._gram_schedule(2, 2**62, 72)
+
+
+def test_reference_fallback_half_precision_and_empty_planes():
+    from pytexsynth import reference
+
+    g = torch.Generator().manual_seed(0)
+    content, style = torch.rand(1, 2, 6, 6, generator=g).half(), torch.rand(1, 2, 5, 5, generator=g).half()
+    style[..., :3, :3] = 0  # an all-zero style patch: its norm + 1e-8 underflowed to 0 in half
+    for precision in ("ieee", "bf16"):  # bf16 on half input raised a dtype error
+        ref = reference.style_swap(content, style, precision=precision)
+        assert torch.isfinite(ref).all() and float(ref.abs().max()) > 0
+        assert torch.equal(ref, pytexsynth.ops.style_swap(content, style, precision=precision))
+    stats = pytexsynth.ops.histogram_stats(torch.rand(1, 3, 4, 4, generator=g))
+    assert reference.histogram_match(torch.rand(1, 3, 0, 4), stats).shape == (1, 3, 0, 4)  # raised
