@@ -286,3 +286,12 @@ def test_reference_fallback_half_precision_and_empty_planes():
         assert torch.equal(ref, pytexsynth.ops.style_swap(content, style, precision=precision))
     stats = pytexsynth.ops.histogram_stats(torch.rand(1, 3, 4, 4, generator=g))
     assert reference.histogram_match(torch.rand(1, 3, 0, 4), stats).shape == (1, 3, 0, 4)  # raised
+
+
+def test_batch_norm_with_one_value_per_channel_is_refused_before_training(exemplar, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(exemplar).save(photos / "a.png")
+    assert main(["train-stylizer", str(exemplar), str(photos), "-o", str(tmp_path / "s.pt"), "--size", "64",
+                 "--batch-size", "1", "--steps", "1", "--quiet", "--device", "cpu"]) == 1
+    assert "batch norm sees one value per channel" in capsys.readouterr().err

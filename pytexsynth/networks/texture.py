@@ -106,14 +106,21 @@ class _MultiScaleGenerator(SavableNetwork):
                 )
         return hw  # type: ignore[return-value]
 
-    def check_training_size(self, size: SizeArg) -> Tuple[int, int]:
-        """:meth:`check_size`, and with instance norm a coarsest scale of at least 2 x 2 pixels
-        (a 1 x 1 map has no spatial statistics to normalise in training)."""
+    def check_training_size(self, size: SizeArg, batch_size: int = 2) -> Tuple[int, int]:
+        """:meth:`check_size`, and a coarsest scale with more than one value per channel to
+        normalise in training: with instance norm at least 2 x 2 pixels, with batch norm at
+        least two values over the batch and the map."""
         h, w = self.check_size(size)
+        coarsest = (h >> self.scales) * (w >> self.scales)
         if self.config["norm"] == "instance" and min(h, w) >> self.scales < 2:
             raise ValueError(
                 f"{type(self).__name__}: training size {size!r} makes the coarsest scale 1 pixel wide, too small for "
                 f"instance norm; train at sizes of at least {2 * self.multiple} or use norm='batch'")
+        if self.config["norm"] == "batch" and coarsest * batch_size < 2:
+            raise ValueError(
+                f"{type(self).__name__}: training size {size!r} makes the coarsest scale 1x1, so batch norm sees one "
+                f"value per channel with batch_size {batch_size}; use batch_size >= 2, a size of at least "
+                f"{2 * self.multiple}, or norm='instance'")
         return h, w
 
     def sample_noise(self, n: int, size: SizeArg, generator: Optional[torch.Generator] = None,

@@ -128,7 +128,7 @@ def train_texture_network(exemplar: ImageArg, *, size: int = 128, steps: int = 1
                                                                                norm=norm))
     if not isinstance(net, TextureGenerator):
         raise TypeError(f"train_texture_network: model must be a TextureGenerator, got {type(net).__name__}")
-    net.check_training_size(size)
+    net.check_training_size(size, batch_size)
     with training_device(device) as (rank, dev):
         vgg = VGG19(tuple(dict.fromkeys((*style_layers, *histogram_layers))), pooling=pooling, circular=True,
                     weights=weights).to(dev)
@@ -200,7 +200,7 @@ def train_stylization_network(style: ImageArg, content_dir: Union[str, os.PathLi
         scales=scales, noise_channels=noise_channels, channels=channels, norm=norm))
     if not isinstance(net, StylizationGenerator):
         raise TypeError(f"train_stylization_network: model must be a StylizationGenerator, got {type(net).__name__}")
-    net.check_training_size(size)
+    net.check_training_size(size, batch_size)
     if isinstance(content_layers, str):
         content_layers = (content_layers,)
     folder = ContentFolder(content_dir, size)
