@@ -3,7 +3,7 @@ VGG-19's relu1_1..relu5_1 feature shapes (64, 128, 256, 512, 512 channels at H, 
 H/16; batch 1), for 256, 512 and 1024 px images.
 
 "ours" is the grouped op (ops.gram_loss_multi: one op for all five layers, what
-nn.GramLoss calls); "per_layer" sums ops.gram_loss layer by layer (the grouped entry's own
+losses.GramLoss calls); "per_layer" sums ops.gram_loss layer by layer (the grouped entry's own
 baseline: is one call for all layers faster?); "reference" is bmm + mse_loss autograd.
 An out-of-memory case is recorded as OOM (benchmarks/conftest.py) and shows as such in the table.
 

@@ -1,8 +1,8 @@
 // Ops written purely with ATen calls, identical on every device: registered once, under
 // CompositeExplicitAutograd (which serves CPU, CUDA and any other backend key), instead of a
-// twin per backend. Their autograd formulas and fake kernels are Python's
-// (pytexsynth/_registrations.py: register_autograd, register_fake); the fake kernel takes the
-// Meta key, which this registration would otherwise also serve.
+// twin per backend. Their autograd formulas and fake kernels are Python's (pytexsynth/ops/<op>.py,
+// registered through pytexsynth.ops._ext.register); the fake kernel takes the Meta key, which
+// this registration would otherwise also serve.
 #include <torch/library.h>
 
 #include "common/histogram.h"

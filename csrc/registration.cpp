@@ -1,8 +1,8 @@
 // Every op of the pytexsynth namespace is declared here, once. Kernels are registered per
 // backend in cpu/<op>.cpp and cuda/<op>.cu (each through common/<op>.h's register_kernels), ops
 // written purely in ATen once for every backend in composite.cpp; autograd and fake kernels in
-// pytexsynth/_registrations.py. Backward passes are ops of their own (leading underscore), so
-// autograd formulas call registered ops that also have fake kernels.
+// pytexsynth/ops/<op>.py (through pytexsynth.ops._ext.register). Backward passes are ops of their
+// own (leading underscore), so autograd formulas call registered ops that also have fake kernels.
 #include <torch/library.h>
 
 #include <string>

@@ -17,7 +17,7 @@ from .training import train_inverse_network, train_stylization_network, train_te
 
 __all__ = [
     "__version__", "has_cuda", "has_extension", "info", "nn", "ops", "reference",
-    "io", "losses", "models", "networks", "training", "VGG19",
+    "io", "losses", "models", "networks", "synthesis", "training", "VGG19",
     "load_model", "save_model", "train_stylization_network", "train_texture_network",
     "synthesize_texture", "transfer_style",
     "InverseNet", "train_inverse_network", "style_swap_transfer",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Optional, Tuple, Union
@@ -13,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["load_image", "save_image", "resize_image", "as_image", "atomic_write", "ImageLoadError"]
+__all__ = ["load_image", "save_image", "resize_image", "as_image", "atomic_write", "ImageLoadError", "ImageArg"]
 
 PathLike = Union[str, os.PathLike]
+ImageArg = Union[torch.Tensor, str, os.PathLike]  # an image argument of the API: a tensor or a path
 
 
 class ImageLoadError(ValueError):
@@ -83,7 +85,7 @@ def load_image(path: PathLike, size: Optional[Union[int, Tuple[int, int]]] = Non
     return x.to(device) if device is not None else x
 
 
-def as_image(x: Union[torch.Tensor, PathLike], name: str,
+def as_image(x: ImageArg, name: str,
              device: Union[str, torch.device, None] = None) -> torch.Tensor:
     """An image argument of the API as a (1, 3, H, W) float32 tensor on ``device``.
 
@@ -130,11 +132,19 @@ def resize_image(x: torch.Tensor, size: Union[int, Tuple[int, int]]) -> torch.Te
                          antialias=th < h or tw < w).clamp_(0.0, 1.0)
 
 
+def writer_tag() -> str:
+    """This process, as named in its temporary files: host and pid (a folder may be shared
+    between hosts, whose pids mean nothing here)."""
+    host = "".join(c if c.isalnum() or c == "-" else "-" for c in socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}"
+
+
 def _remove_stale_temporaries(p: Path) -> None:
-    """Removes the temporary files an earlier write of ``p`` left when its process was killed
-    (named ``.NAME.PID.*.tmp``; those of live processes are theirs and stay)."""
-    for tmp in p.parent.glob(f".{glob.escape(p.name)}.*.tmp"):
-        pid = tmp.name[len(p.name) + 2:].split(".", 1)[0]
+    """Removes the temporary files an earlier write of ``p`` on this host left when its process
+    was killed (named ``.NAME.HOST-PID.*.tmp``; those of live processes, and of other hosts, stay)."""
+    host = writer_tag().rsplit("-", 1)[0]
+    for tmp in p.parent.glob(f".{glob.escape(p.name)}.{glob.escape(host)}-*.tmp"):
+        pid = tmp.name[len(p.name) + len(host) + 3:].split(".", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
@@ -169,7 +179,7 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(p)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp", dir=str(p.parent))
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{writer_tag()}.", suffix=".tmp", dir=str(p.parent))
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

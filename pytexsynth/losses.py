@@ -16,16 +16,15 @@ buffers: ``.to(device)`` moves them and ``state_dict()`` saves them.
 
 from __future__ import annotations
 
-import math
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from . import ops
+from .loss_args import LayerWeights, blend_weights, per_layer_weights, select_features, style_layers
 from .masks import check_masks, label_masks, masked_features, masks_at, region_cells
-from .ops.checks import check_weight
 from .ops.gram import check_gram_options
 
 __all__ = ["ContentLoss", "GramLoss", "HistogramLoss", "TotalVariationLoss", "GramStyleLoss", "HistogramStyleLoss",
@@ -38,85 +37,6 @@ DEFAULT_CONTENT_LAYERS = ("relu4_2",)
 DEFAULT_HISTOGRAM_LAYERS = ("relu1_1", "relu4_1")
 
 Features = Union[Mapping[str, torch.Tensor], Sequence[torch.Tensor]]
-LayerWeights = Union[None, str, float, Sequence[float], Mapping[str, float]]
-
-
-def per_layer_weights(layers: Sequence, weights: LayerWeights, what: str, arg: str = "weights",
-                  missing: Optional[float] = None) -> Dict:
-    """Per-layer weights: None (equal, summing to 1), a number (each layer), a list (in layer
-    order) or a mapping layer -> weight (layers it leaves out weigh ``missing``, or are an error
-    when ``missing`` is None; layers it names that are not there are an error)."""
-    if weights is None:
-        return {n: 1.0 / len(layers) for n in layers}
-    if isinstance(weights, Mapping):
-        unknown = [k for k in weights if k not in layers]
-        if unknown:
-            raise ValueError(f"{what}: {arg} name layers without style features: {sorted(map(str, unknown))}")
-        absent = [n for n in layers if n not in weights]
-        if absent and missing is None:
-            raise ValueError(f"{what}: {arg} has no entry for layers {absent}")
-        values = [weights.get(n, missing) for n in layers]
-    elif isinstance(weights, Sequence) and not isinstance(weights, str):
-        if len(weights) != len(layers):
-            raise ValueError(f"{what}: {len(weights)} {arg} for {len(layers)} layers {list(layers)}")
-        values = list(weights)
-    else:
-        values = [weights] * len(layers)
-    out = {n: check_weight(v, what) for n, v in zip(layers, values)}
-    bad = {n: w for n, w in out.items() if not math.isfinite(w)}
-    if bad:
-        raise ValueError(f"{what}: {arg} must be finite, got {bad}")
-    return out
-
-
-def blend_weights(blend: Optional[Sequence[float]], n: int, what: str) -> List[float]:
-    """The weights of ``n`` style images, normalised to sum 1 (default equal)."""
-    if blend is None:
-        return [1.0 / n] * n
-    blend = [float(b) for b in blend]
-    if len(blend) != n:
-        raise ValueError(f"{what}: {len(blend)} blend weights for {n} styles")
-    if not all(math.isfinite(b) and b >= 0 for b in blend) or sum(blend) <= 0:
-        raise ValueError(f"{what}: blend weights must be finite and >= 0 with a positive sum, got {blend}")
-    s = sum(blend)
-    return [b / s for b in blend]
-
-
-def style_layers(style_features, what: str) -> Tuple[bool, list, List[List[torch.Tensor]]]:
-    """(keyed, layers, per style the per-layer tensors) of a dict layer -> tensor, a list of such
-    dicts (several style images) or a list of tensors (layers by position)."""
-    if isinstance(style_features, Mapping):
-        style_features = [style_features]
-    elif isinstance(style_features, torch.Tensor) or not isinstance(style_features, Sequence) \
-            or isinstance(style_features, str):
-        raise TypeError(f"{what}: style_features must be a dict of layer -> tensor, a list of such dicts (one per "
-                        f"style image) or a list of tensors, got {type(style_features).__name__}")
-    if not style_features:
-        raise ValueError(f"{what}: needs at least one style (style_features is empty)")
-    if all(isinstance(s, torch.Tensor) for s in style_features):
-        return False, list(range(len(style_features))), [list(style_features)]
-    if not all(isinstance(s, Mapping) for s in style_features):
-        raise TypeError(f"{what}: style_features must hold only dicts (one per style image) or only tensors")
-    layers = list(style_features[0])
-    if not layers:
-        raise ValueError(f"{what}: style_features is empty (no layers)")
-    return True, layers, [[s[n] for n in layers] for s in style_features]
-
-
-def select_features(features, layers: list, keyed: bool, what: str) -> List[torch.Tensor]:
-    """The loss's layers of ``features`` in order (a dict for a keyed loss, else a list)."""
-    if keyed:
-        if not isinstance(features, Mapping):
-            raise TypeError(f"{what}: was built from a dict of layers; forward takes a dict, got "
-                            f"{type(features).__name__}")
-        absent = [n for n in layers if n not in features]
-        if absent:
-            raise KeyError(f"{what}: features lack the layers {absent}")
-        return [features[n] for n in layers]
-    feats = list(features)
-    if len(feats) != len(layers):
-        raise ValueError(f"{what}: expected {len(layers)} feature tensors, got {len(feats)}")
-    return feats
 
 
 def content_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -163,7 +83,7 @@ class ContentLoss(nn.Module):
     def __init__(self, targets: Mapping[str, torch.Tensor], layer_weights: LayerWeights = None):
         super().__init__()
         self.layers = list(targets)
-        self.weights = per_layer_weights(self.layers, layer_weights, "ContentLoss", "layer_weights")
+        self.weights = per_layer_weights(self.layers, layer_weights, "ContentLoss", "layer_weights", kind="content")
         for i, n in enumerate(self.layers):
             self.register_buffer(f"target_{i}", targets[n].detach().float())
 
@@ -241,8 +161,7 @@ class GramLoss(nn.Module):
             f = f.detach() if self.dtype is None else f.detach().to(self.dtype)
             if self.masked:
                 f = masked_features(f, masks_at(smask.to(f.device).float(), f.shape[-2:]))  # (K, C, H, W)
-            g = ops.gram(f, self.normalize, self.precision)
-            g = g if len(feats) == 1 else w * g
+            g = w * ops.gram(f, self.normalize, self.precision)  # w is 1.0 for one style: exact
             target = g if target is None else target + g
         return target[0] if target.shape[0] == 1 else target
 
@@ -307,6 +226,7 @@ class HistogramLoss(nn.Module):
     """
 
     weights_arg = "weights"
+    missing_layer_weight: Optional[float] = 1.0  # of a layer a weights mapping leaves out
 
     def __init__(self, style_features, weights: LayerWeights = 1.0, bins: int = 256, *,
                  blend: Optional[Sequence[float]] = None, output_masks: Optional[torch.Tensor] = None,
@@ -321,7 +241,8 @@ class HistogramLoss(nn.Module):
                       for i in range(len(self.layers))]
             self.weights = {n: 1.0 / (len(self.layers) * max(e, 1e-12)) for n, e in zip(self.layers, energy)}
         else:
-            self.weights = per_layer_weights(self.layers, weights, what, self.weights_arg, missing=1.0)
+            self.weights = per_layer_weights(self.layers, weights, what, self.weights_arg,
+                                             missing=self.missing_layer_weight)
         self.blend = blend_weights(blend, len(styles), what)
         self.masked = output_masks is not None
         if not self.masked:
@@ -398,7 +319,8 @@ class GramStyleLoss(GramLoss):
 
 
 class HistogramStyleLoss(HistogramLoss):
-    """:class:`HistogramLoss` with the synthesis engine's defaults (as :class:`GramStyleLoss`).
+    """:class:`HistogramLoss` with the synthesis engine's defaults (as :class:`GramStyleLoss`;
+    a ``layer_weights`` mapping must name every layer).
 
     Args:
         style_feats, blend, layer_weights: as in :class:`GramStyleLoss`.
@@ -406,6 +328,7 @@ class HistogramStyleLoss(HistogramLoss):
     """
 
     weights_arg = "layer_weights"
+    missing_layer_weight = None
 
     def __init__(self, style_feats: Sequence[Mapping[str, torch.Tensor]], blend: Optional[Sequence[float]] = None,
                  layer_weights: LayerWeights = "auto", bins: int = 256, output_masks: Optional[torch.Tensor] = None,

@@ -47,7 +47,7 @@ def test_an_existing_file_at_the_checkpoint_path_is_never_overwritten(exemplar, 
     assert main(argv) == 1
     assert "--resume" in capsys.readouterr().err
     assert main([*argv, "--force"]) == 1  # even forced: the file is not a checkpoint
-    assert "not a pytexsynth training checkpoint" in capsys.readouterr().err
+    assert "pytexsynth training checkpoint; refusing to overwrite it" in capsys.readouterr().err
     assert exemplar.read_bytes() == image and not (tmp_path / "G.pt").exists()
 
 
@@ -96,7 +96,7 @@ def test_a_nan_weight_is_a_clear_error_and_writes_nothing(exemplar, tmp_path, ca
 def test_a_non_finite_image_stops_the_run(tmp_path):
     x = torch.rand(1, 3, 32, 32)
     x[0, 0, 3, 4] = float("nan")
-    with pytest.raises(FloatingPointError, match="gradient is not finite at level 1/1"):
+    with pytest.raises(FloatingPointError, match="style term's gradient is not finite at 32x32 px"):
         pytexsynth.synthesize_texture(x, 32, iterations=2, pyramid=False, device="cpu")
     with pytest.raises(FloatingPointError, match="not finite"):
         pytexsynth.transfer_style(x, torch.rand(1, 3, 32, 32), 32, iterations=2, pyramid=False, device="cpu")
@@ -120,13 +120,17 @@ def test_atomic_writes_remove_what_killed_writers_left(tmp_path):
             break
         except PermissionError:
             dead += 1
-    stale = tmp_path / f".x.png.{dead}.abcd.tmp"
-    live = tmp_path / f".x.png.{os.getppid()}.efgh.tmp"  # a live process's: not ours to remove
-    other = tmp_path / f".y.png.{dead}.ijkl.tmp"  # another file's
-    for p in (stale, live, other):
+    from pytexsynth.io import writer_tag  # how this process names its temporaries
+
+    host = writer_tag().rsplit("-", 1)[0]
+    stale = tmp_path / f".x.png.{host}-{dead}.abcd.tmp"
+    live = tmp_path / f".x.png.{host}-{os.getppid()}.efgh.tmp"  # a live process's: not ours to remove
+    remote = tmp_path / f".x.png.otherhost-{dead}.mnop.tmp"  # another host's: its pid means nothing here
+    other = tmp_path / f".y.png.{host}-{dead}.ijkl.tmp"  # another file's
+    for p in (stale, live, remote, other):
         p.write_bytes(b"partial")
     save_image(torch.rand(1, 3, 4, 4), tmp_path / "x.png")
-    assert not stale.exists() and live.exists() and other.exists()
+    assert not stale.exists() and live.exists() and remote.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["x.png"]
 
 
@@ -295,3 +299,54 @@ def test_batch_norm_with_one_value_per_channel_is_refused_before_training(exempl
     assert main(["train-stylizer", str(exemplar), str(photos), "-o", str(tmp_path / "s.pt"), "--size", "64",
                  "--batch-size", "1", "--steps", "1", "--quiet", "--device", "cpu"]) == 1
     assert "batch norm sees one value per channel" in capsys.readouterr().err
+
+
+def test_a_foreign_file_is_safe_when_resuming_from_another_checkpoint(tmp_path):
+    first, foreign = tmp_path / "first.ckpt", tmp_path / "notes.txt"
+    _tiny_run(steps=2, checkpoint=first)
+    foreign.write_text("mine")
+    with pytest.raises(ValueError, match="refusing to overwrite it"):
+        _tiny_run(steps=4, checkpoint=foreign, resume=first)
+    assert foreign.read_text() == "mine"
+
+
+def test_force_starts_again_over_a_damaged_checkpoint(exemplar, tmp_path, capsys):
+    model, ck = tmp_path / "m.pt", tmp_path / "m.pt.ckpt"
+    argv = ["train-texture", str(exemplar), "-o", str(model), *TINY, "--steps", "2"]
+    assert main(argv) == 0
+    data = torch.load(ck, weights_only=True)
+    data["losses"][0] += 1.0  # damaged: its checksum no longer matches
+    torch.save(data, ck)
+    assert main([*argv, "--resume"]) == 1
+    assert "does not match its checksum" in capsys.readouterr().err
+    assert main([*argv, "--force"]) == 0 and _steps(model) == 2
+
+
+def test_resume_accepts_the_same_settings_spelt_otherwise(exemplar, tmp_path, monkeypatch):
+    monkeypatch.chdir(exemplar.parent)
+    model = tmp_path / "m.pt"
+    assert main(["train-texture", "ex.png", "-o", str(model), *TINY, "--steps", "2"]) == 0
+    assert main(["train-texture", "./ex.png", "-o", str(model), *TINY, "--steps", "3", "--resume"]) == 0
+    assert _steps(model) == 3 and "resumed_with_changes" not in torch.load(model, weights_only=True)["metadata"]
+
+
+def test_an_infinite_gradient_is_not_balanced_away():
+    from pytexsynth.synthesis.engine import Term, balance_scales
+
+    x = torch.rand(1, 3, 32, 32)
+    vgg = pytexsynth.VGG19(("relu1_1",))
+    terms = [Term("huge", 1.0, lambda fe, img: (img * 1e38).square().sum())]  # overflows to inf
+    with pytest.raises(FloatingPointError, match="huge term's gradient is not finite"):
+        balance_scales(terms, x, vgg, ("relu1_1",), True, torch.Generator().manual_seed(0))
+
+
+def test_more_hostile_training_arguments(exemplar, tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    assert main(["train-texture", str(exemplar), "-o", str(model), "--checkpoint", str(model), *TINY,
+                 "--steps", "1"]) == 1
+    assert "is the output model itself" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="style_weight must be a number >= 0 and finite"):
+        pytexsynth.train_texture_network(str(exemplar), size=16, steps=1, scales=2, style_weight=float("nan"),
+                                         progress=False, device="cpu")
+    assert main(["texture", str(exemplar), "-o", str(tmp_path / "o.png"), "--device", "meta", "--quiet"]) == 1
+    assert "holds no data" in capsys.readouterr().err

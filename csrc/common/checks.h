@@ -42,8 +42,8 @@ inline void check_same_device(const at::Tensor& a, const at::Tensor& b, const ch
 }
 
 // The memory layout a kernel writes its output in: channels_last when the input is dense in
-// that layout (and not also plain contiguous), else contiguous. pytexsynth/_registrations.py
-// applies the same rule in the fake kernels, so fake and real strides agree.
+// that layout (and not also plain contiguous), else contiguous. pytexsynth.ops.checks
+// (output_memory_format) applies the same rule in the fake kernels, so fake and real strides agree.
 inline at::MemoryFormat output_memory_format(const at::Tensor& t) {
   if (t.dim() == 4 && !t.is_contiguous() && t.is_contiguous(at::MemoryFormat::ChannelsLast)) {
     return at::MemoryFormat::ChannelsLast;

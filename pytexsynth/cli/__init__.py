@@ -16,12 +16,12 @@ import argparse
 import sys
 from typing import List, Optional, Tuple
 
-from .common import USER_ERRORS, UsageError, apply_threads, default_threads
+from .common import USER_ERRORS, CLIError, UsageError, apply_threads, default_threads
 from .networks import add_network_commands
 from .stylize import add_stylize_command
 from .synthesis import add_synthesis_commands, demo_inputs
 
-__all__ = ["main", "build_parser", "demo_inputs", "default_threads", "apply_threads"]
+__all__ = ["main", "build_parser", "demo_inputs", "default_threads", "apply_threads", "CLIError"]
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

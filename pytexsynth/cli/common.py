@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Tuple, Union
 
+import torch
+
 from ..io import ImageLoadError
 from ..models.vgg import WeightsNotFoundError
 
@@ -32,7 +34,8 @@ class UsageError(CLIError):
 
 # What the API raises for bad input a user can fix; main prints these as one line, exit status 1.
 USER_ERRORS = (CLIError, ImageLoadError, WeightsNotFoundError, FileExistsError, FileNotFoundError, NotADirectoryError,
-               MemoryError, ValueError, FloatingPointError)
+               PermissionError, MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), ValueError,
+               FloatingPointError)
 
 
 def positive_int(v: str) -> int:

@@ -23,7 +23,6 @@ def _add_training_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available; torchrun: per rank)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output model")
-    add_run_options(p)
 
 
 def _training_run_kwargs(a: argparse.Namespace) -> dict:
@@ -38,6 +37,9 @@ def _training_run_kwargs(a: argparse.Namespace) -> dict:
         raise CLIError(f"{str(a.output)!r} exists and there is no checkpoint {str(checkpoint)!r} to resume from; "
                        "pass --force to train a new model over it")
     check_output(a.output, a.force or resuming, image=False)
+    check_output(checkpoint, True, image=False)  # a folder we can write (its overwriting: below)
+    if checkpoint.resolve() == Path(a.output).resolve():
+        raise CLIError(f"--checkpoint {str(checkpoint)!r} is the output model itself; give another file")
     if checkpoint.exists() and not a.resume and not a.force:
         raise CLIError(f"checkpoint {str(checkpoint)!r} exists; pass --resume to continue from it or --force to "
                        "start again over it")
@@ -59,6 +61,7 @@ def _add_generator_training_options(p: argparse.ArgumentParser, size: int, steps
     p.add_argument("--channels", type=positive_int, default=8, help="channels each scale adds (default 8)")
     p.add_argument("--norm", choices=("batch", "instance"), default=norm, help=f"generator normalisation (default {norm})")
     _add_training_run_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _generator_training_kwargs(a: argparse.Namespace) -> dict:
@@ -177,4 +180,5 @@ def add_network_commands(sub) -> None:
     p.add_argument("--jitter", type=float, default=0.2, help="colour jitter amplitude (default 0.2; 0: off)")
     p.add_argument("--norm", choices=("none", "instance"), default="none", help="decoder normalisation")
     _add_training_run_options(p)
+    add_run_options(p)
     p.set_defaults(func=_cmd_train_inverse)

@@ -75,7 +75,7 @@ def _stylize_swap(a: argparse.Namespace) -> int:
         else:
             img = style_swap.style_swap_transfer(content, style, method="inverse", decoder=a.decoder, **kw)
     except TypeError as exc:  # a decoder file that holds another kind of network
-        raise CLIError(str(exc)) from None
+        raise CLIError(str(exc)) from exc
     save_image(img, out, force=a.force)
     how = "optimisation" if a.optimize else "one pass"
     print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, style-swap by {how}, {time.perf_counter() - t0:.1f} s)")

@@ -8,7 +8,7 @@ free of the dark frame zero padding leaves; instance norm after each hidden conv
 option (the paper's choice; off by default: normalising every channel of every image throws away
 the global colour and contrast the features carry, which the decoder then has to guess).
 
-It is trained by :func:`pytexsynth.networks.train_inverse_network` to satisfy
+It is trained by :func:`pytexsynth.training.train_inverse_network` to satisfy
 ``VGG(f(H)) ~ H`` for features H of content images, style images and their style-swaps.
 """
 

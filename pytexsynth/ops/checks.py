@@ -8,6 +8,7 @@ called directly.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence, Tuple, Union
 
 import torch
@@ -97,3 +98,11 @@ def check_count(v: object, what: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ValueError(f"{what} must be a positive int, got {v!r}")
     return int(v)
+
+
+def check_weights(what: str = "", **weights: object) -> None:
+    """Each loss weight is a finite number >= 0 (a NaN or infinite weight would make every pixel
+    NaN: an all-black image)."""
+    for name, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"{what}{name} must be a number >= 0 and finite, got {w!r}")

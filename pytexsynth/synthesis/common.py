@@ -4,19 +4,19 @@ the output size and the (cached) VGG-19."""
 from __future__ import annotations
 
 import math
-import os
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 
+from ..io import ImageArg
+from ..losses import total_variation
 from ..models.vgg import VGG19
 from ..ops.checks import check_count
-from .engine import OPTIMIZERS
+from .engine import OPTIMIZERS, Term
 
-__all__ = ["Size", "ImageArg", "check_common", "check_weights", "output_size", "generator", "vgg_factory"]
+__all__ = ["Size", "ImageArg", "check_common", "output_size", "generator", "vgg_factory", "tv_terms"]
 
 Size = Union[int, Tuple[int, int]]
-ImageArg = Union[torch.Tensor, str, os.PathLike]
 
 
 def check_common(optimizer: object, report_every: object, style_scale: object, lr: object = None) -> None:
@@ -28,14 +28,6 @@ def check_common(optimizer: object, report_every: object, style_scale: object, l
     check_count(report_every, "report_every")
     if not isinstance(style_scale, (int, float)) or not (0 < style_scale <= 16):
         raise ValueError(f"style_scale must be in (0, 16], got {style_scale!r}")
-
-
-def check_weights(what: str = "", **weights: object) -> None:
-    """Each loss weight is a finite number >= 0 (a NaN or infinite weight would make every pixel
-    NaN: an all-black image)."""
-    for name, w in weights.items():
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-            raise ValueError(f"{what}{name} must be a number >= 0 and finite, got {w!r}")
 
 
 def output_size(size: Size, ref: Optional[Tuple[int, int]] = None) -> Tuple[int, int]:
@@ -74,3 +66,10 @@ def vgg_factory(layers, pooling: str, tileable: bool, weights, device):
         return cache["vgg"]
 
     return make
+
+
+def tv_terms(tv_weight: float, circular: bool) -> List[Term]:
+    """The total-variation term, if its weight is not 0."""
+    if not tv_weight:
+        return []
+    return [Term("tv", float(tv_weight), lambda fe, x: total_variation(x, circular=circular))]

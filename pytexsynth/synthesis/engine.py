@@ -113,6 +113,7 @@ def balance_scales(terms: List[Term], x: torch.Tensor, vgg: VGG19, layers, balan
     probe = x.detach().clone().requires_grad_(True)
     feats = vgg(probe, layers)
     norms = torch.stack([_grad_norm(t, feats, probe) for t in terms])
+    _require_finite(terms, norms, x)
     # A term with no gradient at the start (content loss when starting from the content image)
     # is measured at a nearby point instead.
     noise = torch.randn(x.shape, generator=gen, device="cpu").to(x.device) * 0.1
@@ -127,8 +128,18 @@ def balance_scales(terms: List[Term], x: torch.Tensor, vgg: VGG19, layers, balan
             if feats2 is None:
                 feats2 = vgg(probe2, layers)
             norm = _grad_norm(t, feats2, probe2, norm)
+            _require_finite([t], norm[None], x)
         out.append(t.weight / norm.clamp_min(1e-20))
     return out
+
+
+def _require_finite(terms: List[Term], norms: torch.Tensor, x: torch.Tensor) -> None:
+    """FloatingPointError naming the terms whose gradient norm is NaN or infinite (an infinite
+    one would silently give its term a scale of 0). One wait for the device."""
+    if not bool(torch.isfinite(norms).all()):
+        names = [t.name for t, n in zip(terms, norms) if not bool(torch.isfinite(n))]
+        raise FloatingPointError(f"synthesis: the {', '.join(names)} term's gradient is not finite at "
+                                 f"{x.shape[-1]}x{x.shape[-2]} px; check that the images are finite")
 
 
 def _grad_norm(term: Term, feats, probe: torch.Tensor, default: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -231,6 +242,7 @@ def optimise_adam(x: torch.Tensor, level: Level, lr: Optional[float] = None, cla
         if callback is not None and (it % report_every == 0 or it == level.iterations):
             ev.report(it, loss, values)
             if not math.isfinite(ev.last_loss):
+                ev.count = it
                 raise ev.non_finite(loss, values)
     if not bool(torch.isfinite(ev.x).all()):  # one wait for the device per level
         ev.count = level.iterations
@@ -310,11 +322,6 @@ def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term],
         vgg = vgg_factory()
         x = init_fn(hw) if x is None else F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
         scales = balance_scales(terms, x, vgg, layers, balance, gen)
-        if not bool(torch.isfinite(torch.stack(scales)).all()):  # one wait for the device per level
-            names = [t.name for t, sc in zip(terms, scales) if not bool(torch.isfinite(sc))]
-            raise FloatingPointError(f"synthesis: the {', '.join(names)} term's gradient is not finite at level "
-                                     f"{index + 1}/{len(sizes)} ({hw[1]}x{hw[0]} px); check that the images are "
-                                     "finite")
         level = Level(terms, scales, vgg, layers, n_it, index, len(sizes), step, sum(its))
         x, _ = optimise_level(x, level, optimizer, lr, clamp, callback, report_every)
         step += n_it

@@ -16,15 +16,16 @@ import torch
 from ..devices import resolve_device
 from ..io import as_image, resize_image
 from ..losses import (DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_STYLE_LAYERS, ContentLoss,
-                      GramStyleLoss, HistogramStyleLoss, total_variation)
+                      GramStyleLoss, HistogramStyleLoss)
 from ..masks import label_masks
 from ..models.vgg import VGG19, check_layers
+from ..ops.checks import check_weights
 from .color import luminance_image, match_color, match_luminance, with_chrominance
-from .common import ImageArg, Size, check_common, check_weights, generator, output_size, vgg_factory
+from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, run_pyramid
 from .memory import require_memory
 
-__all__ = ["synthesize_texture", "transfer_style", "style_terms", "tv_terms", "PRESERVE_COLOR"]
+__all__ = ["synthesize_texture", "transfer_style", "style_terms", "PRESERVE_COLOR"]
 
 PRESERVE_COLOR = (None, "luminance", "histogram")
 
@@ -45,13 +46,6 @@ def style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, his
                                   output_masks=output_masks, style_masks=style_masks)
         terms.append(Term("histogram", float(histogram_weight), lambda fe, x, m=hist: m(fe)))
     return terms
-
-
-def tv_terms(tv_weight: float, circular: bool) -> List[Term]:
-    """The total-variation term, if its weight is not 0."""
-    if not tv_weight:
-        return []
-    return [Term("tv", float(tv_weight), lambda fe, x: total_variation(x, circular=circular))]
 
 
 def _texture_init(init, exemplar: torch.Tensor, gen: torch.Generator, dev):
@@ -179,8 +173,6 @@ def _transfer_init(init, content: torch.Tensor, gen: torch.Generator, dev):
     if init == "noise":
         return lambda hw: torch.rand((1, 3, *hw), generator=gen).to(dev)
     raise ValueError(f"init must be 'content', 'noise' or an image tensor, got {init!r}")
-
-
 
 
 def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]], size: Optional[Size] = None, *,

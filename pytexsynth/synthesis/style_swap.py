@@ -37,10 +37,9 @@ from ..io import as_image, resize_image
 from ..models.vgg import VGG19
 from ..networks.base import load_model
 from ..networks.inverse import INVERSE_LAYERS, InverseNet
-from ..ops.checks import check_count
-from .common import ImageArg, Size, check_common, check_weights, generator, output_size, vgg_factory
+from ..ops.checks import check_count, check_weights
+from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, run_pyramid
-from .gatys import tv_terms
 from .memory import require_memory
 
 __all__ = ["style_swap_transfer", "default_decoder_path", "load_default_decoder", "swap_target", "METHODS",

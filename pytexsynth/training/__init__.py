@@ -1,7 +1,9 @@
 """Training the package's networks: one loop, the data, and a trainer per network.
 
-- :mod:`~pytexsynth.training.loop`: :func:`train` (Adam, schedule, atomic checkpoints, exact
-  ``resume=``, DDP under torchrun), :func:`process_group`, :func:`load_checkpoint`.
+- :mod:`~pytexsynth.training.loop`: :func:`train` (Adam, schedule, exact ``resume=``, DDP
+  under torchrun), :func:`process_group`.
+- :mod:`~pytexsynth.training.checkpoint`: checksummed checkpoints with the run's settings,
+  :func:`load_checkpoint`.
 - :mod:`~pytexsynth.training.data`: :class:`ContentFolder` (the user's images), :func:`augment`.
 - :mod:`~pytexsynth.training.trainers`: :func:`train_texture_network`, :func:`train_stylization_network`.
 - :mod:`~pytexsynth.training.inverse`: :func:`train_inverse_network` (style-swap's decoder).

@@ -90,11 +90,14 @@ def refuse_foreign_file(path: Union[str, os.PathLike]) -> None:
         return
     if p.is_dir():
         raise ValueError(f"train: checkpoint {p} is a folder; give a file name")
-    try:
-        load_checkpoint(p)
-    except Exception as exc:  # noqa: BLE001 - unreadable or foreign: either way not ours to overwrite
+    try:  # only the format: a damaged checkpoint of ours (a bad checksum) may be written over
+        data = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unreadable: a foreign file or a truncated checkpoint
+        raise ValueError(f"train: checkpoint {p} exists and cannot be read as a pytexsynth training checkpoint; "
+                         "refusing to overwrite it (remove it, or give another checkpoint path)") from exc
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"train: checkpoint {p} exists and is not a pytexsynth training checkpoint; refusing to "
-                         "overwrite it (give another checkpoint path)") from exc
+                         "overwrite it (give another checkpoint path)")
 
 
 def settings_changes(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, list]:

@@ -16,6 +16,7 @@ and DDP under torchrun come from there too.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Callable, Optional, Union
 
 import torch
@@ -25,7 +26,7 @@ from ..losses import total_variation
 from ..models import VGG19
 from ..networks.inverse import INVERSE_LAYERS, InverseNet
 from ..ops import style_swap
-from ..ops.checks import check_count
+from ..ops.checks import check_count, check_weights
 from .data import ContentFolder, augment
 from .trainers import fit, seeded, training_device
 
@@ -93,8 +94,7 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
     load_size = 2 * size if load_size is None else load_size
     if isinstance(load_size, bool) or not isinstance(load_size, int) or load_size < size:
         raise ValueError(f"{name}: load_size must be an int >= size ({size}), got {load_size!r}")
-    if not isinstance(tv_weight, (int, float)) or tv_weight < 0:
-        raise ValueError(f"{name}: tv_weight must be a number >= 0, got {tv_weight!r}")
+    check_weights(f"{name}: ", tv_weight=tv_weight)
     if not isinstance(jitter, (int, float)) or not 0 <= jitter < 0.5:
         raise ValueError(f"{name}: jitter must be in [0, 0.5), got {jitter!r}")
     contents = ContentFolder(image_dir, load_size)
@@ -119,15 +119,16 @@ def train_inverse_network(image_dir: PathArg, *, layer: str = "relu3_1", size: i
             tv = total_variation(img)
             return rec + tv_weight * tv, {"rec": rec.detach(), "tv": tv.detach()}
 
-        meta = {"kind": "inverse", "layer": layer, "image_dir": str(image_dir),
-                "style_dir": None if style_dir is None else str(style_dir), "images": len(contents),
-                "size": size, "load_size": load_size, "batch_size": batch_size, "tv_weight": float(tv_weight),
-                "patch_size": patch_size, "stride": stride, "jitter": float(jitter), "pooling": pooling}
+        settings = {"kind": "inverse", "layer": layer, "image_dir": str(Path(image_dir).resolve()),
+                    "style_dir": None if style_dir is None else str(Path(style_dir).resolve()), "size": size,
+                    "load_size": load_size, "batch_size": batch_size, "tv_weight": float(tv_weight),
+                    "patch_size": patch_size, "stride": stride, "jitter": float(jitter), "pooling": pooling}
+        meta = {**settings, "images": len(contents)}
 
         def skipped():  # files found unreadable up to now (batches can add some)
             return sorted(set(contents.skipped) | set(styles.skipped))
 
-        net = fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta,
+        net = fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta, settings=settings,
                   saved_extra=lambda: {"skipped_images": len(skipped())}, steps=steps, lr=lr,
                   lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,

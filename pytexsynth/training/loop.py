@@ -33,6 +33,7 @@ from torch import nn
 
 from ..devices import resolve_device
 from ..networks.base import SavableNetwork, check_plain, unwrap
+from ..ops.checks import check_count
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, refuse_foreign_file, settings_changes, write_checkpoint
 from .rng import rng_state, set_rng_state
 
@@ -87,7 +88,7 @@ def default_device(world: int) -> torch.device:
     return torch.device("cpu")
 
 
-# ---- checkpoints --------------------------------------------------------------------------------
+# ---- arguments and schedule --------------------------------------------------------------------
 def _make_scheduler(opt: torch.optim.Optimizer, schedule: str, steps: int, decay: float,
                     decay_every: Optional[int]) -> torch.optim.lr_scheduler.LRScheduler:
     if schedule == "step":
@@ -98,16 +99,14 @@ def _make_scheduler(opt: torch.optim.Optimizer, schedule: str, steps: int, decay
 
 
 def _check_args(steps: int, lr: float, lr_schedule: str, lr_decay: float, checkpoint_every: int) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"train: steps must be a positive int, got {steps!r}")
+    check_count(steps, "train: steps")
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise ValueError(f"train: lr must be a positive number, got {lr!r}")
     if lr_schedule not in _SCHEDULES:
         raise ValueError(f"train: lr_schedule must be one of {_SCHEDULES}, got {lr_schedule!r}")
     if not 0 < lr_decay <= 1:
         raise ValueError(f"train: lr_decay must be in (0, 1], got {lr_decay!r}")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
-        raise ValueError(f"train: checkpoint_every must be a positive int, got {checkpoint_every!r}")
+    check_count(checkpoint_every, "train: checkpoint_every")
 
 
 @dataclass
@@ -215,7 +214,8 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
           checkpoint_every: int = 100, resume: Union[bool, str, os.PathLike, None] = None, seed: int = 0,
           device: Union[str, torch.device, None] = None, progress: bool = True, desc: str = "training",
           callback: Optional[Callable[[int, float], None]] = None,
-          metadata: Optional[Dict[str, Any]] = None, resume_anyway: bool = False) -> TrainResult:
+          metadata: Optional[Dict[str, Any]] = None, settings: Optional[Dict[str, Any]] = None,
+          resume_anyway: bool = False) -> TrainResult:
     """Trains ``model`` to minimise ``loss_fn`` over batches, with checkpoints, resume and DDP.
 
     Args:
@@ -236,9 +236,10 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
         device: where to train; default CUDA (the LOCAL_RANK device under torchrun) if available.
         progress: show a tqdm bar with the loss (rank 0 only).
         callback: ``callback(step, loss)`` after every step (rank 0 only).
-        metadata: plain values stored in the checkpoints: the trainer's settings. With the
-            optimiser's (lr, schedule, betas, seed) they are the run's ``config``, which a resume
-            must share.
+        metadata: plain values stored in the checkpoints (the trainer's settings and facts such
+            as the number of training images).
+        settings: the trainer's settings a resume must share (default: ``metadata``); with the
+            optimiser's (lr, schedule, betas, seed) they are the run's ``config``.
         resume_anyway: resume a checkpoint of other settings (see ``config``); the changes are
             recorded in the metadata (``resumed_with_changes``) and so in the saved model.
 
@@ -252,8 +253,8 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
         if checkpoint is None:
             raise ValueError("train: resume=True needs checkpoint= (the file to resume from)")
         resume = checkpoint if Path(checkpoint).is_file() else None
-    if checkpoint is not None and not resume:
-        refuse_foreign_file(checkpoint)
+    if checkpoint is not None and (not resume or Path(resume).resolve() != Path(checkpoint).resolve()):
+        refuse_foreign_file(checkpoint)  # the run will write over it
     with process_group() as (rank, world):
         device = resolve_device(device) if device is not None else default_device(world)
         model = unwrap(model).to(device)
@@ -262,7 +263,7 @@ def train(model: nn.Module, loss_fn: LossFn, batches: BatchFn, *, steps: int, lr
         opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
         config = {"lr": float(lr), "lr_schedule": lr_schedule, "lr_decay": float(lr_decay),
                   "lr_decay_every": lr_decay_every, "betas": [float(b) for b in betas], "seed": int(seed),
-                  **(metadata or {})}
+                  **((metadata if settings is None else settings) or {})}
         session = _Session(model, opt, _make_scheduler(opt, lr_schedule, steps, lr_decay, lr_decay_every),
                            batch_gen, rank, world, checkpoint, dict(metadata or {}), config)
         start, losses = session.restore(resume, device, resume_anyway) if resume else (0, [])

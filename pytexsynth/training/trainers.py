@@ -9,6 +9,7 @@ checkpoints, ``resume=``, the progress bar and DDP under torchrun come from ther
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -16,18 +17,17 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import resolve_device
-from ..io import as_image, resize_image
+from ..io import ImageArg, as_image, resize_image
 from ..losses import DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_STYLE_LAYERS, GramStyleLoss, HistogramStyleLoss
 from ..models import VGG19
 from ..networks.base import save_model
 from ..networks.texture import StylizationGenerator, TextureGenerator
-from ..ops.checks import check_count
+from ..ops.checks import check_count, check_weights
 from .data import ContentFolder
 from .loop import default_device, process_group, train
 
 __all__ = ["train_texture_network", "train_stylization_network", "training_device", "fit", "seeded", "style_losses"]
 
-ImageArg = Union[torch.Tensor, str, os.PathLike]
 
 
 def style_losses(vgg, style: torch.Tensor, style_layers, style_weight: float, histogram_layers,
@@ -53,6 +53,11 @@ def training_device(device) -> Iterator[Tuple[int, torch.device]]:
     models and losses built before :func:`~pytexsynth.training.train` already see the group)."""
     with process_group() as (rank, world):
         yield rank, (resolve_device(device) if device is not None else default_device(world))
+
+
+def image_source(x) -> str:
+    """How a trainer records its image argument: the resolved path of a file, else "tensor"."""
+    return str(Path(x).resolve()) if isinstance(x, (str, os.PathLike)) else "tensor"
 
 
 def seeded(seed: int, make: Callable[[], Any]) -> Any:
@@ -121,6 +126,7 @@ def train_texture_network(exemplar: ImageArg, *, size: int = 128, steps: int = 1
         torch.Size([4, 3, 256, 256])
     """
     check_count(batch_size, "train_texture_network: batch_size")
+    check_weights("train_texture_network: ", style_weight=style_weight, histogram_weight=histogram_weight)
     ex = as_image(exemplar, "train_texture_network: exemplar")
     if exemplar_size is not None:
         ex = resize_image(ex, check_count(exemplar_size, "train_texture_network: exemplar_size"))
@@ -146,11 +152,10 @@ def train_texture_network(exemplar: ImageArg, *, size: int = 128, steps: int = 1
             total = sum(parts.values())
             return total, ({k: v.detach() for k, v in parts.items()} if len(parts) > 1 else {})
 
-        meta = {"kind": "texture", "exemplar": str(exemplar) if isinstance(exemplar, (str, os.PathLike)) else "tensor",
-                "exemplar_size": exemplar_size, "size": size, "batch_size": batch_size,
-                "style_layers": list(style_layers), "style_weight": float(style_weight),
-                "histogram_layers": list(histogram_layers), "histogram_weight": float(histogram_weight),
-                "pooling": pooling}
+        meta = {"kind": "texture", "exemplar": image_source(exemplar), "exemplar_size": exemplar_size,
+                "size": size, "batch_size": batch_size, "style_layers": list(style_layers),
+                "style_weight": float(style_weight), "histogram_layers": list(histogram_layers),
+                "histogram_weight": float(histogram_weight), "pooling": pooling}
         return fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta, steps=steps, lr=lr,
                    lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
                    checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
@@ -193,6 +198,8 @@ def train_stylization_network(style: ImageArg, content_dir: Union[str, os.PathLi
         ValueError: the folder holds no readable image.
     """
     check_count(batch_size, "train_stylization_network: batch_size")
+    check_weights("train_stylization_network: ", style_weight=style_weight, content_weight=content_weight,
+                  histogram_weight=histogram_weight)
     st = as_image(style, "train_stylization_network: style")
     if style_size is not None:
         st = resize_image(st, check_count(style_size, "train_stylization_network: style_size"))
@@ -230,13 +237,14 @@ def train_stylization_network(style: ImageArg, content_dir: Union[str, os.PathLi
             total = sum(parts.values())
             return total, {k: v.detach() for k, v in parts.items()}
 
-        meta = {"kind": "stylization", "style": str(style) if isinstance(style, (str, os.PathLike)) else "tensor",
-                "style_size": style_size, "content_dir": str(content_dir), "content_images": len(folder),
-                "size": size, "batch_size": batch_size, "style_layers": list(style_layers),
-                "style_weight": float(style_weight), "content_layers": list(content_layers),
-                "content_weight": float(content_weight), "histogram_layers": list(histogram_layers),
-                "histogram_weight": float(histogram_weight), "pooling": pooling}
-        net = fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta,
+        settings = {"kind": "stylization", "style": image_source(style), "style_size": style_size,
+                    "content_dir": str(Path(content_dir).resolve()), "size": size, "batch_size": batch_size,
+                    "style_layers": list(style_layers), "style_weight": float(style_weight),
+                    "content_layers": list(content_layers), "content_weight": float(content_weight),
+                    "histogram_layers": list(histogram_layers), "histogram_weight": float(histogram_weight),
+                    "pooling": pooling}
+        meta = {**settings, "content_images": len(folder)}
+        net = fit(net, loss_fn, batches, rank=rank, output=output, metadata=meta, settings=settings,
                   saved_extra=lambda: {"skipped_images": len(folder.skipped)}, steps=steps, lr=lr,
                   lr_schedule=lr_schedule, lr_decay=lr_decay, lr_decay_every=lr_decay_every,
                   checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
