@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-import pytexsynth  # noqa: F401  (registers the ops, their fakes and autograd)
+import pytexsynth  # registers the ops, their fakes and autograd
 from pytexsynth import ops
 
 T = torch.ops.pytexsynth
@@ -110,6 +110,9 @@ def _variants(arg):
 
 
 def main() -> int:
+    if not pytexsynth.has_extension():
+        print(f"the compiled extension is not loaded ({pytexsynth.__file__}): nothing to check", flush=True)
+        return 1
     calls = _base_calls()
     ran = raised = 0
     for op, args in calls.items():

@@ -9,11 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytexsynth
+
 ROOT = Path(__file__).resolve().parent.parent
+# The folder of the pytexsynth this test imported (the installed one in CI, the source tree when
+# built in place), so the subprocess runs the same build.
+PACKAGE_HOME = str(Path(pytexsynth.__file__).resolve().parent.parent)
 
 
 def test_hostile_calls_never_crash(capsys):
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {**os.environ, "PYTHONPATH": PACKAGE_HOME + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "crash_ops.py")], env=env, capture_output=True,
                           text=True, timeout=600)

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import torch
 
+import pytexsynth
+
 ROOT = Path(__file__).resolve().parent.parent
+# The folder of the pytexsynth this test imported (the installed one in CI, the source tree when
+# built in place), so the subprocess runs the same build.
+PACKAGE_HOME = str(Path(pytexsynth.__file__).resolve().parent.parent)
 
 # A small network and a cheap loss (no VGG), slowed so that kills land inside the run; a
 # checkpoint after every step, so they land inside checkpoint writes too.
@@ -39,7 +44,7 @@ STEPS = 30
 
 
 def _run(worker: Path, checkpoint: Path, kill_after=None) -> int:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {**os.environ, "PYTHONPATH": PACKAGE_HOME + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(worker), str(checkpoint), str(STEPS)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
