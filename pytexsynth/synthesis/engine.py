@@ -13,6 +13,7 @@ function evaluation. With L-BFGS the loss of the clamped image (the one delivere
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -262,6 +263,41 @@ def optimise_lbfgs(x: torch.Tensor, level: Level, lr: Optional[float] = None, cl
     without a callback nothing is read on the host but what L-BFGS reads itself)."""
     iterations = level.iterations
     ev = _Evaluations(x, level, clamp, callback, report_every)
+    with _optimizer_math_on_one_thread(ev):
+        return _lbfgs_steps(ev, level, lr, callback, report_every)
+
+
+@contextlib.contextmanager
+def _optimizer_math_on_one_thread(ev: "_Evaluations"):
+    """L-BFGS's own vector math (its dot products: BLAS, whose summation order follows the thread
+    count) on one thread, the evaluations (VGG) on all of them: the path L-BFGS takes, and so the
+    image, is then the same for every --threads. The math is O(pixels x history), a few ms."""
+    threads = torch.get_num_threads()
+    if ev.x.device.type != "cpu" or threads == 1:
+        yield
+        return
+    evaluate = ev.closure
+
+    def closure():
+        torch.set_num_threads(threads)
+        try:
+            return evaluate()
+        finally:
+            torch.set_num_threads(1)
+
+    ev.closure = closure
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        ev.closure = evaluate
+        torch.set_num_threads(threads)
+
+
+def _lbfgs_steps(ev: "_Evaluations", level: Level, lr: Optional[float], callback: Optional[Callback],
+                 report_every: int) -> Tuple[torch.Tensor, Optional[float]]:
+    """The body of :func:`optimise_lbfgs`."""
+    iterations = level.iterations
     opt = torch.optim.LBFGS([ev.x], lr=1.0 if lr is None else lr, max_iter=iterations, max_eval=iterations,
                             history_size=50, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
     group = opt.param_groups[0]
