@@ -36,7 +36,7 @@ class SynthesisProgress:
     """What the callback receives at each report step.
 
     ``image`` is the current image (1, 3, h, w) in [0, 1] at this level's resolution
-    (a detached copy); ``loss`` is the total (balanced) loss and ``terms`` each term's
+    (a detached copy; R = G = B when a grey image is optimised); ``loss`` is the total (balanced) loss and ``terms`` each term's
     weighted value, as floats (reading them is the only host sync of the loop).
     """
 
@@ -168,8 +168,11 @@ class _Evaluations:
         x, lv = self.x, self.level
         x.grad = None
         # L-BFGS with clamp: the loss of the image that will be delivered, clamp(x), is what is
-        # minimised (a pixel pushed out of range stops pulling); Adam clamps x after each step.
-        xin = x.clamp(0.0, 1.0) if self.clamp_input else x
+        # minimised, with the gradient passed straight through the clamp: with clamp's own
+        # (zero) gradient a pixel pushed out of range would never come back (stuck black and
+        # white dots, and twice the exemplar's energy near the Nyquist frequency on a brick
+        # texture at 128 px). Adam clamps x after each step.
+        xin = x + (x.clamp(0.0, 1.0) - x).detach() if self.clamp_input else x
         feats = lv.vgg(xin, lv.layers)
         values = [s * t.fn(feats, xin) for s, t in zip(lv.scales, lv.terms)]
         loss = torch.stack(values).sum()
@@ -213,7 +216,7 @@ class _Evaluations:
             level=lv.index, levels=lv.levels, size=tuple(self.x.shape[-2:]), iteration=it, iterations=lv.iterations,
             step=lv.step0 + it, total_steps=lv.iterations if lv.total_steps is None else lv.total_steps,
             loss=self.last_loss, terms={t.name: float(v.detach()) for t, v in zip(lv.terms, values)},
-            image=self.x.detach().clamp(0, 1).clone()))
+            image=self.x.detach().clamp(0, 1).expand(-1, 3, -1, -1).clone()))
 
     def report_upto(self, n: int) -> None:
         """Reports every mark up to ``n`` not yet reported, with the evaluation at x (a line
