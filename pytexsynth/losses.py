@@ -77,12 +77,17 @@ class ContentLoss(nn.Module):
 
     Args:
         targets: layer -> content features (precomputed once, detached).
-        layer_weights: None (equal, summing to 1), a float, a list or a dict.
+        layer_weights: None (equal, summing to 1), a float, a list, a dict, or ``"auto"``
+            (1 / (L * mean(T_l**2)): each layer's term the squared relative error
+            ``||F - T||^2 / ||T||^2``, averaged over the layers).
     """
 
     def __init__(self, targets: Mapping[str, torch.Tensor], layer_weights: LayerWeights = None):
         super().__init__()
         self.layers = list(targets)
+        if isinstance(layer_weights, str) and layer_weights == "auto":
+            layer_weights = {n: 1.0 / (len(self.layers) * max(float(t.float().square().mean()), 1e-12))
+                             for n, t in targets.items()}
         self.weights = per_layer_weights(self.layers, layer_weights, "ContentLoss", "layer_weights", kind="content")
         for i, n in enumerate(self.layers):
             self.register_buffer(f"target_{i}", targets[n].detach().float())

@@ -24,7 +24,8 @@ _SWAP_ONLY = ("optimize", "decoder", "strength", "patch_size", "stride", "layer"
 _NOT_SWAP = (("blend", None, "--blend"), ("preserve_color", None, "--preserve-color"),
              ("content_weight", None, "--content-weight"), ("tileable", False, "--tileable"),
              ("init", "content", "--init"), ("style_layers", None, "--style-layers"),
-             ("histogram_weight", None, "--histogram-weight"), ("style_weight", None, "--style-weight"))
+             ("histogram_weight", None, "--histogram-weight"), ("style_weight", None, "--style-weight"),
+             ("style_strength", None, "--style-strength"))
 
 
 def _cmd_stylize(a: argparse.Namespace, defaults: dict) -> int:
@@ -94,6 +95,9 @@ def add_stylize_command(sub) -> None:
     p.add_argument("--blend", type=float, nargs="+", default=None, metavar="W",
                    help="weights of the style images (default equal)")
     p.add_argument("--content-weight", type=float, default=None, help="content loss weight (default 1)")
+    p.add_argument("--style-strength", type=float, default=None, metavar="S",
+                   help="how strongly the style pulls against the content: 1 (default) is the tuned balance, 2 twice "
+                        "as strong, 0.5 half (the style weight is S x 4; see docs/quality/README.md)")
     p.add_argument("--preserve-color", choices=("luminance", "histogram"), default=None,
                    help="keep the content's colours: transfer luminance only, or recolour the style")
     p.add_argument("--init", choices=("content", "noise"), default="content")

@@ -24,9 +24,12 @@ import torch.nn.functional as F
 from ..models.vgg import VGG19
 
 __all__ = ["Term", "Level", "SynthesisProgress", "Callback", "balance_scales", "optimise_level", "optimise_lbfgs",
-           "optimise_adam", "run_pyramid", "pyramid_sizes", "schedule", "OPTIMIZERS"]
+           "optimise_adam", "run_pyramid", "pyramid_sizes", "schedule", "OPTIMIZERS", "STOP_WINDOW"]
 
 OPTIMIZERS = ("lbfgs", "adam")
+# The stopping rule of L-BFGS levels: a level stops once its best loss improved by less than
+# ``stop_tol`` (a fraction) over the last STOP_WINDOW function evaluations.
+STOP_WINDOW = 10
 # Mean pixel change of L-BFGS's first step at each level (images in [0, 1]); 0: torch's own.
 FIRST_STEP = 0.01
 
@@ -77,6 +80,7 @@ class Level:
     levels: int = 1
     step0: int = 0
     total_steps: Optional[int] = None  # default: this level's iterations
+    stop_tol: float = 0.0  # L-BFGS: stop when the best loss improved by less than this fraction over STOP_WINDOW evaluations
 
 
 def pyramid_sizes(hw: Tuple[int, int], pyramid: bool, min_side: int) -> List[Tuple[int, int]]:
@@ -163,6 +167,16 @@ class _Evaluations:
         self.reported = 0  # the last iteration reported; reports fall on multiples of report_every and the end
         self.last_loss: Optional[float] = None
         self.recent: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]] = []  # (x, loss, grad, values)
+        self.losses: List[torch.Tensor] = []  # every evaluation's loss, for the stopping rule
+
+    def converged(self, tol: float, window: int = STOP_WINDOW) -> bool:
+        """The stopping rule: the best loss improved by less than ``tol`` (a fraction) over the
+        last ``window`` evaluations (L-BFGS has read each of these losses on the host already)."""
+        if tol <= 0 or len(self.losses) <= window:
+            return False
+        values = [float(v) for v in self.losses]
+        before, now = min(values[:-window]), min(values)
+        return before - now <= tol * abs(before)
 
     def evaluate(self) -> Tuple[torch.Tensor, list]:
         x, lv = self.x, self.level
@@ -177,6 +191,14 @@ class _Evaluations:
         values = [s * t.fn(feats, xin) for s, t in zip(lv.scales, lv.terms)]
         loss = torch.stack(values).sum()
         loss.backward()
+        if self.clamp_input:
+            # ...except where it would push a pixel already at or past a bound further out: there
+            # the clamped loss does not change, and a gradient saying it does makes L-BFGS's line
+            # search fail again and again (a run that never leaves its start: painting by numbers
+            # on a random 32 px content with relative-error weights did).
+            with torch.no_grad():
+                g = x.grad
+                g.masked_fill_(((x >= 1.0) & (g < 0)) | ((x <= 0.0) & (g > 0)), 0.0)
         return loss.detach(), values
 
     def closure(self) -> torch.Tensor:
@@ -193,6 +215,7 @@ class _Evaluations:
         if not torch.isfinite(loss):  # L-BFGS reads every loss on the host anyway: no extra wait
             raise self.non_finite(loss, values)
         self.recent.append((x.detach().clone(), loss, x.grad.detach().clone(), values))
+        self.losses.append(loss)
         del self.recent[:-3]
         return loss
 
@@ -258,13 +281,14 @@ def optimise_lbfgs(x: torch.Tensor, level: Level, lr: Optional[float] = None, cl
                    callback: Optional[Callback] = None, report_every: int = 10) -> Tuple[torch.Tensor, Optional[float]]:
     """L-BFGS with a strong-Wolfe line search for ``level.iterations`` function evaluations (one
     VGG forward and backward each, what an iteration costs), not L-BFGS steps: the line search
-    makes 1.0-1.2 evaluations per step. Without it, L-BFGS's second step (scaled by a curvature
+    makes 1.0-1.2 evaluations per step; with ``level.stop_tol`` > 0 the level stops earlier once
+    the best loss improved by less than that fraction over the last STOP_WINDOW evaluations
+    (checked every STOP_WINDOW evaluations). Without the line search, L-BFGS's second step (scaled by a curvature
     measured over a tiny first step) can overshoot by orders of magnitude and then stall; with
     raw weights on pastiche's objective it did at the coarse level of benchmarks/time_to_loss.py
     (benchmarks/results/synthesis-cpu-xeon.md). ``clamp``: the loss of ``x.clamp(0, 1)`` is
     minimised (the terms receive the clamped image). Returns (x, the last reported loss or None:
     without a callback nothing is read on the host but what L-BFGS reads itself)."""
-    iterations = level.iterations
     ev = _Evaluations(x, level, clamp, callback, report_every)
     with _optimizer_math_on_one_thread(ev):
         return _lbfgs_steps(ev, level, lr, callback, report_every)
@@ -305,9 +329,12 @@ def _lbfgs_steps(ev: "_Evaluations", level: Level, lr: Optional[float], callback
                             history_size=50, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
     group = opt.param_groups[0]
     base_lr = group["lr"]
+    every = report_every if callback is not None else iterations
+    if level.stop_tol > 0:
+        every = min(every, STOP_WINDOW)
     while ev.count < iterations:
-        # without a callback one step() runs the whole level; else one per report interval
-        target = iterations if callback is None else min(iterations, (ev.count // report_every + 1) * report_every)
+        # without a callback or stopping rule one step() runs the whole level; else one per interval
+        target = min(iterations, (ev.count // every + 1) * every)
         chunk, before = target - ev.count, ev.count
         cached = ev.count > 0  # step() starts by evaluating the current point, known from the last step()
         if ev.count == 0 and lr is None and FIRST_STEP > 0:
@@ -323,7 +350,7 @@ def _lbfgs_steps(ev: "_Evaluations", level: Level, lr: Optional[float], callback
         group["lr"] = base_lr
         if callback is not None:
             ev.report_upto(min(ev.count, iterations))
-        if ev.count == before:  # converged: nothing new evaluated
+        if ev.count == before or ev.converged(level.stop_tol):  # converged: nothing new evaluated, or too little gained
             break
     done = min(ev.count, iterations)
     if callback is not None and ev.reported < done:
@@ -345,10 +372,12 @@ def optimise_level(x: torch.Tensor, level: Level, optimizer: str = "lbfgs", lr: 
 def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term], Sequence[str]]],
                 init_fn: Callable[[Tuple[int, int]], torch.Tensor], out_hw: Tuple[int, int], *, pyramid: bool,
                 min_side: int, iterations, optimizer: str, lr, balance: bool, vgg_factory: Callable[[], VGG19],
-                report_every: int, callback: Optional[Callback], gen: torch.Generator, clamp: bool) -> torch.Tensor:
+                report_every: int, callback: Optional[Callback], gen: torch.Generator, clamp: bool,
+                stop_tol: float = 0.0) -> torch.Tensor:
     """Coarse to fine: at each level ``make_terms(size, size / out size)`` gives the terms and the
     VGG layers they read, the image is ``init_fn(size)`` at the first level and the previous
-    level's result upsampled (bicubic) after; returns the finest result clamped to [0, 1]."""
+    level's result upsampled (bicubic) after; returns the finest result clamped to [0, 1].
+    ``stop_tol``: L-BFGS's stopping rule (see :func:`optimise_lbfgs`; 0: every level runs its count)."""
     sizes = pyramid_sizes(out_hw, pyramid, min_side)
     its = schedule(iterations, len(sizes), optimizer)
     x = None
@@ -361,7 +390,7 @@ def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term],
         vgg = vgg_factory()
         x = init_fn(hw) if x is None else F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
         scales = balance_scales(terms, x, vgg, layers, balance, gen)
-        level = Level(terms, scales, vgg, layers, n_it, index, len(sizes), step, sum(its))
+        level = Level(terms, scales, vgg, layers, n_it, index, len(sizes), step, sum(its), stop_tol)
         x, _ = optimise_level(x, level, optimizer, lr, clamp, callback, report_every)
         step += n_it
     return x.clamp(0.0, 1.0)

