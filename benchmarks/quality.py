@@ -26,6 +26,7 @@ pytest-benchmark (the --quick subset, one round):
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -226,12 +227,15 @@ def summary(pairs: List[dict], textures: List[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(pairs, textures, out: Path, argv: Sequence[str], threads: int, seconds: float) -> Path:
+def command_line(argv: Sequence[str]) -> str:
+    return ("OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/quality.py " + " ".join(argv)).strip()
+
+
+def write_report(pairs, textures, out: Path, cmd: str, threads: int, seconds: float) -> Path:
     load1 = os.getloadavg()[0]
-    cmd = "OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/quality.py " + " ".join(argv)
     text = "\n".join([
         "# Quality harness: pytexsynth's defaults vs pastiche's", "",
-        f"Command: `{cmd.strip()}` ({seconds / 60:.1f} min). CPU: {cpu_name()}; {threads} thread(s) for every "
+        f"Command: `{cmd}` ({seconds / 60:.1f} min). CPU: {cpu_name()}; {threads} thread(s) for every "
         f"run; 1-minute load average at the end {load1:.2f} (the machine is shared: wall times carry that load, "
         "CPU times are each process's own work).", "",
         "Judge: benchmarks/quality_metrics.py on the original VGG-19 (pastiche's weights, plain PyTorch "
@@ -245,6 +249,29 @@ def write_report(pairs, textures, out: Path, argv: Sequence[str], threads: int, 
     return out / "README.md"
 
 
+def save_result(r: dict, out: Path) -> None:
+    """One pair's or texture's results as OUT/runs/<sheet name>.json (paths as strings)."""
+    folder = out / "runs"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / (r["sheet"].stem + ".json")).write_text(json.dumps(r, default=str, indent=1))
+
+
+def report_from_runs(out: Path, size: int, argv) -> dict:
+    """The report from the saved results of ``size`` (pairs in quality_inputs' order)."""
+    runs = {}
+    for f in sorted((out / "runs").glob(f"*-{size}.json")):
+        r = json.loads(f.read_text())
+        r["sheet"] = Path(r["sheet"])
+        runs[r["sheet"].stem] = r
+    pairs = [runs[k] for k in (f"{c}-{s}-{size}" for c, s in qi.PAIRS) if k in runs]
+    textures = [runs[k] for k in (f"texture-{n}-{size}" for n in qi.TEXTURES) if k in runs]
+    first = (pairs + textures)[0]
+    report = write_report(pairs, textures, out, first["command"], first["threads"],
+                          max(r["seconds"] for r in pairs + textures))
+    print(report.read_text())
+    return dict(pairs=pairs, textures=textures)
+
+
 def run(argv: Optional[Sequence[str]] = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help=f"{len(qi.QUICK_PAIRS)} pairs and "
@@ -255,14 +282,28 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--strengths", type=float, nargs="*", default=list(STRENGTHS))
     p.add_argument("--jobs", type=int, default=1,
                    help="pairs and textures run at once (each its runs in turn, so a pair's times stay one run's)")
+    p.add_argument("--report-only", action="store_true",
+                   help="no runs: the report from the results saved under OUT/runs/ (each pair's and texture's, "
+                        "written as it finishes)")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                   help="run only these pairs (CONTENT-STYLE) and textures (NAME) of the chosen set")
     args = p.parse_args(argv)
+    if args.report_only:
+        return report_from_runs(Path(args.out), args.size, argv)
     t0 = time.perf_counter()
     import torch
 
     torch.set_num_threads(args.threads)  # the judge's own VGG runs
     judge, out = Judge(), Path(args.out)
+    cmd = command_line(argv if argv is not None else sys.argv[1:])
+
+    def save_run(r):  # with what the report needs to be written again by --report-only
+        save_result(dict(r, command=cmd, threads=args.threads, seconds=time.perf_counter() - t0), out)
     pairs_in = qi.QUICK_PAIRS if args.quick else qi.PAIRS
     textures_in = qi.QUICK_TEXTURES if args.quick else qi.TEXTURES
+    if args.only is not None:
+        pairs_in = [cs for cs in pairs_in if "-".join(cs) in args.only]
+        textures_in = [n for n in textures_in if n in args.only]
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max(1, args.jobs)) as pool:
         work = Path(tmp)
         qi.write_inputs([n for pair in pairs_in for n in pair] + list(textures_in), args.size, work / "inputs")
@@ -273,6 +314,7 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
             contact_sheet([("content", r["content_path"]), ("style", r["style_path"])]
                           + [(row["name"].replace("--style-strength", "strength"), row["image"]) for row in r["rows"]],
                           r["sheet"], args.size)
+            save_run(r)
             return r
 
         def texture(name):
@@ -280,13 +322,13 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
             r["sheet"] = out / f"texture-{name}-{args.size}.png"
             contact_sheet([("exemplar", r["exemplar"])] + [(row["name"], row["image"]) for row in r["rows"]]
                           + [("tileable, 2x2 tiled", tiled(r["rows"][2]["image"], work))], r["sheet"], args.size)
+            save_run(r)
             return r
 
         pair_runs = [pool.submit(pair, cs) for cs in pairs_in]
         texture_runs = [pool.submit(texture, n) for n in textures_in]
         pairs, textures = [f.result() for f in pair_runs], [f.result() for f in texture_runs]
-        report = write_report(pairs, textures, out, list(argv if argv is not None else sys.argv[1:]), args.threads,
-                              time.perf_counter() - t0)
+        report = write_report(pairs, textures, out, cmd, args.threads, time.perf_counter() - t0)
     print(report.read_text())
     return dict(pairs=pairs, textures=textures)
 
