@@ -20,11 +20,11 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from . import ops
 from .loss_args import LayerWeights, blend_weights, per_layer_weights, select_features, style_layers
 from .masks import check_masks, label_masks, masked_features, masks_at, region_cells
+from .ops.fixed_order import fixed_order_mean, fixed_order_mse
 from .ops.gram import check_gram_options
 
 __all__ = ["ContentLoss", "GramLoss", "HistogramLoss", "TotalVariationLoss", "GramStyleLoss", "HistogramStyleLoss",
@@ -40,8 +40,8 @@ Features = Union[Mapping[str, torch.Tensor], Sequence[torch.Tensor]]
 
 
 def content_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``mean((x - target)**2)`` in fp32."""
-    return F.mse_loss(x.float(), target.float())
+    """``mean((x - target)**2)`` in fp32 (the same value for every thread count)."""
+    return fixed_order_mse(x.float(), target.float())
 
 
 def total_variation(img: torch.Tensor, circular: bool = False) -> torch.Tensor:
@@ -58,7 +58,7 @@ def total_variation(img: torch.Tensor, circular: bool = False) -> torch.Tensor:
     else:
         dx = img[..., :, 1:] - img[..., :, :-1]
         dy = img[..., 1:, :] - img[..., :-1, :]
-    return dx.square().mean() + dy.square().mean()
+    return fixed_order_mean(dx.square()) + fixed_order_mean(dy.square())
 
 
 class TotalVariationLoss(nn.Module):
@@ -150,7 +150,7 @@ class GramLoss(nn.Module):
             for i in range(len(self.layers)):
                 self.register_buffer(f"target_{i}", self._target([s[i] for s in styles], blend, style_masks))
         if isinstance(weights, str) and weights == "auto":
-            self.weights = {n: 1.0 / (len(self.layers) * max(float(t.square().mean()), 1e-12))
+            self.weights = {n: 1.0 / (len(self.layers) * max(float(fixed_order_mean(t.square())), 1e-12))
                             for n, t in zip(self.layers, self.targets())}
         else:
             self.weights = per_layer_weights(self.layers, weights, what, self.weights_arg)
@@ -237,7 +237,7 @@ class HistogramLoss(nn.Module):
         self.bins, self.dtype = bins, dtype
         styles = [[f.detach() if dtype is None else f.detach().to(dtype) for f in s] for s in styles]
         if isinstance(weights, str) and weights == "auto":
-            energy = [sum(float(s[i].float().square().mean()) for s in styles) / len(styles)
+            energy = [sum(float(fixed_order_mean(s[i].float().square())) for s in styles) / len(styles)
                       for i in range(len(self.layers))]
             self.weights = {n: 1.0 / (len(self.layers) * max(e, 1e-12)) for n, e in zip(self.layers, energy)}
         else:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.vgg import VGG19
+from ..ops.fixed_order import fixed_order_mean, fixed_order_sum
 
 __all__ = ["Term", "Level", "SynthesisProgress", "Callback", "balance_scales", "optimise_level", "optimise_lbfgs",
            "optimise_adam", "run_pyramid", "pyramid_sizes", "schedule", "OPTIMIZERS"]
@@ -146,7 +147,7 @@ def _require_finite(terms: List[Term], norms: torch.Tensor, x: torch.Tensor) -> 
 def _grad_norm(term: Term, feats, probe: torch.Tensor, default: Optional[torch.Tensor] = None) -> torch.Tensor:
     (g,) = torch.autograd.grad(term.fn(feats, probe), probe, retain_graph=True, allow_unused=True)
     if g is not None:
-        return g.abs().mean()
+        return fixed_order_mean(g.abs())
     return default if default is not None else torch.zeros((), device=probe.device)
 
 
@@ -264,7 +265,6 @@ def optimise_lbfgs(x: torch.Tensor, level: Level, lr: Optional[float] = None, cl
     (benchmarks/results/synthesis-cpu-xeon.md). ``clamp``: the loss of ``x.clamp(0, 1)`` is
     minimised (the terms receive the clamped image). Returns (x, the last reported loss or None:
     without a callback nothing is read on the host but what L-BFGS reads itself)."""
-    iterations = level.iterations
     ev = _Evaluations(x, level, clamp, callback, report_every)
     with _optimizer_math_on_one_thread(ev):
         return _lbfgs_steps(ev, level, lr, callback, report_every)
@@ -316,7 +316,7 @@ def _lbfgs_steps(ev: "_Evaluations", level: Level, lr: Optional[float], callback
             # pixels move by FIRST_STEP on average (one step, then L-BFGS as usual).
             ev.closure()  # the starting point, evaluated once: step() reuses it
             g = ev.recent[-1][2].abs()
-            group["lr"] = float(FIRST_STEP / g.mean().clamp_min(1e-30) * g.sum().clamp_min(1.0))
+            group["lr"] = float(FIRST_STEP / fixed_order_mean(g).clamp_min(1e-30) * fixed_order_sum(g).clamp_min(1.0))
             chunk, cached = 1, True
         group.update(max_iter=chunk, max_eval=chunk + cached)
         opt.step(ev.closure)

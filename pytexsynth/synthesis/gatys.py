@@ -20,6 +20,7 @@ from ..losses import (DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_
 from ..masks import label_masks
 from ..models.vgg import VGG19, check_layers
 from ..ops.checks import check_weights
+from ..ops.fixed_order import fixed_order_mean
 from .color import grey_images, luminance_image, match_color, match_luminance, with_chrominance
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, run_pyramid
@@ -61,7 +62,7 @@ def _texture_init(init, exemplar: torch.Tensor, gen: torch.Generator, dev):
         return _image_init(init, exemplar.shape[1], dev)
     if init != "noise":
         raise ValueError(f"init must be 'noise' or an image tensor, got {init!r}")
-    mean = exemplar.mean(dim=(2, 3), keepdim=True)
+    mean = fixed_order_mean(exemplar, dim=(2, 3), keepdim=True)
     shape = exemplar.shape[:2]
     return lambda hw: (mean + 0.2 * torch.randn((*shape, *hw), generator=gen).to(dev)).clamp(0, 1)
 

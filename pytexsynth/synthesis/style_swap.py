@@ -38,6 +38,7 @@ from ..models.vgg import VGG19
 from ..networks.base import load_model
 from ..networks.inverse import INVERSE_LAYERS, InverseNet
 from ..ops.checks import check_count, check_weights
+from ..ops.fixed_order import fixed_order_mean, fixed_order_mse
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, run_pyramid
 from .memory import require_memory
@@ -208,8 +209,8 @@ def _optimize(c: torch.Tensor, s: torch.Tensor, layer: str, patch_size: int, str
             long = max(_min_side(layer, patch_size), round(max(s.shape[-2:]) * factor))
             sf = vgg(resize_image(s, long), (layer,))[layer]
             target = swap_target(cf, sf, patch_size, stride, strength, precision).float()
-        energy = target.square().mean().clamp_min(1e-12)  # a relative error: readable whatever the layer
-        terms = [Term("swap", 1.0, lambda fe, x, t=target, e=energy: F.mse_loss(fe[layer].float(), t) / e)]
+        energy = fixed_order_mean(target.square()).clamp_min(1e-12)  # a relative error: readable whatever the layer
+        terms = [Term("swap", 1.0, lambda fe, x, t=target, e=energy: fixed_order_mse(fe[layer].float(), t) / e)]
         return terms + tv_terms(tv_weight, False), [layer]
 
     return run_pyramid(make_terms, lambda hw: resize_image(c, hw).clone(), out_hw, vgg_factory=make_vgg, gen=gen,
