@@ -20,7 +20,9 @@ import torch
 from ..io import ImageLoadError
 from ..models.vgg import WeightsNotFoundError
 
-__all__ = ["CLIError", "UsageError", "USER_ERRORS", "positive_int", "unit_interval", "size_arg", "check_output",
+__all__ = ["CLIError", "UsageError", "USER_ERRORS", "PREVIEW_SIZE", "PREVIEW_ITERATIONS", "PREVIEW_MIN_SIDE",
+           "preview_path",
+           "positive_int", "unit_interval", "size_arg", "check_output",
            "add_run_options", "default_threads", "apply_threads", "progress", "report_every", "load_network"]
 
 
@@ -36,6 +38,19 @@ class UsageError(CLIError):
 USER_ERRORS = (CLIError, ImageLoadError, WeightsNotFoundError, FileExistsError, FileNotFoundError, NotADirectoryError,
                PermissionError, MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), ValueError,
                FloatingPointError)
+
+
+# ``stylize --preview``: the longer side at most PREVIEW_SIZE px and PREVIEW_ITERATIONS iterations
+# at the finest level (unless --iterations is given), written beside the output as STEM.preview.EXT.
+PREVIEW_SIZE = 128
+PREVIEW_ITERATIONS = 20
+PREVIEW_MIN_SIDE = 32  # the pyramid's smallest side in a preview
+
+
+def preview_path(output: Union[str, Path]) -> Path:
+    """Where ``--preview`` writes: ``out.png`` -> ``out.preview.png`` (the full run's name stays free)."""
+    out = Path(output)
+    return out.with_name(f"{out.stem}.preview{out.suffix}")
 
 
 def positive_int(v: str) -> int:
@@ -135,7 +150,7 @@ def progress(args: argparse.Namespace, out: Path, desc: str):
     from ..io import save_image
 
     bar = None if args.quiet else tqdm(total=1, desc=desc, unit="it", dynamic_ncols=True, leave=True)
-    state = {"done": 0}
+    state = {"done": 0, "total": 0}
 
     def callback(p) -> None:
         if bar is not None:
@@ -144,7 +159,7 @@ def progress(args: argparse.Namespace, out: Path, desc: str):
             bar.update(p.step - state["done"])
             bar.set_postfix(level=f"{p.level + 1}/{p.levels} {p.size[1]}x{p.size[0]}", loss=f"{p.loss:.4g}",
                             refresh=False)
-        state["done"] = p.step
+        state["done"], state["total"] = p.step, p.total_steps
         if getattr(args, "save_every", None) and p.step % args.save_every == 0:
             snap = out.with_name(f"{out.stem}.step{p.step:05d}{out.suffix}")
             save_image(p.image, snap, force=args.force)
@@ -153,6 +168,7 @@ def progress(args: argparse.Namespace, out: Path, desc: str):
         if bar is not None:
             bar.close()
 
+    callback.state = state  # the last step reported and the planned total (read by --preview's message)
     return callback, close
 
 

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import List
 
-from .common import CLIError, add_run_options, check_output, load_network, positive_int, size_arg
+from .common import PREVIEW_SIZE, CLIError, add_run_options, check_output, load_network, positive_int, size_arg
 
 __all__ = ["add_network_commands", "stylize_model"]
 
@@ -127,9 +127,12 @@ def stylize_model(a: argparse.Namespace) -> int:
     net = load_network(a.model, a.device)
     if not isinstance(net, StylizationGenerator):
         raise CLIError(f"{a.model} holds a {type(net).__name__}, not a stylisation network")
-    x = load_image(a.content, size=a.size, device=net.to_rgb.weight.device)
+    size = a.size
+    if getattr(a, "preview", False):
+        size = min(size or PREVIEW_SIZE, PREVIEW_SIZE)
+    x = load_image(a.content, size=size, device=net.to_rgb.weight.device)
     save_image(net.stylize(x, seed=a.seed).cpu(), out, force=a.force)
-    print(f"wrote {out}")
+    print(f"wrote {out}" + (" (preview)" if getattr(a, "preview", False) else ""))
     return 0
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import CLIError, UsageError, check_output, positive_int, progress, report_every, unit_interval
+from .common import (PREVIEW_ITERATIONS, PREVIEW_SIZE, CLIError, UsageError, check_output, positive_int, preview_path,
+                     progress, report_every, unit_interval)
 from .networks import stylize_model
 from .synthesis import add_optimisation_options, check_snapshots, stylize_gatys
 
@@ -28,6 +29,9 @@ _NOT_SWAP = (("blend", None, "--blend"), ("preserve_color", None, "--preserve-co
 
 
 def _cmd_stylize(a: argparse.Namespace, defaults: dict) -> int:
+    if a.preview:  # small and quick, beside the output: OUT stem + .preview
+        a.output = str(preview_path(a.output))
+        a.iterations = a.iterations or PREVIEW_ITERATIONS
     if a.method == "style-swap":
         if a.model is not None:
             raise UsageError("--model and --method style-swap are exclusive")
@@ -57,8 +61,9 @@ def _stylize_swap(a: argparse.Namespace) -> int:
         raise CLIError("--decoder is for the one-pass method; leave it out with --optimize")
     out = check_output(a.output, a.force)
     content, style = load_image(a.content), load_image(a.styles[0])
+    size = a.size if a.size else min(512, max(content.shape[-2:]))
     kw = dict(layer=a.layer, patch_size=a.patch_size, stride=a.stride, strength=a.strength,
-              size=a.size if a.size else min(512, max(content.shape[-2:])), style_size=a.style_size or None,
+              size=min(size, PREVIEW_SIZE) if a.preview else size, style_size=a.style_size or None,
               pooling=a.pooling, device=a.device)
     t0 = time.perf_counter()
     try:
@@ -77,7 +82,7 @@ def _stylize_swap(a: argparse.Namespace) -> int:
     except TypeError as exc:  # a decoder file that holds another kind of network
         raise CLIError(str(exc)) from exc
     save_image(img, out, force=a.force)
-    how = "optimisation" if a.optimize else "one pass"
+    how = ("optimisation" if a.optimize else "one pass") + (", preview" if a.preview else "")
     print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, style-swap by {how}, {time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -97,6 +102,10 @@ def add_stylize_command(sub) -> None:
     p.add_argument("--preserve-color", choices=("luminance", "histogram"), default=None,
                    help="keep the content's colours: transfer luminance only, or recolour the style")
     p.add_argument("--init", choices=("content", "noise"), default="content")
+    p.add_argument("--preview", action="store_true",
+                   help=f"a quick look first: at most {PREVIEW_SIZE} px and {PREVIEW_ITERATIONS} iterations at the finest "
+                        "level (unless --iterations), written to OUT's name + .preview (out.png -> out.preview.png); "
+                        "then run without --preview")
     p.add_argument("--model", default=None, help="a trained stylisation network (train-stylizer): one pass, no STYLE")
     g = p.add_argument_group("style-swap (Chen & Schmidt 2016): any style, one pass through a decoder")
     g.add_argument("--method", choices=("gatys", "style-swap"), default="gatys",

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .common import CLIError, add_run_options, check_output, positive_int, progress, report_every
+from .common import PREVIEW_MIN_SIDE, PREVIEW_SIZE, CLIError, add_run_options, check_output, positive_int, progress, report_every
 
 __all__ = ["add_optimisation_options", "add_synthesis_commands", "stylize_gatys", "demo_inputs", "check_snapshots"]
 
@@ -58,15 +58,15 @@ def _synthesis_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _with_progress(args: argparse.Namespace, out: Path, desc: str, synthesise):
-    """(image, seconds) of ``synthesise(callback)`` run with a progress bar (--save-every snapshots
-    beside ``out``)."""
+    """(image, seconds, planned iterations) of ``synthesise(callback)`` run with a progress bar
+    (--save-every snapshots beside ``out``)."""
     callback, close = progress(args, out, desc)
     t0 = time.perf_counter()
     try:
         img = synthesise(callback)
     finally:
         close()
-    return img, time.perf_counter() - t0
+    return img, time.perf_counter() - t0, callback.state["total"]
 
 
 def check_snapshots(args: argparse.Namespace, out: Path) -> None:
@@ -85,9 +85,11 @@ def _run_and_save(args: argparse.Namespace, out: Path, desc: str, synthesise) ->
     from ..io import save_image
 
     check_snapshots(args, out)
-    img, seconds = _with_progress(args, out, desc, synthesise)
+    img, seconds, planned = _with_progress(args, out, desc, synthesise)
     save_image(img, out, force=args.force)
-    print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {seconds:.1f} s)")
+    what = f"preview, at most {planned} iterations; drop --preview for the full run, " if getattr(
+        args, "preview", False) else ""
+    print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {what}{seconds:.1f} s)")
     return 0
 
 
@@ -112,9 +114,12 @@ def stylize_gatys(args: argparse.Namespace) -> int:
     if args.blend is not None and len(args.blend) != len(styles):
         raise CLIError(f"--blend has {len(args.blend)} weights for {len(styles)} style images")
     size = args.size if args.size else min(512, max(content.shape[-2:]))
+    kw = _synthesis_kwargs(args)
+    if getattr(args, "preview", False):  # two levels at 128 px (the default 64 px floor would leave one)
+        size, kw["min_side"] = min(size, PREVIEW_SIZE), PREVIEW_MIN_SIDE
     return _run_and_save(args, out, "stylize", lambda cb: transfer_style(
         content, styles, size, blend=args.blend, preserve_color=args.preserve_color, init=args.init, callback=cb,
-        **_synthesis_kwargs(args)))
+        **kw))
 
 
 def demo_inputs() -> dict:
@@ -144,7 +149,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     t_all = time.perf_counter()
     for name, (what, synthesise) in jobs.items():
         out = outdir / f"{name}.png"
-        img, seconds = _with_progress(args, out, name, synthesise)
+        img, seconds, _ = _with_progress(args, out, name, synthesise)
         # The demo folder is the demo's own: its files are replaced on every run.
         save_image(img, out, force=True)
         if name == "texture":
