@@ -131,8 +131,17 @@ def stylize_model(a: argparse.Namespace) -> int:
     if getattr(a, "preview", False):
         size = min(size or PREVIEW_SIZE, PREVIEW_SIZE)
     x = load_image(a.content, size=size, device=net.to_rgb.weight.device)
-    save_image(net.stylize(x, seed=a.seed).cpu(), out, force=a.force)
-    print(f"wrote {out}" + (" (preview)" if getattr(a, "preview", False) else ""))
+    if getattr(a, "tileable", False):
+        # the network's convolutions are circular: at sides that are multiples of its 2**K and on a
+        # content that wraps (its periodic component), its output tiles seamlessly
+        from ..synthesis.periodic import periodic_resize, round_to_multiple
+
+        x = periodic_resize(x, round_to_multiple(tuple(x.shape[-2:]), net.multiple))
+    y = net.stylize(x, seed=a.seed).cpu()
+    save_image(y, out, force=a.force)
+    notes = [n for n, on in (("tileable", getattr(a, "tileable", False)), ("preview", getattr(a, "preview", False)))
+             if on]
+    print(f"wrote {out} ({y.shape[-1]}x{y.shape[-2]}" + "".join(f", {n}" for n in notes) + ")")
     return 0
 
 

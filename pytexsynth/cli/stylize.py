@@ -16,6 +16,7 @@ import time
 from .common import (PREVIEW_ITERATIONS, PREVIEW_SIZE, CLIError, UsageError, check_output, positive_int, preview_path,
                      progress, report_every, unit_interval)
 from .networks import stylize_model
+from .options import add_content_options, style_option_kwargs
 from .synthesis import add_optimisation_options, check_snapshots, stylize_gatys
 
 __all__ = ["add_stylize_command"]
@@ -23,18 +24,27 @@ __all__ = ["add_stylize_command"]
 # Options of the style-swap method only, and (dest, default, flag) of those of the others only.
 _SWAP_ONLY = ("optimize", "decoder", "strength", "patch_size", "stride", "layer", "style_size")
 _NOT_SWAP = (("blend", None, "--blend"), ("preserve_color", None, "--preserve-color"),
-             ("content_weight", None, "--content-weight"), ("tileable", False, "--tileable"),
+             ("content_weight", None, "--content-weight"),
              ("init", "content", "--init"), ("style_layers", None, "--style-layers"),
-             ("histogram_weight", None, "--histogram-weight"), ("style_weight", None, "--style-weight"))
+             ("histogram_weight", None, "--histogram-weight"), ("style_weight", None, "--style-weight"),
+             ("content_layers", None, "--content-layers"), ("content_labels", None, "--content-labels"),
+             ("style_labels", None, "--style-labels"), ("style_layer_weights", None, "--style-layer-weights"),
+             ("histogram_bins", 256, "--histogram-bins"), ("histogram_mode", "interpolated", "--histogram-mode"))
+# What a trained network (--model) does not use, beyond _NOT_SWAP's: refused rather than ignored.
+_NOT_MODEL = (("weights", None, "--weights"), ("iterations", None, "--iterations"), ("optimizer", "lbfgs", "--optimizer"),
+              ("lr", None, "--lr"), ("no_pyramid", False, "--no-pyramid"), ("tv_weight", None, "--tv-weight"),
+              ("style_scale", 1.0, "--style-scale"), ("pooling", "max", "--pooling"),
+              ("raw_weights", False, "--raw-weights"), ("save_every", None, "--save-every"))
 
 
 def _cmd_stylize(a: argparse.Namespace, defaults: dict) -> int:
     if a.preview:  # small and quick, beside the output: OUT stem + .preview
         a.output = str(preview_path(a.output))
-        a.iterations = a.iterations or PREVIEW_ITERATIONS
     if a.method == "style-swap":
         if a.model is not None:
             raise UsageError("--model and --method style-swap are exclusive")
+        if a.preview and a.optimize:
+            a.iterations = a.iterations or PREVIEW_ITERATIONS
         return _stylize_swap(a)
     changed = [f"--{d.replace('_', '-')}" for d in _SWAP_ONLY if getattr(a, d) != defaults[d]]
     if changed:
@@ -42,9 +52,15 @@ def _cmd_stylize(a: argparse.Namespace, defaults: dict) -> int:
     if a.model is not None:
         if a.styles:
             raise UsageError("give either STYLE image(s) or --model, not both")
+        ignored = [flag for dest, default, flag in (*_NOT_SWAP, *_NOT_MODEL) if getattr(a, dest) != default]
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to --model "
+                             "(a trained network: one pass)")
         return stylize_model(a)
     if not a.styles:
         raise UsageError("the following arguments are required: STYLE (or --model)")
+    if a.preview:
+        a.iterations = a.iterations or PREVIEW_ITERATIONS
     return stylize_gatys(a)
 
 
@@ -64,7 +80,7 @@ def _stylize_swap(a: argparse.Namespace) -> int:
     size = a.size if a.size else min(512, max(content.shape[-2:]))
     kw = dict(layer=a.layer, patch_size=a.patch_size, stride=a.stride, strength=a.strength,
               size=min(size, PREVIEW_SIZE) if a.preview else size, style_size=a.style_size or None,
-              pooling=a.pooling, device=a.device)
+              pooling=a.pooling, device=a.device, tileable=a.tileable, weights=style_option_kwargs(a)["weights"])
     t0 = time.perf_counter()
     try:
         if a.optimize:
@@ -101,7 +117,7 @@ def add_stylize_command(sub) -> None:
     p.add_argument("--content-weight", type=float, default=None, help="content loss weight (default 1)")
     p.add_argument("--preserve-color", choices=("luminance", "histogram"), default=None,
                    help="keep the content's colours: transfer luminance only, or recolour the style")
-    p.add_argument("--init", choices=("content", "noise"), default="content")
+    add_content_options(p)
     p.add_argument("--preview", action="store_true",
                    help=f"a quick look first: at most {PREVIEW_SIZE} px and {PREVIEW_ITERATIONS} iterations at the finest "
                         "level (unless --iterations), written to OUT's name + .preview (out.png -> out.preview.png); "

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from .common import PREVIEW_MIN_SIDE, PREVIEW_SIZE, CLIError, add_run_options, check_output, positive_int, progress, report_every
+from .options import add_style_options, content_option_kwargs, style_option_kwargs
 
 __all__ = ["add_optimisation_options", "add_synthesis_commands", "stylize_gatys", "demo_inputs", "check_snapshots"]
 
@@ -43,6 +44,7 @@ def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[
     p.add_argument("--report-every", type=positive_int, default=10, metavar="N",
                    help="update the progress bar's loss every N iterations (each update waits for the device)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_style_options(p)
     add_run_options(p)
 
 
@@ -54,6 +56,7 @@ def _synthesis_kwargs(args: argparse.Namespace) -> dict:
     for name in ("style_weight", "histogram_weight", "style_layers", "content_weight"):
         if getattr(args, name, None) is not None:
             kw[name] = getattr(args, name)
+    kw.update(style_option_kwargs(args))
     return kw
 
 
@@ -99,8 +102,8 @@ def _cmd_texture(args: argparse.Namespace) -> int:
 
     out = check_output(args.output, args.force)
     exemplar = load_image(args.exemplar)
-    return _run_and_save(args, out, "texture", lambda cb: synthesize_texture(exemplar, args.size, callback=cb,
-                                                                        **_synthesis_kwargs(args)))
+    kw = _synthesis_kwargs(args)
+    return _run_and_save(args, out, "texture", lambda cb: synthesize_texture(exemplar, args.size, callback=cb, **kw))
 
 
 def stylize_gatys(args: argparse.Namespace) -> int:
@@ -114,12 +117,11 @@ def stylize_gatys(args: argparse.Namespace) -> int:
     if args.blend is not None and len(args.blend) != len(styles):
         raise CLIError(f"--blend has {len(args.blend)} weights for {len(styles)} style images")
     size = args.size if args.size else min(512, max(content.shape[-2:]))
-    kw = _synthesis_kwargs(args)
+    kw = dict(_synthesis_kwargs(args), **content_option_kwargs(args, content, styles))
     if getattr(args, "preview", False):  # two levels at 128 px (the default 64 px floor would leave one)
         size, kw["min_side"] = min(size, PREVIEW_SIZE), PREVIEW_MIN_SIDE
     return _run_and_save(args, out, "stylize", lambda cb: transfer_style(
-        content, styles, size, blend=args.blend, preserve_color=args.preserve_color, init=args.init, callback=cb,
-        **kw))
+        content, styles, size, blend=args.blend, preserve_color=args.preserve_color, callback=cb, **kw))
 
 
 def demo_inputs() -> dict:

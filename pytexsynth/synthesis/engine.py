@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..models.vgg import VGG19
 from ..ops.fixed_order import fixed_order_mean, fixed_order_sum
+from .periodic import periodic_upsample
 
 __all__ = ["Term", "Level", "SynthesisProgress", "Callback", "balance_scales", "optimise_level", "optimise_lbfgs",
            "optimise_adam", "run_pyramid", "pyramid_sizes", "schedule", "OPTIMIZERS"]
@@ -345,10 +346,12 @@ def optimise_level(x: torch.Tensor, level: Level, optimizer: str = "lbfgs", lr: 
 def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term], Sequence[str]]],
                 init_fn: Callable[[Tuple[int, int]], torch.Tensor], out_hw: Tuple[int, int], *, pyramid: bool,
                 min_side: int, iterations, optimizer: str, lr, balance: bool, vgg_factory: Callable[[], VGG19],
-                report_every: int, callback: Optional[Callback], gen: torch.Generator, clamp: bool) -> torch.Tensor:
+                report_every: int, callback: Optional[Callback], gen: torch.Generator, clamp: bool,
+                circular: bool = False) -> torch.Tensor:
     """Coarse to fine: at each level ``make_terms(size, size / out size)`` gives the terms and the
     VGG layers they read, the image is ``init_fn(size)`` at the first level and the previous
-    level's result upsampled (bicubic) after; returns the finest result clamped to [0, 1]."""
+    level's result upsampled (bicubic; wrapping around the edges when ``circular``) after;
+    returns the finest result clamped to [0, 1]."""
     sizes = pyramid_sizes(out_hw, pyramid, min_side)
     its = schedule(iterations, len(sizes), optimizer)
     x = None
@@ -359,7 +362,12 @@ def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term],
             raise ValueError("synthesis: every loss weight is 0, so there is nothing to optimise; give a style (or "
                              "content, histogram) weight > 0")
         vgg = vgg_factory()
-        x = init_fn(hw) if x is None else F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
+        if x is None:
+            x = init_fn(hw)
+        elif circular:
+            x = periodic_upsample(x.clamp(0.0, 1.0), hw)
+        else:
+            x = F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
         scales = balance_scales(terms, x, vgg, layers, balance, gen)
         level = Level(terms, scales, vgg, layers, n_it, index, len(sizes), step, sum(its))
         x, _ = optimise_level(x, level, optimizer, lr, clamp, callback, report_every)
