@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import List
 
-from .common import CLIError, add_run_options, check_output, load_network, positive_int, size_arg
+from .common import CLIError, add_bits_option, add_run_options, check_output, load_network, positive_int, size_arg
 
 __all__ = ["add_network_commands", "stylize_model"]
 
@@ -107,13 +107,13 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     out = Path(a.output)
     paths: List[Path] = [out] if a.n == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(a.n)]
     for p in paths:
-        check_output(p, a.force)
+        check_output(p, a.force, bits=a.bits)
     net = load_network(a.model, a.device)
     if not isinstance(net, TextureGenerator):
         raise CLIError(f"{a.model} holds a {type(net).__name__}, not a texture generator "
                        "(use `pytexsynth stylize --model` for stylisation networks)")
     for p, x in zip(paths, net.generate(a.n, a.size, seed=a.seed)):
-        save_image(x.cpu(), p, force=a.force)
+        save_image(x.cpu(), p, force=a.force, bits=a.bits)
         print(f"wrote {p}")
     return 0
 
@@ -123,12 +123,12 @@ def stylize_model(a: argparse.Namespace) -> int:
     from ..io import load_image, save_image
     from ..networks import StylizationGenerator
 
-    out = check_output(a.output, a.force)
+    out = check_output(a.output, a.force, bits=a.bits)
     net = load_network(a.model, a.device)
     if not isinstance(net, StylizationGenerator):
         raise CLIError(f"{a.model} holds a {type(net).__name__}, not a stylisation network")
     x = load_image(a.content, size=a.size, device=net.to_rgb.weight.device)
-    save_image(net.stylize(x, seed=a.seed).cpu(), out, force=a.force)
+    save_image(net.stylize(x, seed=a.seed).cpu(), out, force=a.force, bits=a.bits)
     print(f"wrote {out}")
     return 0
 
@@ -156,6 +156,7 @@ def add_network_commands(sub) -> None:
                        description="Samples tile seamlessly; sizes must be multiples of 2**K (32 by default).")
     p.add_argument("model", help="a model from train-texture")
     p.add_argument("-o", "--output", required=True, help="output image; with -n > 1, NAME_0.png, NAME_1.png, ...")
+    add_bits_option(p)
     p.add_argument("-n", type=positive_int, default=1, help="number of samples (default 1)")
     p.add_argument("--size", type=size_arg, default=256, help="N or HxW, multiples of 2**K (default 256)")
     p.add_argument("--seed", type=int, default=0)
