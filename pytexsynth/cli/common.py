@@ -21,8 +21,7 @@ from ..io import ImageLoadError
 from ..models.vgg import WeightsNotFoundError
 
 __all__ = ["CLIError", "UsageError", "USER_ERRORS", "PREVIEW_SIZE", "PREVIEW_ITERATIONS", "PREVIEW_MIN_SIDE",
-           "preview_path",
-           "positive_int", "unit_interval", "size_arg", "check_output",
+           "preview_path", "positive_int", "unit_interval", "size_arg", "check_output", "add_bits_option",
            "add_run_options", "default_threads", "apply_threads", "progress", "report_every", "load_network"]
 
 
@@ -87,10 +86,10 @@ def size_arg(s: str) -> Union[int, Tuple[int, int]]:
     return vals[0] if len(vals) == 1 else (vals[0], vals[1])
 
 
-def check_output(path: Union[str, Path], force: bool, image: bool = True) -> Path:
+def check_output(path: Union[str, Path], force: bool, image: bool = True, bits: int = 8) -> Path:
     """The output file, refused before any work when it exists (without --force), is a folder,
     lies below a file or in a folder this process cannot write, or (for an image) has an
-    extension Pillow cannot write."""
+    extension Pillow cannot write or is not a PNG with ``--bits 16``."""
     out = Path(path)
     if out.is_dir():
         raise CLIError(f"{str(out)!r} is a directory; give a file name")
@@ -106,7 +105,15 @@ def check_output(path: Union[str, Path], force: bool, image: bool = True) -> Pat
 
         if Image.registered_extensions().get(out.suffix.lower()) is None:
             raise CLIError(f"unknown image extension {out.suffix!r} in {str(out)!r}; use .png, .jpg, ...")
+        if bits == 16 and out.suffix.lower() != ".png":
+            raise CLIError(f"--bits 16 writes PNG only; give a .png output, not {str(out)!r}")
     return out
+
+
+def add_bits_option(p: argparse.ArgumentParser) -> None:
+    """--bits: bits per channel of the written images."""
+    p.add_argument("--bits", type=int, choices=(8, 16), default=8,
+                   help="bits per channel of the output image (default 8; 16: a 16-bit PNG, colour kept)")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -162,7 +169,7 @@ def progress(args: argparse.Namespace, out: Path, desc: str):
         state["done"], state["total"] = p.step, p.total_steps
         if getattr(args, "save_every", None) and p.step % args.save_every == 0:
             snap = out.with_name(f"{out.stem}.step{p.step:05d}{out.suffix}")
-            save_image(p.image, snap, force=args.force)
+            save_image(p.image, snap, force=args.force, bits=getattr(args, "bits", 8))
 
     def close() -> None:
         if bar is not None:

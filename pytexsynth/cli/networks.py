@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import List
 
-from .common import PREVIEW_SIZE, CLIError, add_run_options, check_output, load_network, positive_int, size_arg
+from .common import (PREVIEW_SIZE, CLIError, add_bits_option, add_run_options, check_output, load_network, positive_int,
+                     size_arg)
 
 __all__ = ["add_network_commands", "stylize_model"]
 
@@ -107,13 +108,13 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     out = Path(a.output)
     paths: List[Path] = [out] if a.n == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(a.n)]
     for p in paths:
-        check_output(p, a.force)
+        check_output(p, a.force, bits=a.bits)
     net = load_network(a.model, a.device)
     if not isinstance(net, TextureGenerator):
         raise CLIError(f"{a.model} holds a {type(net).__name__}, not a texture generator "
                        "(use `pytexsynth stylize --model` for stylisation networks)")
     for p, x in zip(paths, net.generate(a.n, a.size, seed=a.seed)):
-        save_image(x.cpu(), p, force=a.force)
+        save_image(x.cpu(), p, force=a.force, bits=a.bits)
         print(f"wrote {p}")
     return 0
 
@@ -123,7 +124,7 @@ def stylize_model(a: argparse.Namespace) -> int:
     from ..io import load_image, save_image
     from ..networks import StylizationGenerator
 
-    out = check_output(a.output, a.force)
+    out = check_output(a.output, a.force, bits=a.bits)
     net = load_network(a.model, a.device)
     if not isinstance(net, StylizationGenerator):
         raise CLIError(f"{a.model} holds a {type(net).__name__}, not a stylisation network")
@@ -138,7 +139,7 @@ def stylize_model(a: argparse.Namespace) -> int:
 
         x = periodic_resize(x, round_to_multiple(tuple(x.shape[-2:]), net.multiple))
     y = net.stylize(x, seed=a.seed).cpu()
-    save_image(y, out, force=a.force)
+    save_image(y, out, force=a.force, bits=a.bits)
     notes = [n for n, on in (("tileable", getattr(a, "tileable", False)), ("preview", getattr(a, "preview", False)))
              if on]
     print(f"wrote {out} ({y.shape[-1]}x{y.shape[-2]}" + "".join(f", {n}" for n in notes) + ")")
@@ -168,6 +169,7 @@ def add_network_commands(sub) -> None:
                        description="Samples tile seamlessly; sizes must be multiples of 2**K (32 by default).")
     p.add_argument("model", help="a model from train-texture")
     p.add_argument("-o", "--output", required=True, help="output image; with -n > 1, NAME_0.png, NAME_1.png, ...")
+    add_bits_option(p)
     p.add_argument("-n", type=positive_int, default=1, help="number of samples (default 1)")
     p.add_argument("--size", type=size_arg, default=256, help="N or HxW, multiples of 2**K (default 256)")
     p.add_argument("--seed", type=int, default=0)

@@ -75,7 +75,7 @@ def _stylize_swap(a: argparse.Namespace) -> int:
         raise CLIError(f"--method style-swap takes exactly one STYLE image, got {len(a.styles)}")
     if a.optimize and a.decoder is not None:
         raise CLIError("--decoder is for the one-pass method; leave it out with --optimize")
-    out = check_output(a.output, a.force)
+    out = check_output(a.output, a.force, bits=a.bits)
     content, style = load_image(a.content), load_image(a.styles[0])
     size = a.size if a.size else min(512, max(content.shape[-2:]))
     kw = dict(layer=a.layer, patch_size=a.patch_size, stride=a.stride, strength=a.strength,
@@ -97,7 +97,7 @@ def _stylize_swap(a: argparse.Namespace) -> int:
             img = style_swap.style_swap_transfer(content, style, method="inverse", decoder=a.decoder, **kw)
     except TypeError as exc:  # a decoder file that holds another kind of network
         raise CLIError(str(exc)) from exc
-    save_image(img, out, force=a.force)
+    save_image(img, out, force=a.force, bits=a.bits)
     how = ("optimisation" if a.optimize else "one pass") + (", preview" if a.preview else "")
     print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, style-swap by {how}, {time.perf_counter() - t0:.1f} s)")
     return 0

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .common import PREVIEW_MIN_SIDE, PREVIEW_SIZE, CLIError, add_run_options, check_output, positive_int, progress, report_every
+from .common import (PREVIEW_MIN_SIDE, PREVIEW_SIZE, CLIError, add_bits_option, add_run_options, check_output, positive_int,
+                     progress, report_every)
 from .options import add_style_options, content_option_kwargs, style_option_kwargs
 
 __all__ = ["add_optimisation_options", "add_synthesis_commands", "stylize_gatys", "demo_inputs", "check_snapshots"]
@@ -17,6 +18,7 @@ __all__ = ["add_optimisation_options", "add_synthesis_commands", "stylize_gatys"
 def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[int]) -> None:
     """The options of every optimisation-based command (texture, stylize)."""
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, ...)")
+    add_bits_option(p)
     p.add_argument("--size", type=positive_int, default=default_size,
                    help="output size in pixels (longer side)" + (f" (default {default_size})" if default_size else
                                                                  " (default: the content's, at most 512)"))
@@ -89,7 +91,7 @@ def _run_and_save(args: argparse.Namespace, out: Path, desc: str, synthesise) ->
 
     check_snapshots(args, out)
     img, seconds, planned = _with_progress(args, out, desc, synthesise)
-    save_image(img, out, force=args.force)
+    save_image(img, out, force=args.force, bits=args.bits)
     what = f"preview, at most {planned} iterations; drop --preview for the full run, " if getattr(
         args, "preview", False) else ""
     print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {what}{seconds:.1f} s)")
@@ -100,7 +102,7 @@ def _cmd_texture(args: argparse.Namespace) -> int:
     from ..io import load_image
     from ..synthesis import synthesize_texture
 
-    out = check_output(args.output, args.force)
+    out = check_output(args.output, args.force, bits=args.bits)
     exemplar = load_image(args.exemplar)
     kw = _synthesis_kwargs(args)
     return _run_and_save(args, out, "texture", lambda cb: synthesize_texture(exemplar, args.size, callback=cb, **kw))
@@ -111,7 +113,7 @@ def stylize_gatys(args: argparse.Namespace) -> int:
     from ..io import load_image
     from ..synthesis import transfer_style
 
-    out = check_output(args.output, args.force)
+    out = check_output(args.output, args.force, bits=args.bits)
     content = load_image(args.content)
     styles = [load_image(s) for s in args.styles]
     if args.blend is not None and len(args.blend) != len(styles):
