@@ -132,13 +132,7 @@ def stylize_model(a: argparse.Namespace) -> int:
     if getattr(a, "preview", False):
         size = min(size or PREVIEW_SIZE, PREVIEW_SIZE)
     x = load_image(a.content, size=size, device=net.to_rgb.weight.device)
-    if getattr(a, "tileable", False):
-        # the network's convolutions are circular: at sides that are multiples of its 2**K and on a
-        # content that wraps (its periodic component), its output tiles seamlessly
-        from ..synthesis.periodic import periodic_resize, round_to_multiple
-
-        x = periodic_resize(x, round_to_multiple(tuple(x.shape[-2:]), net.multiple))
-    y = net.stylize(x, seed=a.seed).cpu()
+    y = net.stylize(x, seed=a.seed, tileable=getattr(a, "tileable", False)).cpu()
     save_image(y, out, force=a.force, bits=a.bits)
     notes = [n for n, on in (("tileable", getattr(a, "tileable", False)), ("preview", getattr(a, "preview", False)))
              if on]

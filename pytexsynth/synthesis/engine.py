@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..models.vgg import VGG19
 from ..ops.fixed_order import fixed_order_mean, fixed_order_sum
-from .periodic import periodic_upsample
+from ..periodic import periodic_upsample
 
 __all__ = ["Term", "Level", "SynthesisProgress", "Callback", "balance_scales", "optimise_level", "optimise_lbfgs",
            "optimise_adam", "run_pyramid", "pyramid_sizes", "schedule", "OPTIMIZERS"]

@@ -26,7 +26,7 @@ from .color import grey_images, luminance_image, match_color, match_luminance, w
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, run_pyramid
 from .memory import require_memory
-from .periodic import periodic_component, periodic_resize
+from ..periodic import periodic_component, periodic_resize
 
 __all__ = ["synthesize_texture", "transfer_style", "style_terms", "check_style_options", "PRESERVE_COLOR"]
 

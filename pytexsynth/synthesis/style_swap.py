@@ -42,7 +42,7 @@ from ..ops.fixed_order import fixed_order_mean, fixed_order_mse
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, run_pyramid
 from .memory import require_memory
-from .periodic import circular_pad, crop, periodic_component, periodic_resize, round_to_multiple
+from ..periodic import circular_pad, crop, periodic_component, periodic_resize, round_to_multiple
 
 __all__ = ["style_swap_transfer", "default_decoder_path", "load_default_decoder", "swap_target", "METHODS",
            "DEFAULT_STYLE_SIZE"]

@@ -18,7 +18,7 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-from ..io import resize_image
+from .io import resize_image
 
 __all__ = ["periodic_component", "periodic_resize", "periodic_upsample", "circular_pad", "crop", "round_to_multiple"]
 
