@@ -299,3 +299,16 @@ def test_histogram_loss_exact_mode():
     assert not torch.allclose(value, HistogramLoss({"a": style}, weights=2.0, bins=32)({"a": x}))
     with pytest.raises(ValueError, match="mode"):
         HistogramLoss({"a": style}, mode="sorted")
+
+
+def test_circular_vgg_sees_every_row_of_an_odd_sized_image():
+    from pytexsynth.models import VGG19
+
+    vgg = VGG19(("relu5_1",), circular=True)
+    x = torch.rand(1, 3, 84, 100, requires_grad=True)  # 84 = 4 * 21: the third pooling meets an odd side
+    f = vgg(x)["relu5_1"]
+    assert f.shape[-2:] == (6, 7)  # ceil: the last cell wraps around
+    f.square().sum().backward()
+    # the last rows and columns reach the deepest layer (dropped by a floor pooling, they would
+    # leave it blind to the wrap-around edge)
+    assert float(x.grad[..., -4:, :].abs().sum()) > 0 and float(x.grad[..., :, -4:].abs().sum()) > 0
