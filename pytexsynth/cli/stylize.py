@@ -119,8 +119,8 @@ def add_stylize_command(sub) -> None:
                    help="keep the content's colours: transfer luminance only, or recolour the style")
     add_content_options(p)
     p.add_argument("--preview", action="store_true",
-                   help=f"a quick look first: at most {PREVIEW_SIZE} px and {PREVIEW_ITERATIONS} iterations at the finest "
-                        "level (unless --iterations), written to OUT's name + .preview (out.png -> out.preview.png); "
+                   help=f"a quick look first: one level of at most {PREVIEW_SIZE} px and {PREVIEW_ITERATIONS} iterations "
+                        "(unless --iterations), written to OUT's name + .preview (out.png -> out.preview.png); "
                         "then run without --preview")
     p.add_argument("--model", default=None, help="a trained stylisation network (train-stylizer): one pass, no STYLE")
     g = p.add_argument_group("style-swap (Chen & Schmidt 2016): any style, one pass through a decoder")

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .common import (PREVIEW_MIN_SIDE, PREVIEW_SIZE, CLIError, add_bits_option, add_run_options, check_output, positive_int,
+from .common import (PREVIEW_SIZE, CLIError, add_bits_option, add_run_options, check_output, positive_int,
                      progress, report_every)
 from .options import add_style_options, content_option_kwargs, style_option_kwargs
 
@@ -120,8 +120,8 @@ def stylize_gatys(args: argparse.Namespace) -> int:
         raise CLIError(f"--blend has {len(args.blend)} weights for {len(styles)} style images")
     size = args.size if args.size else min(512, max(content.shape[-2:]))
     kw = dict(_synthesis_kwargs(args), **content_option_kwargs(args, content, styles))
-    if getattr(args, "preview", False):  # two levels at 128 px (the default 64 px floor would leave one)
-        size, kw["min_side"] = min(size, PREVIEW_SIZE), PREVIEW_MIN_SIDE
+    if getattr(args, "preview", False):  # one level, as the full run's coarsest
+        size, kw["pyramid"] = min(size, PREVIEW_SIZE), False
     return _run_and_save(args, out, "stylize", lambda cb: transfer_style(
         content, styles, size, blend=args.blend, preserve_color=args.preserve_color, callback=cb, **kw))
 
