@@ -181,9 +181,11 @@ def test_init_image(pair, tmp_path, capsys):
     assert _stylize(pair, tmp_path / "a.png", "--init", str(red), "--iterations", "1") == 0
     out = load_image(tmp_path / "a.png")
     assert float((out - torch.tensor([220, 20, 20]).view(1, 3, 1, 1) / 255).abs().mean()) < 0.06
-    assert _stylize(pair, tmp_path / "b.png", "--init", str(tmp_path / "nope.png")) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--init" in err[0] and "nope.png" in err[0]
+    (tmp_path / "text.png").write_text("not an image")
+    for bad in ("nope.png", "text.png"):
+        assert _stylize(pair, tmp_path / "b.png", "--init", str(tmp_path / bad)) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--init" in err[0] and bad in err[0], err
 
 
 def test_content_layers_and_style_layer_weights(pair, tmp_path, capsys):

@@ -116,11 +116,14 @@ def style_option_kwargs(args: argparse.Namespace) -> dict:
 def _init(value: str):
     if value in ("content", "noise"):
         return value
-    from ..io import load_image
+    from ..io import ImageLoadError, load_image
 
     if not Path(value).is_file():
         raise CLIError(f"--init: expected content, noise or an image file, got {value!r} (no such file)")
-    return load_image(value)
+    try:
+        return load_image(value)
+    except ImageLoadError as exc:
+        raise CLIError(f"--init: {exc}") from None
 
 
 def content_option_kwargs(args: argparse.Namespace, content, styles: List) -> dict:
