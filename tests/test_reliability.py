@@ -387,3 +387,41 @@ def test_ops_under_cpu_bf16_autocast_give_their_float32_result(name):
     if want_grad is not None:
         (got_grad,) = torch.autograd.grad(got.float().sum(), x)
         assert torch.equal(got_grad, want_grad)
+
+
+def test_style_swap_training_and_generate_refuse_sizes_that_do_not_fit(exemplar, tmp_path, capsys, monkeypatch):
+    # item 16: at 4096 px these ran with no estimate (style-swap's one pass, train-texture,
+    # generate); now each refuses in one line, before any work, when its estimate exceeds the
+    # free memory (here pretended to be 256 MiB).
+    from pytexsynth.synthesis import memory
+
+    model = tmp_path / "g.pt"
+    assert main(["train-texture", str(exemplar), "-o", str(model), "--steps", "1", *TINY]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**28)
+    cases = [
+        (["stylize", str(exemplar), str(exemplar), "--method", "style-swap", "--size", "4096"],
+         "style-swap needs about", "output at 4096x4096 px"),
+        (["train-texture", str(exemplar), "--size", "1024", "--steps", "1", "--quiet"],
+         "train-texture at 1024x1024 px, batch 4, needs about", "VGG-19's activations"),
+        (["generate", str(model), "--size", "4096"], "generate needs about", "1 sample(s) at 4096x4096 px"),
+    ]
+    for args, start, culprit in cases:
+        out = tmp_path / f"{args[0]}.out"
+        assert main([*args, "-o", str(out.with_suffix(".pt" if args[0] == "train-texture" else ".png"))]) == 1
+        err = capsys.readouterr().err
+        assert f"pytexsynth: error: {start}" in err and culprit in err and "GiB" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_generator_memory_scales_with_the_pixels_and_counts_samples():
+    from pytexsynth.networks import TextureGenerator
+    from pytexsynth.networks.memory import generator_memory
+
+    net = TextureGenerator(scales=3, channels=4, norm="instance")
+    one = generator_memory(net, 1, (64, 64), training=False)
+    assert generator_memory(net, 1, (128, 256), training=False) == 8 * one
+    assert generator_memory(net, 3, (64, 64), training=False) == 3 * one
+    assert generator_memory(net, 1, (64, 64), training=True) > one  # every activation is kept
