@@ -425,3 +425,28 @@ def test_generator_memory_scales_with_the_pixels_and_counts_samples():
     assert generator_memory(net, 1, (128, 256), training=False) == 8 * one
     assert generator_memory(net, 3, (64, 64), training=False) == 3 * one
     assert generator_memory(net, 1, (64, 64), training=True) > one  # every activation is kept
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.5, 1.0, 2.0])
+def test_ctrl_c_in_the_first_seconds_is_one_line(exemplar, tmp_path, delay):
+    # item 11: a Ctrl-C while `pytexsynth` was still importing torch (its first second or two)
+    # ended in a KeyboardInterrupt traceback: the command's entry point (pytexsynth_cli, what
+    # the installed `pytexsynth` script runs) now catches it from its first instruction.
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    home = str(Path(pytexsynth.__file__).resolve().parent.parent)  # the build under test
+    env = {**os.environ, "PYTHONPATH": home + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = tmp_path / "out.png"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, pytexsynth_cli; sys.exit(pytexsynth_cli.main())",
+                             "texture", str(exemplar), "-o", str(out), "--size", "64", "--iterations", "500"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "pytexsynth: interrupted", err
+    assert not out.exists()
