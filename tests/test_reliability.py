@@ -387,3 +387,66 @@ def test_ops_under_cpu_bf16_autocast_give_their_float32_result(name):
     if want_grad is not None:
         (got_grad,) = torch.autograd.grad(got.float().sum(), x)
         assert torch.equal(got_grad, want_grad)
+
+
+def test_style_swap_training_and_generate_refuse_sizes_that_do_not_fit(exemplar, tmp_path, capsys, monkeypatch):
+    # item 16: at 4096 px these ran with no estimate (style-swap's one pass, train-texture,
+    # generate); now each refuses in one line, before any work, when its estimate exceeds the
+    # free memory (here pretended to be 256 MiB).
+    from pytexsynth.synthesis import memory
+
+    model = tmp_path / "g.pt"
+    assert main(["train-texture", str(exemplar), "-o", str(model), "--steps", "1", *TINY]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**28)
+    cases = [
+        (["stylize", str(exemplar), str(exemplar), "--method", "style-swap", "--size", "4096"],
+         "style-swap needs about", "output at 4096x4096 px"),
+        (["train-texture", str(exemplar), "--size", "1024", "--steps", "1", "--quiet"],
+         "train-texture at 1024x1024 px, batch 4, needs about", "VGG-19's activations"),
+        (["generate", str(model), "--size", "4096"], "generate needs about", "1 sample(s) at 4096x4096 px"),
+    ]
+    for args, start, culprit in cases:
+        out = tmp_path / f"{args[0]}.out"
+        assert main([*args, "-o", str(out.with_suffix(".pt" if args[0] == "train-texture" else ".png"))]) == 1
+        err = capsys.readouterr().err
+        assert f"pytexsynth: error: {start}" in err and culprit in err and "GiB" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_generator_memory_scales_with_the_pixels_and_counts_samples():
+    from pytexsynth.networks import TextureGenerator
+    from pytexsynth.networks.memory import generator_memory
+
+    net = TextureGenerator(scales=3, channels=4, norm="instance")
+    one = generator_memory(net, 1, (64, 64), training=False)
+    assert generator_memory(net, 1, (128, 256), training=False) == 8 * one
+    assert generator_memory(net, 3, (64, 64), training=False) == 3 * one
+    assert generator_memory(net, 1, (64, 64), training=True) > one  # every activation is kept
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.5, 1.0, 2.0])
+def test_ctrl_c_in_the_first_seconds_is_one_line(exemplar, tmp_path, delay):
+    # item 11: a Ctrl-C while `pytexsynth` was still importing torch (its first second or two)
+    # ended in a KeyboardInterrupt traceback: the command's entry point (pytexsynth_cli, what
+    # the installed `pytexsynth` script runs) now catches it from its first instruction.
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    home = str(Path(pytexsynth.__file__).resolve().parent.parent)  # the build under test
+    env = {**os.environ, "PYTHONPATH": home + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = tmp_path / "out.png"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, pytexsynth_cli; sys.exit(pytexsynth_cli.main())",
+                             "texture", str(exemplar), "-o", str(out), "--size", "64", "--iterations", "500"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "pytexsynth: interrupted", err
+    assert not out.exists()

@@ -101,6 +101,19 @@ def _cmd_train_inverse(a: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_unless_samples_fit(net, a: argparse.Namespace) -> None:
+    """MemoryError (one line) before generating when the samples would not fit the device."""
+    from ..networks.memory import generator_memory
+    from ..synthesis.memory import refuse_unless_fits
+
+    size = net.check_size(a.size)
+    weights = sum(p.numel() * p.element_size() for p in net.parameters())
+    parts = {"the network's weights": weights,
+             f"{a.n} sample(s) at {size[1]}x{size[0]} px": generator_memory(net, a.n, size, training=False)}
+    refuse_unless_fits("generate", parts, net.to_rgb.weight.device,
+                       "make fewer samples at once (-n) or choose a smaller --size")
+
+
 def _cmd_generate(a: argparse.Namespace) -> int:
     from ..io import save_image
     from ..networks import TextureGenerator
@@ -113,6 +126,7 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     if not isinstance(net, TextureGenerator):
         raise CLIError(f"{a.model} holds a {type(net).__name__}, not a texture generator "
                        "(use `pytexsynth stylize --model` for stylisation networks)")
+    _refuse_unless_samples_fit(net, a)
     for p, x in zip(paths, net.generate(a.n, a.size, seed=a.seed)):
         save_image(x.cpu(), p, force=a.force, bits=a.bits)
         print(f"wrote {p}")

@@ -41,7 +41,7 @@ from ..ops.checks import check_count, check_weights
 from ..ops.fixed_order import fixed_order_mean, fixed_order_mse
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, run_pyramid
-from .memory import require_memory
+from .memory import one_pass_parts, refuse_unless_fits, require_memory
 from ..periodic import circular_pad, crop, periodic_component, periodic_resize, round_to_multiple
 
 __all__ = ["style_swap_transfer", "default_decoder_path", "load_default_decoder", "swap_target", "METHODS",
@@ -167,8 +167,9 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
         size: output size: None keeps the content's; an int is the longer side; or (H, W).
         style_size: the style image's longer side is reduced to this (None keeps it). Matching
             costs (content positions) x (style patches).
-        iterations, optimizer, lr, pyramid, min_side, balance, seed, callback, report_every,
-            check_memory: ``"optimize"`` only, as in :func:`pytexsynth.transfer_style`.
+        iterations, optimizer, lr, pyramid, min_side, balance, seed, callback, report_every:
+            ``"optimize"`` only, as in :func:`pytexsynth.transfer_style`.
+        check_memory: refuse (MemoryError, with the estimate) sizes that do not fit the device.
         tv_weight: ``"optimize"`` only: total-variation weight (relative to the feature term
             when ``balance``).
         pooling: VGG's "max" (the decoder was trained with it) or "avg".
@@ -204,6 +205,11 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
     _check_fits(c, "content", layer, patch_size)
     _check_fits(s, "style", layer, patch_size)
     if method == "inverse":
+        if check_memory:
+            parts = one_pass_parts(out_hw, layer, tuple(s.shape[-2:]), dev)
+            named = {"the weights": parts["weights"], f"the output at {out_hw[1]}x{out_hw[0]} px": parts["output"],
+                     f"the style image at {s.shape[-1]}x{s.shape[-2]} px": parts["style"]}
+            refuse_unless_fits("style-swap", named, dev, "choose a smaller size (or check_memory=False to try anyway)")
         vgg = _shared_vgg(layer, pooling, None if weights is None else str(weights), str(dev), bool(tileable))
         return _one_pass(c, s, vgg, net, layer, patch_size, stride, float(strength), precision, bool(tileable))
     if decoder is not None:
