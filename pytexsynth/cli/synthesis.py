@@ -36,7 +36,8 @@ def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[
     p.add_argument("--style-layers", nargs="+", default=None, metavar="LAYER",
                    help="VGG layers of the Gram loss (default relu1_1 relu2_1 relu3_1 relu4_1 relu5_1)")
     p.add_argument("--pooling", choices=("max", "avg"), default="max")
-    p.add_argument("--tileable", action="store_true", help="seamlessly tileable output")
+    p.add_argument("--tileable", action="store_true",
+                   help="seamlessly tileable output (every method; a content is made periodic first)")
     p.add_argument("--raw-weights", action="store_true",
                    help="use the weights as given (no per-term gradient normalisation)")
     p.add_argument("--seed", type=int, default=0)
