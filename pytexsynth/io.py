@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from .png16 import PNGError, png16_colour_type, read_png16, write_png16
+
 __all__ = ["load_image", "save_image", "resize_image", "as_image", "atomic_write", "ImageLoadError", "ImageArg"]
 
 PathLike = Union[str, os.PathLike]
@@ -50,11 +52,26 @@ def _to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def _png16_to_rgb(samples: np.ndarray, colour_key: Optional[np.ndarray]) -> np.ndarray:
+    """:func:`~pytexsynth.png16.read_png16`'s samples -> float32 (H, W, 3), alpha (or the tRNS
+    colour key) composited over white, as for 8-bit images."""
+    channels = samples.shape[2]
+    colour = samples[..., :1].repeat(3, axis=2) if channels in (1, 2) else samples[..., :3]
+    if channels in (2, 4):
+        alpha = samples[..., -1:]
+        return colour * alpha + (1.0 - alpha)
+    if colour_key is not None:
+        transparent = np.all(samples == colour_key, axis=2, keepdims=True)
+        return np.where(transparent, np.float32(1.0), colour)
+    return colour
+
+
 def load_image(path: PathLike, size: Optional[Union[int, Tuple[int, int]]] = None,
                device: Union[str, torch.device, None] = None) -> torch.Tensor:
     """Reads an image as a (1, 3, H, W) float32 RGB tensor in [0, 1].
 
-    Accepts 8- and 16-bit, grayscale, RGBA (composited over white) and palette images.
+    Accepts 8- and 16-bit (all 16 bits kept, colour too), grayscale, RGBA (composited over white)
+    and palette images.
 
     Args:
         path: the image file.
@@ -71,13 +88,19 @@ def load_image(path: PathLike, size: Optional[Union[int, Tuple[int, int]]] = Non
     if p.is_dir():
         raise ImageLoadError(f"cannot read image {str(p)!r}: it is a directory")
     try:
-        with Image.open(p) as img:
-            img.load()
-            arr = _to_rgb_array(img)
+        with open(p, "rb") as fh:
+            colour_png16 = png16_colour_type(fh.read(26))
+        if colour_png16 in (2, 4, 6):  # 16-bit colour or grey+alpha: Pillow would keep 8 bits
+            with open(p, "rb") as fh:
+                arr = _png16_to_rgb(*read_png16(fh))
+        else:
+            with Image.open(p) as img:
+                img.load()
+                arr = _to_rgb_array(img)
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(f"cannot read image {str(p)!r}: it declares more pixels than Pillow's safety limit "
                              f"({Image.MAX_IMAGE_PIXELS} x 2): {exc}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, PNGError) as exc:
         raise ImageLoadError(f"cannot read image {str(p)!r}: {exc}") from exc
     x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0).contiguous()
     if size is not None:
@@ -202,7 +225,8 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
 def save_image(x: torch.Tensor, path: PathLike, force: bool = False, bits: int = 8) -> Path:
     """Writes a (1, 3, H, W), (3, H, W) or (H, W) image in [0, 1] atomically (temp file + rename).
 
-    The format follows the extension (.png, .jpg, .tif, ...); ``bits=16`` writes 16-bit PNG.
+    The format follows the extension (.png, .jpg, .tif, ...); ``bits=16`` writes a 16-bit PNG (RGB,
+    or grey for a one-channel or (H, W) image).
 
     Raises:
         FileExistsError: ``path`` exists and ``force`` is False.
@@ -224,16 +248,16 @@ def save_image(x: torch.Tensor, path: PathLike, force: bool = False, bits: int =
     if t.dim() == 3:
         if t.shape[0] not in (1, 3):
             raise ValueError(f"save_image: expects 1 or 3 channels, got {t.shape[0]}")
-        t = t.expand(3, -1, -1).permute(1, 2, 0)
+        # one channel: grey in a 16-bit PNG, RGB otherwise (as before)
+        t = t[0] if (bits == 16 and t.shape[0] == 1) else t.expand(3, -1, -1).permute(1, 2, 0)
     elif t.dim() != 2:
         raise ValueError(f"save_image: expects (1, 3, H, W), (3, H, W) or (H, W), got shape {tuple(x.shape)}")
     a = t.clamp(0, 1).numpy()
     if bits == 16:
         if p.suffix.lower() != ".png":
-            raise ValueError("save_image: bits=16 needs a .png path")
-        gray = a if a.ndim == 2 else a.mean(axis=2)  # Pillow writes 16-bit only for one channel
-        img = Image.fromarray(np.round(gray * 65535).astype(np.uint16))
-    elif bits == 8:
+            raise ValueError(f"save_image: bits=16 needs a .png path, got {str(p)!r}")
+        return atomic_write(p, lambda fh: write_png16(fh, a))  # Pillow writes 16 bits for grey only
+    if bits == 8:
         img = Image.fromarray(np.round(a * 255).astype(np.uint8))
     else:
         raise ValueError(f"save_image: bits must be 8 or 16, got {bits}")

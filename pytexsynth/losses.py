@@ -20,28 +20,29 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from . import ops
 from .loss_args import LayerWeights, blend_weights, per_layer_weights, select_features, style_layers
 from .masks import check_masks, label_masks, masked_features, masks_at, region_cells
+from .ops.fixed_order import fixed_order_mean, fixed_order_mse
 from .ops.gram import check_gram_options
 
 __all__ = ["ContentLoss", "GramLoss", "HistogramLoss", "TotalVariationLoss", "GramStyleLoss", "HistogramStyleLoss",
            "content_loss", "total_variation", "label_masks", "DEFAULT_STYLE_LAYERS", "DEFAULT_CONTENT_LAYERS",
-           "DEFAULT_HISTOGRAM_LAYERS"]
+           "DEFAULT_HISTOGRAM_LAYERS", "HISTOGRAM_MODES"]
 
 # The layers of Gatys et al. (style, content) and of Risser et al. (histograms).
 DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
 DEFAULT_HISTOGRAM_LAYERS = ("relu1_1", "relu4_1")
+HISTOGRAM_MODES = ("interpolated", "exact")
 
 Features = Union[Mapping[str, torch.Tensor], Sequence[torch.Tensor]]
 
 
 def content_loss(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``mean((x - target)**2)`` in fp32."""
-    return F.mse_loss(x.float(), target.float())
+    """``mean((x - target)**2)`` in fp32 (the same value for every thread count)."""
+    return fixed_order_mse(x.float(), target.float())
 
 
 def total_variation(img: torch.Tensor, circular: bool = False) -> torch.Tensor:
@@ -58,7 +59,7 @@ def total_variation(img: torch.Tensor, circular: bool = False) -> torch.Tensor:
     else:
         dx = img[..., :, 1:] - img[..., :, :-1]
         dy = img[..., 1:, :] - img[..., :-1, :]
-    return dx.square().mean() + dy.square().mean()
+    return fixed_order_mean(dx.square()) + fixed_order_mean(dy.square())
 
 
 class TotalVariationLoss(nn.Module):
@@ -155,7 +156,7 @@ class GramLoss(nn.Module):
             for i in range(len(self.layers)):
                 self.register_buffer(f"target_{i}", self._target([s[i] for s in styles], blend, style_masks))
         if isinstance(weights, str) and weights == "auto":
-            self.weights = {n: 1.0 / (len(self.layers) * max(float(t.square().mean()), 1e-12))
+            self.weights = {n: 1.0 / (len(self.layers) * max(float(fixed_order_mean(t.square())), 1e-12))
                             for n, t in zip(self.layers, self.targets())}
         else:
             self.weights = per_layer_weights(self.layers, weights, what, self.weights_arg)
@@ -222,6 +223,8 @@ class HistogramLoss(nn.Module):
             out weigh 1), None (equal, summing to 1) or ``"auto"`` (1 / (L * mean(F_style**2)),
             the energy averaged over the styles).
         bins: histogram bins per channel, 1 to 4096.
+        mode: how R(F) is found: ``"interpolated"`` (the fused kernel, default) or ``"exact"``
+            (sort-based ranks, :func:`pytexsynth.ops.histogram_match`'s exact mode; slower).
         blend, output_masks, style_masks, dtype: as in :class:`GramLoss`.
 
     Example:
@@ -235,14 +238,18 @@ class HistogramLoss(nn.Module):
 
     def __init__(self, style_features, weights: LayerWeights = 1.0, bins: int = 256, *,
                  blend: Optional[Sequence[float]] = None, output_masks: Optional[torch.Tensor] = None,
-                 style_masks: Optional[Sequence[torch.Tensor]] = None, dtype: Optional[torch.dtype] = None):
+                 style_masks: Optional[Sequence[torch.Tensor]] = None, dtype: Optional[torch.dtype] = None,
+                 mode: str = "interpolated"):
         super().__init__()
         what = type(self).__name__
+        if mode not in HISTOGRAM_MODES:
+            raise ValueError(f"{what}: mode must be 'interpolated' or 'exact', got {mode!r}")
+        self.mode = mode
         self.keyed, self.layers, styles = style_layers(style_features, what)
         self.bins, self.dtype = bins, dtype
         styles = [[f.detach() if dtype is None else f.detach().to(dtype) for f in s] for s in styles]
         if isinstance(weights, str) and weights == "auto":
-            energy = [sum(float(s[i].float().square().mean()) for s in styles) / len(styles)
+            energy = [sum(float(fixed_order_mean(s[i].float().square())) for s in styles) / len(styles)
                       for i in range(len(self.layers))]
             self.weights = {n: 1.0 / (len(self.layers) * max(e, 1e-12)) for n, e in zip(self.layers, energy)}
         else:
@@ -286,7 +293,7 @@ class HistogramLoss(nn.Module):
 
     def _layer_terms(self, s: int, i: int, f: torch.Tensor, weight: float):
         if not self.masked:
-            yield ops.histogram_loss(f, self.targets[s * len(self.layers) + i].stats(), weight=weight)
+            yield self._loss(f, self.targets[s * len(self.layers) + i].stats(), weight)
             return
         size = tuple(f.shape[-2:])
         if size not in self._regions:
@@ -296,11 +303,17 @@ class HistogramLoss(nn.Module):
         for k, idx in enumerate(self._regions[size]):
             key = f"{s}_{i}_{k}"
             if key in self.region_targets and idx.numel():
-                yield ops.histogram_loss(flat[:, :, idx].unsqueeze(2), self.region_targets[key].stats(),
-                                         weight=weight * idx.numel() / cells)
+                yield self._loss(flat[:, :, idx].unsqueeze(2), self.region_targets[key].stats(),
+                                 weight * idx.numel() / cells)
+
+    def _loss(self, f: torch.Tensor, stats: ops.HistogramStats, weight: float) -> torch.Tensor:
+        if self.mode == "interpolated":
+            return ops.histogram_loss(f, stats, weight=weight)
+        return weight * fixed_order_mse(f, ops.histogram_match(f, stats, "exact"))  # R held constant: detached
 
     def extra_repr(self) -> str:
-        return f"layers={self.layers}, weights={self.weights}, bins={self.bins}" + (", masked" if self.masked else "")
+        return (f"layers={self.layers}, weights={self.weights}, bins={self.bins}, mode={self.mode!r}"
+                + (", masked" if self.masked else ""))
 
 
 class GramStyleLoss(GramLoss):
@@ -329,7 +342,7 @@ class HistogramStyleLoss(HistogramLoss):
 
     Args:
         style_feats, blend, layer_weights: as in :class:`GramStyleLoss`.
-        bins, output_masks, style_masks: as in :class:`HistogramLoss`.
+        bins, output_masks, style_masks, mode: as in :class:`HistogramLoss`.
     """
 
     weights_arg = "layer_weights"
@@ -337,6 +350,6 @@ class HistogramStyleLoss(HistogramLoss):
 
     def __init__(self, style_feats: Sequence[Mapping[str, torch.Tensor]], blend: Optional[Sequence[float]] = None,
                  layer_weights: LayerWeights = "auto", bins: int = 256, output_masks: Optional[torch.Tensor] = None,
-                 style_masks: Optional[Sequence[torch.Tensor]] = None):
+                 style_masks: Optional[Sequence[torch.Tensor]] = None, mode: str = "interpolated"):
         super().__init__(list(style_feats), layer_weights, bins, blend=blend, output_masks=output_masks,
-                         style_masks=style_masks, dtype=torch.float32)
+                         style_masks=style_masks, dtype=torch.float32, mode=mode)

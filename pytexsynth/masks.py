@@ -14,6 +14,8 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from .ops.fixed_order import fixed_order_sum
+
 __all__ = ["label_masks", "masks_at", "masked_features", "region_cells", "check_masks"]
 
 
@@ -39,7 +41,7 @@ def masked_features(f: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """(1, C, H, W) features and (1, K, H, W) masks -> (K, C, H, W), region k scaled so that its
     ``gram(normalize="hw")`` is the mean over the region only."""
     hw = f.shape[-2] * f.shape[-1]
-    area = masks.sum(dim=(-2, -1)).clamp_min(1e-6)  # (1, K)
+    area = fixed_order_sum(masks, dim=(-2, -1)).clamp_min(1e-6)  # (1, K)
     scale = (hw / area).sqrt().view(-1, 1, 1, 1)
     return f * masks.transpose(0, 1) * scale
 

@@ -239,8 +239,9 @@ def winograd_conv3x3(x: torch.Tensor, U: torch.Tensor, bias=None, padding: int =
     bt = torch.tensor(_WINO_BT, dtype=x.dtype, device=x.device)
     at = torch.tensor(_WINO_AT, dtype=x.dtype, device=x.device)
     v = torch.einsum("ai,ncpqij,bj->abnpqc", bt, d, bt)
-    m = torch.einsum("abnpqc,abco->abnpqo", v, U.reshape(6, 6, c, -1))
-    y = torch.einsum("ia,abnpqo,jb->nopiqj", at, m, at).reshape(n, -1, 4 * th, 4 * tw)[:, :, :ho, :wo]
+    cout = U.shape[-1]  # U is (36, C_in, C_out): explicit sizes, as -1 is ambiguous for empty tensors
+    m = torch.einsum("abnpqc,abco->abnpqo", v, U.reshape(6, 6, c, cout))
+    y = torch.einsum("ia,abnpqo,jb->nopiqj", at, m, at).reshape(n, cout, 4 * th, 4 * tw)[:, :, :ho, :wo]
     if bias is not None:
         y = y + bias.view(1, -1, 1, 1)
     return y.contiguous(memory_format=torch.channels_last)

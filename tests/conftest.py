@@ -119,3 +119,12 @@ def assert_compiles_like_eager(f, *inputs: torch.Tensor, wrt=(0,), rtol=None, at
     torch.testing.assert_close(out, ref, rtol=rtol, atol=atol)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=rtol, atol=atol)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzz suite's counts (tests/test_fuzz_ops.py), when it ran."""
+    import sys
+
+    fuzz = sys.modules.get("test_fuzz_ops")
+    if fuzz is not None and fuzz.COUNTS:
+        terminalreporter.write_line(fuzz.summary())

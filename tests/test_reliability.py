@@ -350,3 +350,103 @@ def test_more_hostile_training_arguments(exemplar, tmp_path, capsys):
                                          progress=False, device="cpu")
     assert main(["texture", str(exemplar), "-o", str(tmp_path / "o.png"), "--device", "meta", "--quiet"]) == 1
     assert "holds no data" in capsys.readouterr().err
+
+
+def _autocast_cases():
+    from pytexsynth import nn as tnn
+    from pytexsynth import ops
+
+    g = torch.Generator().manual_seed(0)
+    style = torch.rand(1, 8, 12, 12, generator=g)
+    w = torch.rand(8, 8, 3, 3, generator=g)
+    stats = ops.histogram_stats(torch.rand(1, 8, 10, 10, generator=g))
+    return {
+        "gram": lambda x: ops.gram(x),
+        "gram_loss": lambda x: ops.gram_loss(x, torch.eye(8)[None]),
+        "gram_loss_multi": lambda x: ops.gram_loss_multi([x, x[..., ::2, ::2]], [torch.eye(8)[None]] * 2, [1.0, 0.5]),
+        "histogram_loss": lambda x: ops.histogram_loss(x, stats),
+        "circular_pad2d": lambda x: ops.circular_pad2d(x, (1, 2, 1, 2)),
+        "winograd_conv3x3": lambda x: ops.winograd_conv3x3(x, ops.winograd_weight(w)),
+        "style_swap": lambda x: ops.style_swap(x, style),
+        "nn.StyleSwap": lambda x: tnn.StyleSwap(style)(x),
+    }
+
+
+@pytest.mark.parametrize("name", list(_autocast_cases()))
+def test_ops_under_cpu_bf16_autocast_give_their_float32_result(name):
+    # item 16: style_swap died under CPU bf16 autocast ("style_swap_combine_pixels_cpu" not
+    # implemented for BFloat16: autocast recast the GEMM inside the kernel) and winograd_weight
+    # returned bf16 weights that winograd_conv3x3 refused. Ops compute in their inputs' dtype.
+    fn = _autocast_cases()[name]
+    x = torch.rand(1, 8, 10, 10, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    want = fn(x)
+    (want_grad,) = torch.autograd.grad(want.float().sum(), x) if want.requires_grad else (None,)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fn(x)
+    assert got.dtype == want.dtype and torch.equal(got, want)
+    if want_grad is not None:
+        (got_grad,) = torch.autograd.grad(got.float().sum(), x)
+        assert torch.equal(got_grad, want_grad)
+
+
+def test_style_swap_training_and_generate_refuse_sizes_that_do_not_fit(exemplar, tmp_path, capsys, monkeypatch):
+    # item 16: at 4096 px these ran with no estimate (style-swap's one pass, train-texture,
+    # generate); now each refuses in one line, before any work, when its estimate exceeds the
+    # free memory (here pretended to be 256 MiB).
+    from pytexsynth.synthesis import memory
+
+    model = tmp_path / "g.pt"
+    assert main(["train-texture", str(exemplar), "-o", str(model), "--steps", "1", *TINY]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**28)
+    cases = [
+        (["stylize", str(exemplar), str(exemplar), "--method", "style-swap", "--size", "4096"],
+         "style-swap needs about", "output at 4096x4096 px"),
+        (["train-texture", str(exemplar), "--size", "1024", "--steps", "1", "--quiet"],
+         "train-texture at 1024x1024 px, batch 4, needs about", "VGG-19's activations"),
+        (["generate", str(model), "--size", "4096"], "generate needs about", "1 sample(s) at 4096x4096 px"),
+    ]
+    for args, start, culprit in cases:
+        out = tmp_path / f"{args[0]}.out"
+        assert main([*args, "-o", str(out.with_suffix(".pt" if args[0] == "train-texture" else ".png"))]) == 1
+        err = capsys.readouterr().err
+        assert f"pytexsynth: error: {start}" in err and culprit in err and "GiB" in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_generator_memory_scales_with_the_pixels_and_counts_samples():
+    from pytexsynth.networks import TextureGenerator
+    from pytexsynth.networks.memory import generator_memory
+
+    net = TextureGenerator(scales=3, channels=4, norm="instance")
+    one = generator_memory(net, 1, (64, 64), training=False)
+    assert generator_memory(net, 1, (128, 256), training=False) == 8 * one
+    assert generator_memory(net, 3, (64, 64), training=False) == 3 * one
+    assert generator_memory(net, 1, (64, 64), training=True) > one  # every activation is kept
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 1.5])  # after the interpreter has started
+def test_ctrl_c_in_the_first_seconds_is_one_line(exemplar, tmp_path, delay):
+    # item 11: a Ctrl-C while `pytexsynth` was still importing torch (its first second or two)
+    # ended in a KeyboardInterrupt traceback: the command's entry point (pytexsynth_cli, what
+    # the installed `pytexsynth` script runs) now catches it from its first instruction.
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    home = str(Path(pytexsynth.__file__).resolve().parent.parent)  # the build under test
+    env = {**os.environ, "PYTHONPATH": home + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = tmp_path / "out.png"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, pytexsynth_cli; sys.exit(pytexsynth_cli.main())",
+                             "texture", str(exemplar), "-o", str(out), "--size", "64", "--iterations", "500"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "pytexsynth: interrupted", err
+    assert not out.exists()

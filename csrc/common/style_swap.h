@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "common/checks.h"
+#include "common/no_autocast.h"
 #include "common/precision.h"
 #include "common/style_swap_math.h"
 
@@ -198,6 +199,7 @@ inline Plan make_plan(const Geometry& g, Method method, int64_t budget_elems) {
 template <class Backend>
 at::Tensor match(const at::Tensor& content_in, const at::Tensor& style_in, const Geometry& g, Precision precision,
                  Method method, int64_t budget_bytes) {
+  const NoAutocast no_autocast;  // the GEMMs below run in the working dtype
   const auto work = content_in.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   if (work == at::kDouble) precision = Precision::kIEEE;  // float64 runs in float64 (precision.h)
   const at::Tensor content = content_in.to(work).contiguous();

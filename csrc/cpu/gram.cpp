@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/gram.h"
+#include "common/no_autocast.h"
 
 namespace pytexsynth {
 namespace gram {
@@ -189,6 +190,7 @@ struct CpuBackend {
   // grad_x = S F, in x's layout; S (B, C, C) symmetric in acc. No TF32 on the CPU: the precision
   // is already in the operands (bf16-rounded F and S).
   static at::Tensor apply_grad(const Features& f, const at::Tensor& S, const at::Tensor& x, Precision) {
+    const NoAutocast no_autocast;  // at::bmm in S's dtype
     const at::ScalarType acc = S.scalar_type();
     const at::Tensor t = f.data.scalar_type() == acc ? f.data : f.data.to(acc);
     const at::Tensor m =

@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 from typing import List
 
-from .common import CLIError, add_run_options, check_output, load_network, positive_int, size_arg
+from .common import (PREVIEW_SIZE, CLIError, add_bits_option, add_run_options, check_output, load_network, positive_int,
+                     size_arg)
 
 __all__ = ["add_network_commands", "stylize_model"]
 
@@ -100,6 +101,19 @@ def _cmd_train_inverse(a: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_unless_samples_fit(net, a: argparse.Namespace) -> None:
+    """MemoryError (one line) before generating when the samples would not fit the device."""
+    from ..networks.memory import generator_memory
+    from ..synthesis.memory import refuse_unless_fits
+
+    size = net.check_size(a.size)
+    weights = sum(p.numel() * p.element_size() for p in net.parameters())
+    parts = {"the network's weights": weights,
+             f"{a.n} sample(s) at {size[1]}x{size[0]} px": generator_memory(net, a.n, size, training=False)}
+    refuse_unless_fits("generate", parts, net.to_rgb.weight.device,
+                       "make fewer samples at once (-n) or choose a smaller --size")
+
+
 def _cmd_generate(a: argparse.Namespace) -> int:
     from ..io import save_image
     from ..networks import TextureGenerator
@@ -107,13 +121,14 @@ def _cmd_generate(a: argparse.Namespace) -> int:
     out = Path(a.output)
     paths: List[Path] = [out] if a.n == 1 else [out.with_name(f"{out.stem}_{i}{out.suffix}") for i in range(a.n)]
     for p in paths:
-        check_output(p, a.force)
+        check_output(p, a.force, bits=a.bits)
     net = load_network(a.model, a.device)
     if not isinstance(net, TextureGenerator):
         raise CLIError(f"{a.model} holds a {type(net).__name__}, not a texture generator "
                        "(use `pytexsynth stylize --model` for stylisation networks)")
+    _refuse_unless_samples_fit(net, a)
     for p, x in zip(paths, net.generate(a.n, a.size, seed=a.seed)):
-        save_image(x.cpu(), p, force=a.force)
+        save_image(x.cpu(), p, force=a.force, bits=a.bits)
         print(f"wrote {p}")
     return 0
 
@@ -123,13 +138,19 @@ def stylize_model(a: argparse.Namespace) -> int:
     from ..io import load_image, save_image
     from ..networks import StylizationGenerator
 
-    out = check_output(a.output, a.force)
+    out = check_output(a.output, a.force, bits=a.bits)
     net = load_network(a.model, a.device)
     if not isinstance(net, StylizationGenerator):
         raise CLIError(f"{a.model} holds a {type(net).__name__}, not a stylisation network")
-    x = load_image(a.content, size=a.size, device=net.to_rgb.weight.device)
-    save_image(net.stylize(x, seed=a.seed).cpu(), out, force=a.force)
-    print(f"wrote {out}")
+    size = a.size
+    if getattr(a, "preview", False):
+        size = min(size or PREVIEW_SIZE, PREVIEW_SIZE)
+    x = load_image(a.content, size=size, device=net.to_rgb.weight.device)
+    y = net.stylize(x, seed=a.seed, tileable=getattr(a, "tileable", False)).cpu()
+    save_image(y, out, force=a.force, bits=a.bits)
+    notes = [n for n, on in (("tileable", getattr(a, "tileable", False)), ("preview", getattr(a, "preview", False)))
+             if on]
+    print(f"wrote {out} ({y.shape[-1]}x{y.shape[-2]}" + "".join(f", {n}" for n in notes) + ")")
     return 0
 
 
@@ -156,6 +177,7 @@ def add_network_commands(sub) -> None:
                        description="Samples tile seamlessly; sizes must be multiples of 2**K (32 by default).")
     p.add_argument("model", help="a model from train-texture")
     p.add_argument("-o", "--output", required=True, help="output image; with -n > 1, NAME_0.png, NAME_1.png, ...")
+    add_bits_option(p)
     p.add_argument("-n", type=positive_int, default=1, help="number of samples (default 1)")
     p.add_argument("--size", type=size_arg, default=256, help="N or HxW, multiples of 2**K (default 256)")
     p.add_argument("--seed", type=int, default=0)

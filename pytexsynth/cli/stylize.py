@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import CLIError, UsageError, check_output, positive_int, progress, report_every, unit_interval
+from .common import (PREVIEW_ITERATIONS, PREVIEW_SIZE, CLIError, UsageError, check_output, positive_int, preview_path,
+                     progress, report_every, unit_interval)
 from .networks import stylize_model
+from .options import add_content_options, style_option_kwargs
 from .synthesis import add_optimisation_options, check_snapshots, stylize_gatys
 
 __all__ = ["add_stylize_command"]
@@ -22,16 +24,28 @@ __all__ = ["add_stylize_command"]
 # Options of the style-swap method only, and (dest, default, flag) of those of the others only.
 _SWAP_ONLY = ("optimize", "decoder", "strength", "patch_size", "stride", "layer", "style_size")
 _NOT_SWAP = (("blend", None, "--blend"), ("preserve_color", None, "--preserve-color"),
-             ("content_weight", None, "--content-weight"), ("tileable", False, "--tileable"),
+             ("content_weight", None, "--content-weight"),
              ("init", "content", "--init"), ("style_layers", None, "--style-layers"),
              ("histogram_weight", None, "--histogram-weight"), ("style_weight", None, "--style-weight"),
-             ("style_strength", None, "--style-strength"))
+             ("style_strength", None, "--style-strength"),
+             ("content_layers", None, "--content-layers"), ("content_labels", None, "--content-labels"),
+             ("style_labels", None, "--style-labels"), ("style_layer_weights", None, "--style-layer-weights"),
+             ("histogram_bins", 256, "--histogram-bins"), ("histogram_mode", "interpolated", "--histogram-mode"))
+# What a trained network (--model) does not use, beyond _NOT_SWAP's: refused rather than ignored.
+_NOT_MODEL = (("weights", None, "--weights"), ("iterations", None, "--iterations"), ("optimizer", "lbfgs", "--optimizer"),
+              ("lr", None, "--lr"), ("no_pyramid", False, "--no-pyramid"), ("tv_weight", None, "--tv-weight"),
+              ("style_scale", 1.0, "--style-scale"), ("pooling", "max", "--pooling"),
+              ("raw_weights", False, "--raw-weights"), ("save_every", None, "--save-every"))
 
 
 def _cmd_stylize(a: argparse.Namespace, defaults: dict) -> int:
+    if a.preview:  # small and quick, beside the output: OUT stem + .preview
+        a.output = str(preview_path(a.output))
     if a.method == "style-swap":
         if a.model is not None:
             raise UsageError("--model and --method style-swap are exclusive")
+        if a.preview and a.optimize:
+            a.iterations = a.iterations or PREVIEW_ITERATIONS
         return _stylize_swap(a)
     changed = [f"--{d.replace('_', '-')}" for d in _SWAP_ONLY if getattr(a, d) != defaults[d]]
     if changed:
@@ -39,9 +53,15 @@ def _cmd_stylize(a: argparse.Namespace, defaults: dict) -> int:
     if a.model is not None:
         if a.styles:
             raise UsageError("give either STYLE image(s) or --model, not both")
+        ignored = [flag for dest, default, flag in (*_NOT_SWAP, *_NOT_MODEL) if getattr(a, dest) != default]
+        if ignored:
+            raise UsageError(f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply to --model "
+                             "(a trained network: one pass)")
         return stylize_model(a)
     if not a.styles:
         raise UsageError("the following arguments are required: STYLE (or --model)")
+    if a.preview:
+        a.iterations = a.iterations or PREVIEW_ITERATIONS
     return stylize_gatys(a)
 
 
@@ -56,11 +76,12 @@ def _stylize_swap(a: argparse.Namespace) -> int:
         raise CLIError(f"--method style-swap takes exactly one STYLE image, got {len(a.styles)}")
     if a.optimize and a.decoder is not None:
         raise CLIError("--decoder is for the one-pass method; leave it out with --optimize")
-    out = check_output(a.output, a.force)
+    out = check_output(a.output, a.force, bits=a.bits)
     content, style = load_image(a.content), load_image(a.styles[0])
+    size = a.size if a.size else min(512, max(content.shape[-2:]))
     kw = dict(layer=a.layer, patch_size=a.patch_size, stride=a.stride, strength=a.strength,
-              size=a.size if a.size else min(512, max(content.shape[-2:])), style_size=a.style_size or None,
-              pooling=a.pooling, device=a.device)
+              size=min(size, PREVIEW_SIZE) if a.preview else size, style_size=a.style_size or None,
+              pooling=a.pooling, device=a.device, tileable=a.tileable, weights=style_option_kwargs(a)["weights"])
     t0 = time.perf_counter()
     try:
         if a.optimize:
@@ -77,8 +98,8 @@ def _stylize_swap(a: argparse.Namespace) -> int:
             img = style_swap.style_swap_transfer(content, style, method="inverse", decoder=a.decoder, **kw)
     except TypeError as exc:  # a decoder file that holds another kind of network
         raise CLIError(str(exc)) from exc
-    save_image(img, out, force=a.force)
-    how = "optimisation" if a.optimize else "one pass"
+    save_image(img, out, force=a.force, bits=a.bits)
+    how = ("optimisation" if a.optimize else "one pass") + (", preview" if a.preview else "")
     print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, style-swap by {how}, {time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -100,7 +121,11 @@ def add_stylize_command(sub) -> None:
                         "as strong, 0.5 half (the style weight is S x 4; see docs/quality/README.md)")
     p.add_argument("--preserve-color", choices=("luminance", "histogram"), default=None,
                    help="keep the content's colours: transfer luminance only, or recolour the style")
-    p.add_argument("--init", choices=("content", "noise"), default="content")
+    add_content_options(p)
+    p.add_argument("--preview", action="store_true",
+                   help=f"a quick look first: one level of at most {PREVIEW_SIZE} px and {PREVIEW_ITERATIONS} iterations "
+                        "(unless --iterations), written to OUT's name + .preview (out.png -> out.preview.png); "
+                        "then run without --preview")
     p.add_argument("--model", default=None, help="a trained stylisation network (train-stylizer): one pass, no STYLE")
     g = p.add_argument_group("style-swap (Chen & Schmidt 2016): any style, one pass through a decoder")
     g.add_argument("--method", choices=("gatys", "style-swap"), default="gatys",

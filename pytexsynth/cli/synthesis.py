@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .common import CLIError, UsageError, add_run_options, check_output, positive_int, progress, report_every
+from .common import (PREVIEW_SIZE, CLIError, UsageError, add_bits_option, add_run_options, check_output, positive_int,
+                     progress, report_every)
+from .options import add_style_options, content_option_kwargs, style_option_kwargs
 
 __all__ = ["add_optimisation_options", "add_synthesis_commands", "stylize_gatys", "demo_inputs", "check_snapshots"]
 
@@ -17,6 +19,7 @@ __all__ = ["add_optimisation_options", "add_synthesis_commands", "stylize_gatys"
 def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[int]) -> None:
     """The options of every optimisation-based command (texture, stylize)."""
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, ...)")
+    add_bits_option(p)
     p.add_argument("--size", type=positive_int, default=default_size,
                    help="output size in pixels (longer side)" + (f" (default {default_size})" if default_size else
                                                                  " (default: the content's, at most 512)"))
@@ -37,7 +40,8 @@ def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[
     p.add_argument("--style-layers", nargs="+", default=None, metavar="LAYER",
                    help="VGG layers of the Gram loss (default relu1_1 relu2_1 relu3_1 relu4_1 relu5_1)")
     p.add_argument("--pooling", choices=("max", "avg"), default="max")
-    p.add_argument("--tileable", action="store_true", help="seamlessly tileable output")
+    p.add_argument("--tileable", action="store_true",
+                   help="seamlessly tileable output (every method; a content is made periodic first)")
     p.add_argument("--raw-weights", action="store_true",
                    help="use the weights as given (no per-term gradient normalisation; always so in stylize's "
                         "default method, whose terms are relative errors)")
@@ -48,6 +52,7 @@ def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[
     p.add_argument("--report-every", type=positive_int, default=10, metavar="N",
                    help="update the progress bar's loss every N iterations (each update waits for the device)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    add_style_options(p)
     add_run_options(p)
 
 
@@ -59,19 +64,20 @@ def _synthesis_kwargs(args: argparse.Namespace) -> dict:
     for name in ("style_weight", "histogram_weight", "style_layers", "content_weight"):
         if getattr(args, name, None) is not None:
             kw[name] = getattr(args, name)
+    kw.update(style_option_kwargs(args))
     return kw
 
 
 def _with_progress(args: argparse.Namespace, out: Path, desc: str, synthesise):
-    """(image, seconds) of ``synthesise(callback)`` run with a progress bar (--save-every snapshots
-    beside ``out``)."""
+    """(image, seconds, planned iterations) of ``synthesise(callback)`` run with a progress bar
+    (--save-every snapshots beside ``out``)."""
     callback, close = progress(args, out, desc)
     t0 = time.perf_counter()
     try:
         img = synthesise(callback)
     finally:
         close()
-    return img, time.perf_counter() - t0
+    return img, time.perf_counter() - t0, callback.state["total"]
 
 
 def check_snapshots(args: argparse.Namespace, out: Path) -> None:
@@ -90,9 +96,11 @@ def _run_and_save(args: argparse.Namespace, out: Path, desc: str, synthesise) ->
     from ..io import save_image
 
     check_snapshots(args, out)
-    img, seconds = _with_progress(args, out, desc, synthesise)
-    save_image(img, out, force=args.force)
-    print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {seconds:.1f} s)")
+    img, seconds, planned = _with_progress(args, out, desc, synthesise)
+    save_image(img, out, force=args.force, bits=args.bits)
+    what = f"preview, at most {planned} iterations; drop --preview for the full run, " if getattr(
+        args, "preview", False) else ""
+    print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, {what}{seconds:.1f} s)")
     return 0
 
 
@@ -100,10 +108,10 @@ def _cmd_texture(args: argparse.Namespace) -> int:
     from ..io import load_image
     from ..synthesis import synthesize_texture
 
-    out = check_output(args.output, args.force)
+    out = check_output(args.output, args.force, bits=args.bits)
     exemplar = load_image(args.exemplar)
-    return _run_and_save(args, out, "texture", lambda cb: synthesize_texture(exemplar, args.size, callback=cb,
-                                                                        **_synthesis_kwargs(args)))
+    kw = _synthesis_kwargs(args)
+    return _run_and_save(args, out, "texture", lambda cb: synthesize_texture(exemplar, args.size, callback=cb, **kw))
 
 
 def stylize_gatys(args: argparse.Namespace) -> int:
@@ -112,13 +120,14 @@ def stylize_gatys(args: argparse.Namespace) -> int:
     from ..synthesis import transfer_style
     from ..synthesis.gatys import TRANSFER_STYLE_WEIGHT
 
-    out = check_output(args.output, args.force)
+    out = check_output(args.output, args.force, bits=args.bits)
     content = load_image(args.content)
     styles = [load_image(s) for s in args.styles]
     if args.blend is not None and len(args.blend) != len(styles):
         raise CLIError(f"--blend has {len(args.blend)} weights for {len(styles)} style images")
     size = args.size if args.size else min(512, max(content.shape[-2:]))
-    kw = dict(_synthesis_kwargs(args), balance=False)  # the terms are relative errors: no gradient balancing
+    kw = dict(_synthesis_kwargs(args), **content_option_kwargs(args, content, styles))
+    kw["balance"] = False  # the terms are relative errors: no gradient balancing
     strength = getattr(args, "style_strength", None)
     if strength is not None:
         if args.style_weight is not None:
@@ -126,9 +135,10 @@ def stylize_gatys(args: argparse.Namespace) -> int:
         if not math.isfinite(strength) or strength < 0:
             raise UsageError(f"--style-strength must be a finite number >= 0, got {strength!r}")
         kw["style_weight"] = TRANSFER_STYLE_WEIGHT * strength
+    if getattr(args, "preview", False):  # one level, as the full run's coarsest
+        size, kw["pyramid"] = min(size, PREVIEW_SIZE), False
     return _run_and_save(args, out, "stylize", lambda cb: transfer_style(
-        content, styles, size, blend=args.blend, preserve_color=args.preserve_color, init=args.init, callback=cb,
-        **kw))
+        content, styles, size, blend=args.blend, preserve_color=args.preserve_color, callback=cb, **kw))
 
 
 def demo_inputs() -> dict:
@@ -158,7 +168,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     t_all = time.perf_counter()
     for name, (what, synthesise) in jobs.items():
         out = outdir / f"{name}.png"
-        img, seconds = _with_progress(args, out, name, synthesise)
+        img, seconds, _ = _with_progress(args, out, name, synthesise)
         # The demo folder is the demo's own: its files are replaced on every run.
         save_image(img, out, force=True)
         if name == "texture":

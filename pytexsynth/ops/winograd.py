@@ -32,6 +32,9 @@ def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
     if tuple(weight.shape[2:]) != (3, 3):
         raise ValueError(f"{op}: weight must be (C_out, C_in, 3, 3), got shape {tuple(weight.shape)}")
     _check_winograd_dtype(weight, op, "weight")
+    if weight.device.type in ("cpu", "cuda"):  # in weight's dtype under torch.autocast too
+        with torch.autocast(weight.device.type, enabled=False):
+            return reference.winograd_weight(weight)
     return reference.winograd_weight(weight)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..ops.fixed_order import fixed_order_mean
+
 __all__ = ["is_grey", "grey_images", "yiq", "rgb", "match_color", "luminance_image", "match_luminance", "with_chrominance"]
 
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -71,8 +73,14 @@ def match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     ``content``'s, repeated to three channels (Gatys et al.'s luminance-only transfer)."""
     cy = yiq(content)[:, :1]
     sy = yiq(style)[:, :1]
-    sy = (sy - sy.mean()) / sy.std().clamp_min(1e-6) * cy.std() + cy.mean()
+    sy = (sy - fixed_order_mean(sy)) / _std(sy).clamp_min(1e-6) * _std(cy) + fixed_order_mean(cy)
     return sy.expand(-1, 3, -1, -1).clamp(0, 1)
+
+
+def _std(t: torch.Tensor) -> torch.Tensor:
+    """``t.std()`` (unbiased), the same value for every thread count."""
+    n = t.numel()
+    return (fixed_order_mean((t - fixed_order_mean(t)).square()) * (n / max(n - 1, 1))).sqrt()
 
 
 def with_chrominance(img: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ..models.vgg import VGG19
+from ..ops.fixed_order import fixed_order_mean, fixed_order_sum
+from ..periodic import periodic_upsample
 
 __all__ = ["Term", "Level", "SynthesisProgress", "Callback", "balance_scales", "optimise_level", "optimise_lbfgs",
            "optimise_adam", "run_pyramid", "pyramid_sizes", "schedule", "OPTIMIZERS", "STOP_WINDOW"]
@@ -150,7 +152,7 @@ def _require_finite(terms: List[Term], norms: torch.Tensor, x: torch.Tensor) -> 
 def _grad_norm(term: Term, feats, probe: torch.Tensor, default: Optional[torch.Tensor] = None) -> torch.Tensor:
     (g,) = torch.autograd.grad(term.fn(feats, probe), probe, retain_graph=True, allow_unused=True)
     if g is not None:
-        return g.abs().mean()
+        return fixed_order_mean(g.abs())
     return default if default is not None else torch.zeros((), device=probe.device)
 
 
@@ -343,7 +345,7 @@ def _lbfgs_steps(ev: "_Evaluations", level: Level, lr: Optional[float], callback
             # pixels move by FIRST_STEP on average (one step, then L-BFGS as usual).
             ev.closure()  # the starting point, evaluated once: step() reuses it
             g = ev.recent[-1][2].abs()
-            group["lr"] = float(FIRST_STEP / g.mean().clamp_min(1e-30) * g.sum().clamp_min(1.0))
+            group["lr"] = float(FIRST_STEP / fixed_order_mean(g).clamp_min(1e-30) * fixed_order_sum(g).clamp_min(1.0))
             chunk, cached = 1, True
         group.update(max_iter=chunk, max_eval=chunk + cached)
         opt.step(ev.closure)
@@ -373,10 +375,11 @@ def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term],
                 init_fn: Callable[[Tuple[int, int]], torch.Tensor], out_hw: Tuple[int, int], *, pyramid: bool,
                 min_side: int, iterations, optimizer: str, lr, balance: bool, vgg_factory: Callable[[], VGG19],
                 report_every: int, callback: Optional[Callback], gen: torch.Generator, clamp: bool,
-                stop_tol: float = 0.0) -> torch.Tensor:
+                stop_tol: float = 0.0, circular: bool = False) -> torch.Tensor:
     """Coarse to fine: at each level ``make_terms(size, size / out size)`` gives the terms and the
     VGG layers they read, the image is ``init_fn(size)`` at the first level and the previous
-    level's result upsampled (bicubic) after; returns the finest result clamped to [0, 1].
+    level's result upsampled (bicubic; wrapping around the edges when ``circular``) after;
+    returns the finest result clamped to [0, 1].
     ``stop_tol``: L-BFGS's stopping rule (see :func:`optimise_lbfgs`; 0: every level runs its count)."""
     sizes = pyramid_sizes(out_hw, pyramid, min_side)
     its = schedule(iterations, len(sizes), optimizer)
@@ -388,7 +391,12 @@ def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term],
             raise ValueError("synthesis: every loss weight is 0, so there is nothing to optimise; give a style (or "
                              "content, histogram) weight > 0")
         vgg = vgg_factory()
-        x = init_fn(hw) if x is None else F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
+        if x is None:
+            x = init_fn(hw)
+        elif circular:
+            x = periodic_upsample(x.clamp(0.0, 1.0), hw)
+        else:
+            x = F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
         scales = balance_scales(terms, x, vgg, layers, balance, gen)
         level = Level(terms, scales, vgg, layers, n_it, index, len(sizes), step, sum(its), stop_tol)
         x, _ = optimise_level(x, level, optimizer, lr, clamp, callback, report_every)

@@ -9,25 +9,27 @@ pulls, whatever its scale).
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from typing import List, Mapping, Optional, Sequence, Union
 
 import torch
 
 from ..devices import resolve_device
 from ..io import as_image, resize_image
-from ..losses import (DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_STYLE_LAYERS, ContentLoss,
-                      GramStyleLoss, HistogramStyleLoss)
+from ..losses import (DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_STYLE_LAYERS, HISTOGRAM_MODES,
+                      ContentLoss, GramStyleLoss, HistogramStyleLoss)
 from ..masks import label_masks
 from ..models.vgg import VGG19, check_layers
 from ..ops.checks import check_weights
+from ..ops.fixed_order import fixed_order_mean
+from ..ops.histogram_stats import MAX_BINS
 from .color import grey_images, luminance_image, match_color, match_luminance, with_chrominance
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, pyramid_sizes, run_pyramid
 from .memory import require_memory
+from ..periodic import periodic_component, periodic_resize
 
-__all__ = ["synthesize_texture", "transfer_style", "style_terms", "PRESERVE_COLOR", "TRANSFER_STYLE_WEIGHT",
-           "TRANSFER_ITERATIONS", "TRANSFER_STOP_TOL",
-           "TEXTURE_ITERATIONS"]
+__all__ = ["synthesize_texture", "transfer_style", "style_terms", "check_style_options", "PRESERVE_COLOR",
+           "TRANSFER_STYLE_WEIGHT", "TRANSFER_ITERATIONS", "TRANSFER_STOP_TOL", "TEXTURE_ITERATIONS"]
 
 PRESERVE_COLOR = (None, "luminance", "histogram")
 # transfer_style's defaults, tuned with benchmarks/quality.py (docs/quality/README.md): the loss
@@ -47,8 +49,10 @@ TEXTURE_ITERATIONS = 40
 
 
 def style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, hist_layers, style_weight,
-                histogram_weight, masks=None, layer_weights="auto") -> List[Term]:
-    """The Gram term (and histogram term) of the style images at this level's size."""
+                histogram_weight, masks=None, layer_weights="auto", layer_scales=None, histogram_bins: int = 256,
+                histogram_mode: str = "interpolated") -> List[Term]:
+    """The Gram term (and histogram term) of the style images at this level's size;
+    ``layer_scales`` multiplies the Gram layers' weights (layer -> factor, 1 for layers left out)."""
     terms: List[Term] = []
     with torch.no_grad():
         feats = [vgg(s, tuple(dict.fromkeys((*style_layers, *hist_layers)))) for s in styles]
@@ -56,28 +60,56 @@ def style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, his
     if style_weight:
         gram = GramStyleLoss([{n: f[n] for n in style_layers} for f in feats], blend=blend, layer_weights=layer_weights,
                              output_masks=output_masks, style_masks=style_masks)
+        for n, factor in (layer_scales or {}).items():
+            gram.weights[n] *= factor
         terms.append(Term("style", float(style_weight), lambda fe, x, m=gram: m(fe)))
     if histogram_weight and hist_layers:
-        hist = HistogramStyleLoss([{n: f[n] for n in hist_layers} for f in feats], blend=blend,
-                                  output_masks=output_masks, style_masks=style_masks)
+        hist = HistogramStyleLoss([{n: f[n] for n in hist_layers} for f in feats], blend=blend, bins=histogram_bins,
+                                  mode=histogram_mode, output_masks=output_masks, style_masks=style_masks)
         terms.append(Term("histogram", float(histogram_weight), lambda fe, x, m=hist: m(fe)))
     return terms
 
 
-def _image_init(init, channels: int, dev):
-    """The init image resized to each level (its grey channel for a grey run)."""
+def check_style_options(style_layers, layer_scales, histogram_bins, histogram_mode) -> dict:
+    """The style layers' weight factors (canonical layer names), after checking them and the
+    histogram options; ValueError naming the argument."""
+    if isinstance(histogram_bins, bool) or not isinstance(histogram_bins, int) or not 1 <= histogram_bins <= MAX_BINS:
+        raise ValueError(f"histogram_bins must be an int from 1 to {MAX_BINS}, got {histogram_bins!r}")
+    if histogram_mode not in HISTOGRAM_MODES:
+        raise ValueError(f"histogram_mode must be 'interpolated' or 'exact', got {histogram_mode!r}")
+    if layer_scales is None:
+        return {}
+    if not isinstance(layer_scales, Mapping):
+        raise TypeError(f"style_layer_scales must be a mapping layer -> factor, got {type(layer_scales).__name__}")
+    scales = {}
+    for name, factor in layer_scales.items():
+        layer = check_layers([name])[0]
+        if layer not in style_layers:
+            raise ValueError(f"style_layer_scales: {name!r} is not one of the style layers ({', '.join(style_layers)})")
+        check_weights("style_layer_scales: ", **{layer: factor})
+        scales[layer] = float(factor)
+    return scales
+
+
+def _image_init(init, channels: int, dev, fit=resize_image):
+    """The init image resized to each level by ``fit`` (its grey channel for a grey run)."""
     image = as_image(init, "init", dev)
     if channels == 1:
         image = image.mean(1, keepdim=True)
-    return lambda hw: resize_image(image, hw)
+    return lambda hw: fit(image, hw)
 
 
-def _texture_init(init, exemplar: torch.Tensor, gen: torch.Generator, dev):
+def _fit(tileable: bool):
+    """How an image is brought to a level's size: resized, and made periodic for a tileable run."""
+    return periodic_resize if tileable else resize_image
+
+
+def _texture_init(init, exemplar: torch.Tensor, gen: torch.Generator, dev, fit=resize_image):
     if isinstance(init, torch.Tensor):
-        return _image_init(init, exemplar.shape[1], dev)
+        return _image_init(init, exemplar.shape[1], dev, fit)
     if init != "noise":
         raise ValueError(f"init must be 'noise' or an image tensor, got {init!r}")
-    mean = exemplar.mean(dim=(2, 3), keepdim=True)
+    mean = fixed_order_mean(exemplar, dim=(2, 3), keepdim=True)
     shape = exemplar.shape[:2]
     return lambda hw: (mean + 0.2 * torch.randn((*shape, *hw), generator=gen).to(dev)).clamp(0, 1)
 
@@ -91,6 +123,7 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
                        lr: Optional[float] = None, pyramid: bool = True, min_side: int = 64,
                        style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = 1.0,
                        style_layer_weights="auto", histogram_layers: Sequence[str] = DEFAULT_HISTOGRAM_LAYERS, histogram_weight: float = 0.0,
+                       style_layer_scales=None, histogram_bins: int = 256, histogram_mode: str = "interpolated",
                        tv_weight: float = 0.0, style_scale: float = 1.0, tileable: bool = False,
                        pooling: str = "max", init: Union[str, torch.Tensor] = "noise", seed: Optional[int] = 0,
                        balance: bool = True, device=None, weights=None, callback: Optional[Callback] = None,
@@ -112,6 +145,10 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
         style_layer_weights: per-layer weights of the Gram loss (see :class:`pytexsynth.losses.GramStyleLoss`;
             default ``"auto"``: relative error per layer).
         histogram_layers, histogram_weight: histogram loss layers and weight (0 turns it off).
+        style_layer_scales: factors of the Gram layers' weights, e.g. ``{"relu2_1": 0.5}`` (layers
+            left out: 1): relative pulls on top of ``style_layer_weights`` (neural-style's per-layer weights).
+        histogram_bins, histogram_mode: the histogram loss's bins (1 to 4096) and matching
+            (``"interpolated"`` or ``"exact"``, see :class:`pytexsynth.losses.HistogramLoss`).
         tv_weight: total-variation weight.
         style_scale: exemplar resolution relative to its own pixels (2.0: features twice as big).
         tileable: periodic output (circular padding in VGG, periodic TV): tiles seamlessly.
@@ -147,23 +184,25 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
         iterations = [TEXTURE_ITERATIONS] * len(pyramid_sizes(out_hw, pyramid, min_side))
     style_layers = check_layers(style_layers)
     hist_layers = check_layers(histogram_layers) if histogram_weight else ()
+    scales = check_style_options(style_layers, style_layer_scales, histogram_bins, histogram_mode)
     all_layers = tuple(dict.fromkeys((*style_layers, *hist_layers)))
     ex_hw = (max(1, round(ex.shape[-2] * style_scale)), max(1, round(ex.shape[-1] * style_scale)))
     if check_memory:
         require_memory(dev, out_hw, all_layers, ex_hw, optimizer)
     gen = generator(seed)
-    init_fn = _texture_init(init, ex, gen, dev)
+    init_fn = _texture_init(init, ex, gen, dev, _fit(tileable))
     make_vgg = vgg_factory(all_layers, pooling, tileable, weights, dev)
 
     def make_terms(hw, factor):
         style = resize_image(ex, (max(16, round(ex_hw[0] * factor)), max(16, round(ex_hw[1] * factor))))
         terms = style_terms(make_vgg(), [style], None, style_layers, hist_layers, style_weight, histogram_weight,
-                            layer_weights=style_layer_weights)
+                            layer_weights=style_layer_weights, layer_scales=scales, histogram_bins=histogram_bins,
+                            histogram_mode=histogram_mode)
         return terms + tv_terms(tv_weight, tileable), all_layers
 
     return _rgb(run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
                             optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg,
-                            report_every=report_every, callback=callback, gen=gen, clamp=True, stop_tol=stop_tol))
+                            report_every=report_every, callback=callback, gen=gen, clamp=True, stop_tol=stop_tol, circular=tileable))
 
 
 def _style_images(style, blend, dev) -> List[torch.Tensor]:
@@ -183,6 +222,12 @@ def _region_masks(content_labels, style_labels, n_styles: int, dev):
     if content_labels is None or style_labels is None or len(style_labels) != n_styles:
         raise ValueError("content_labels and style_labels (one per style) must be given together")
     k = 1 + max(int(content_labels.max()), *(int(s.max()) for s in style_labels))
+    used = set(torch.unique(content_labels).tolist())
+    for i, s in enumerate(style_labels):
+        missing = sorted(used - set(torch.unique(s).tolist()))
+        if missing:  # that region of the output would get no style statistics: refused, not left unstyled
+            raise ValueError(f"content_labels: label(s) {missing} of the content are not in style_labels[{i}]; every "
+                             "content region needs the same label in each style's map")
     return label_masks(content_labels, k).to(dev), [label_masks(s, k).to(dev) for s in style_labels]
 
 
@@ -203,11 +248,11 @@ def _content_terms(vgg: VGG19, content: torch.Tensor, layers, weight: float, lay
     return [Term("content", float(weight), lambda fe, x, m=loss: m(fe))]
 
 
-def _transfer_init(init, content: torch.Tensor, gen: torch.Generator, dev):
+def _transfer_init(init, content: torch.Tensor, gen: torch.Generator, dev, fit=resize_image):
     if isinstance(init, torch.Tensor):
-        return _image_init(init, content.shape[1], dev)
+        return _image_init(init, content.shape[1], dev, fit)
     if init == "content":
-        return lambda hw: resize_image(content, hw).clone()
+        return lambda hw: fit(content, hw).clone()
     if init == "noise":
         return lambda hw: torch.rand((1, content.shape[1], *hw), generator=gen).to(dev)
     raise ValueError(f"init must be 'content', 'noise' or an image tensor, got {init!r}")
@@ -221,6 +266,7 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
                    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = TRANSFER_STYLE_WEIGHT,
                    style_layer_weights="auto",
                    histogram_layers: Sequence[str] = DEFAULT_HISTOGRAM_LAYERS, histogram_weight: float = 0.0,
+                   style_layer_scales=None, histogram_bins: int = 256, histogram_mode: str = "interpolated",
                    tv_weight: float = 0.0, style_scale: float = 1.0, preserve_color: Optional[str] = None,
                    content_labels: Optional[torch.Tensor] = None,
                    style_labels: Optional[Sequence[torch.Tensor]] = None, tileable: bool = False,
@@ -244,7 +290,8 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
             the mean squared relative Gram error against the content's term (default
             TRANSFER_STYLE_WEIGHT = 4; the CLI's ``--style-strength S`` is S x 4).
         balance: as in :func:`synthesize_texture`, default False (the terms are relative errors).
-        style_layer_weights: as in :func:`synthesize_texture`.
+        style_layer_weights, style_layer_scales, histogram_bins, histogram_mode: as in
+            :func:`synthesize_texture`.
         style_layers, style_weight, histogram_layers, histogram_weight, tv_weight: as in
             :func:`synthesize_texture`.
         style_scale: style image size relative to the output's (2.0: bigger strokes).
@@ -252,7 +299,8 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
             colours) or ``"histogram"`` (recolour the style to the content's colour statistics).
         content_labels, style_labels: "painting by numbers": an integer label map (H, W) for
             the content and one per style; each output region gets its own style region's
-            Gram statistics and, if the histogram term is on, its activation histograms.
+            Gram statistics and, if the histogram term is on, its activation histograms. A
+            content label that a style's map lacks is an error.
         init: ``"content"``, ``"noise"`` or an image.
         Others: as in :func:`synthesize_texture`.
 
@@ -271,8 +319,11 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
         raise ValueError(f"preserve_color must be None, 'luminance' or 'histogram', got {preserve_color!r}")
     out_hw = tuple(c.shape[-2:]) if size is None else output_size(size, tuple(c.shape[-2:]))
     c = resize_image(c, out_hw)
+    if tileable:  # a content that wraps: the content term would otherwise pull the output towards its seams
+        c = periodic_component(c)
     style_layers, content_layers = check_layers(style_layers), check_layers(content_layers)
     hist_layers = check_layers(histogram_layers) if histogram_weight else ()
+    scales = check_style_options(style_layers, style_layer_scales, histogram_bins, histogram_mode)
     all_layers = tuple(dict.fromkeys((*content_layers, *style_layers, *hist_layers)))
     masks = _region_masks(content_labels, style_labels, len(styles), dev)
     target_long = style_scale * max(out_hw)  # style images: the output's longer side times style_scale
@@ -283,22 +334,24 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
     if grey:
         content_for_loss, styles = grey[0], grey[1:]
     gen = generator(seed)
-    init_fn = _transfer_init(init, content_for_loss, gen, dev)
+    fit = _fit(tileable)
+    init_fn = _transfer_init(init, content_for_loss, gen, dev, fit)
     make_vgg = vgg_factory(all_layers, pooling, tileable, weights, dev)
 
     def make_terms(hw, factor):
         vgg = make_vgg()
-        terms = _content_terms(vgg, resize_image(content_for_loss, hw), content_layers, content_weight,
+        terms = _content_terms(vgg, fit(content_for_loss, hw), content_layers, content_weight,
                                content_layer_weights)
         level_styles = [resize_image(s, max(16, round(target_long * factor))) for s in styles]
         terms += style_terms(vgg, level_styles, blend, style_layers, hist_layers, style_weight, histogram_weight,
-                             masks, layer_weights=style_layer_weights)
+                             masks, layer_weights=style_layer_weights, layer_scales=scales,
+                             histogram_bins=histogram_bins, histogram_mode=histogram_mode)
         return terms + tv_terms(tv_weight, tileable), all_layers
 
     if iterations is None and optimizer == "lbfgs":
         iterations = [TRANSFER_ITERATIONS] * len(pyramid_sizes(out_hw, pyramid, min_side))
     out = run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
                       optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg, report_every=report_every,
-                      callback=callback, gen=gen, clamp=True, stop_tol=stop_tol)
+                      callback=callback, gen=gen, clamp=True, stop_tol=stop_tol, circular=tileable)
     out = _rgb(out)
     return with_chrominance(out, c) if preserve_color == "luminance" else out

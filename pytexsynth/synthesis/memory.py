@@ -9,7 +9,8 @@ import torch
 
 from ..models.vgg import LAYER_NAMES, check_layers, layer_channels, winograd_weight_bytes
 
-__all__ = ["estimate_memory", "memory_parts", "available_memory", "require_memory", "layer_feature_bytes"]
+__all__ = ["estimate_memory", "memory_parts", "available_memory", "require_memory", "layer_feature_bytes", "one_pass_parts",
+           "refuse_unless_fits"]
 
 
 def layer_feature_bytes(h: int, w: int, deepest: str) -> int:
@@ -82,3 +83,31 @@ def require_memory(device, size, layers, style_size, optimizer) -> None:
         culprit = f"most of it for the output at {size[1]}x{size[0]} px; choose a smaller size"
     raise MemoryError(f"synthesis needs about {need / 2**30:.1f} GiB on {device}, but only {have / 2**30:.1f} GiB "
                       f"is free: {culprit} (or check_memory=False to try anyway)")
+
+
+# Peak RSS of `pytexsynth stylize --method style-swap` (one pass, relu3_1, 1 thread, 2-core AMD
+# EPYC) grew by 626 bytes per output pixel between 1024 and 2048 px (1.55 and 3.52 GB): VGG's and
+# the decoder's largest activations with their inputs and the Winograd planes.
+ONE_PASS_BYTES_PER_PIXEL = 768
+
+
+def one_pass_parts(size: Tuple[int, int], layer: str, style_size: Tuple[int, int],
+                   device: Union[str, torch.device] = "cpu") -> Dict[str, int]:
+    """The memory of a one-pass style-swap (VGG to ``layer``, the swap, the decoder), in bytes:
+    "weights", "output" (at ``size``) and "style" (the style image's features)."""
+    weights = 80 * 2**20 + 20 * 2**20  # VGG's and the decoder's
+    if torch.device(device).type == "cpu":
+        weights += winograd_weight_bytes(layer)
+    return {"weights": weights, "output": ONE_PASS_BYTES_PER_PIXEL * size[0] * size[1],
+            "style": int(layer_feature_bytes(style_size[0], style_size[1], layer))}
+
+
+def refuse_unless_fits(what: str, parts: Dict[str, int], device, advice: str) -> None:
+    """MemoryError naming ``what``, the estimate, its largest part and ``advice`` when the parts'
+    sum exceeds the free memory of ``device`` (nothing when the free memory is unknown)."""
+    need, have = sum(parts.values()), available_memory(torch.device(device))
+    if have is None or need <= have:
+        return
+    largest = max(parts, key=lambda k: parts[k])
+    raise MemoryError(f"{what} needs about {need / 2**30:.1f} GiB on {device}, but only {have / 2**30:.1f} GiB is "
+                      f"free (most of it for {largest}): {advice}")

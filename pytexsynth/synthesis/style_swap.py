@@ -38,15 +38,18 @@ from ..models.vgg import VGG19
 from ..networks.base import load_model
 from ..networks.inverse import INVERSE_LAYERS, InverseNet
 from ..ops.checks import check_count, check_weights
+from ..ops.fixed_order import fixed_order_mean, fixed_order_mse
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, run_pyramid
-from .memory import require_memory
+from .memory import one_pass_parts, refuse_unless_fits, require_memory
+from ..periodic import circular_pad, crop, periodic_component, periodic_resize, round_to_multiple
 
 __all__ = ["style_swap_transfer", "default_decoder_path", "load_default_decoder", "swap_target", "METHODS",
            "DEFAULT_STYLE_SIZE"]
 
 METHODS = ("optimize", "inverse")
 DEFAULT_STYLE_SIZE = 256
+DECODER_WRAP = 8  # feature cells of wrap-around a tileable one-pass decode adds on each side
 _DECODER_FILE = "inverse_relu3_1.pt"
 _TRAIN_HINT = ("train one with `pytexsynth train-inverse IMAGE_DIR -o decoder.pt` (any folder of images) and pass "
                "decoder='decoder.pt' (CLI: --decoder decoder.pt), or use method='optimize' (CLI: --optimize)")
@@ -77,6 +80,16 @@ def swap_target(content_features: torch.Tensor, style_features: torch.Tensor, pa
     if strength == 1.0:
         return swapped
     return torch.lerp(content_features, swapped, float(strength))
+
+
+def _swap(cf: torch.Tensor, sf: torch.Tensor, patch_size: int, stride: int, strength: float, precision: str,
+          circular: bool) -> torch.Tensor:
+    """:func:`swap_target`; ``circular``: the content's patches wrap around its edges (the
+    features padded circularly, swapped, cropped), so a periodic content gives a periodic target."""
+    if not circular:
+        return swap_target(cf, sf, patch_size, stride, strength, precision)
+    q = patch_size - 1
+    return crop(swap_target(circular_pad(cf, q), sf, patch_size, stride, strength, precision), q)
 
 
 def _check_args(layer, patch_size, stride, method, strength, style_size):
@@ -137,7 +150,7 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
                         tv_weight: float = 0.05, pooling: str = "max", precision: str = "ieee",
                         seed: Optional[int] = 0, balance: bool = True, device=None, weights=None,
                         callback: Optional[Callback] = None, report_every: int = 10,
-                        check_memory: bool = True) -> torch.Tensor:
+                        check_memory: bool = True, tileable: bool = False) -> torch.Tensor:
     """Renders ``content`` in the style of ``style`` by style-swap (Chen & Schmidt 2016).
 
     Args:
@@ -154,13 +167,17 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
         size: output size: None keeps the content's; an int is the longer side; or (H, W).
         style_size: the style image's longer side is reduced to this (None keeps it). Matching
             costs (content positions) x (style patches).
-        iterations, optimizer, lr, pyramid, min_side, balance, seed, callback, report_every,
-            check_memory: ``"optimize"`` only, as in :func:`pytexsynth.transfer_style`.
+        iterations, optimizer, lr, pyramid, min_side, balance, seed, callback, report_every:
+            ``"optimize"`` only, as in :func:`pytexsynth.transfer_style`.
+        check_memory: refuse (MemoryError, with the estimate) sizes that do not fit the device.
         tv_weight: ``"optimize"`` only: total-variation weight (relative to the feature term
             when ``balance``).
         pooling: VGG's "max" (the decoder was trained with it) or "avg".
         precision: the matching GEMM's precision (see :func:`pytexsynth.ops.style_swap`).
         device: default CUDA when available, else CPU.  weights: VGG-19 weights file.
+        tileable: a periodic output that tiles seamlessly: the content made periodic (its
+            periodic component), circular padding in VGG, in the patch swap and (one pass) in
+            the decoder; one pass rounds the sides to multiples of the decoder's factor (4 at relu3_1).
 
     Returns:
         (1, 3, height, width) float32 RGB in [0, 1] on ``device``.
@@ -179,62 +196,76 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
     c = as_image(content, "content", dev)
     s = _bounded_style(as_image(style, "style", dev), style_size)
     out_hw = tuple(c.shape[-2:]) if size is None else output_size(size, tuple(c.shape[-2:]))
+    net = _decoder(decoder, layer, dev) if method == "inverse" else None
+    if tileable and net is not None:
+        out_hw = round_to_multiple(out_hw, net.factor)
     c = resize_image(c, out_hw)
+    if tileable:
+        c = periodic_component(c)
     _check_fits(c, "content", layer, patch_size)
     _check_fits(s, "style", layer, patch_size)
     if method == "inverse":
-        net = _decoder(decoder, layer, dev)
-        vgg = _shared_vgg(layer, pooling, None if weights is None else str(weights), str(dev))
-        return _one_pass(c, s, vgg, net, layer, patch_size, stride, float(strength), precision)
+        if check_memory:
+            parts = one_pass_parts(out_hw, layer, tuple(s.shape[-2:]), dev)
+            named = {"the weights": parts["weights"], f"the output at {out_hw[1]}x{out_hw[0]} px": parts["output"],
+                     f"the style image at {s.shape[-1]}x{s.shape[-2]} px": parts["style"]}
+            refuse_unless_fits("style-swap", named, dev, "choose a smaller size (or check_memory=False to try anyway)")
+        vgg = _shared_vgg(layer, pooling, None if weights is None else str(weights), str(dev), bool(tileable))
+        return _one_pass(c, s, vgg, net, layer, patch_size, stride, float(strength), precision, bool(tileable))
     if decoder is not None:
         raise ValueError("style_swap_transfer: decoder is used by method='inverse' only")
     if check_memory:
         require_memory(dev, out_hw, (layer,), tuple(s.shape[-2:]), optimizer)
     return _optimize(c, s, layer, patch_size, stride, float(strength), precision, float(tv_weight),
-                     vgg_factory((layer,), pooling, False, weights, dev), generator(seed), out_hw,
+                     vgg_factory((layer,), pooling, tileable, weights, dev), generator(seed), out_hw,
                      pyramid=pyramid, min_side=max(min_side, _min_side(layer, patch_size)), iterations=iterations,
                      optimizer=optimizer, lr=lr, balance=balance, report_every=report_every, callback=callback,
-                     clamp=optimizer == "adam")
+                     clamp=optimizer == "adam", circular=bool(tileable))
 
 
 def _optimize(c: torch.Tensor, s: torch.Tensor, layer: str, patch_size: int, stride: int, strength: float,
               precision: str, tv_weight: float, make_vgg, gen: torch.Generator, out_hw, **run) -> torch.Tensor:
-    """Pixels optimised towards the swap target of each level (run_pyramid's options in ``run``)."""
+    """Pixels optimised towards the swap target of each level (run_pyramid's options in ``run``;
+    ``run["circular"]``: tileable)."""
+    circular = run["circular"]
+    fit = periodic_resize if circular else resize_image
 
     def make_terms(hw: Tuple[int, int], factor: float):
         vgg = make_vgg()
         with torch.no_grad():
-            cf = vgg(resize_image(c, hw), (layer,))[layer]
+            cf = vgg(fit(c, hw), (layer,))[layer]
             long = max(_min_side(layer, patch_size), round(max(s.shape[-2:]) * factor))
             sf = vgg(resize_image(s, long), (layer,))[layer]
-            target = swap_target(cf, sf, patch_size, stride, strength, precision).float()
-        energy = target.square().mean().clamp_min(1e-12)  # a relative error: readable whatever the layer
-        terms = [Term("swap", 1.0, lambda fe, x, t=target, e=energy: F.mse_loss(fe[layer].float(), t) / e)]
-        return terms + tv_terms(tv_weight, False), [layer]
+            target = _swap(cf, sf, patch_size, stride, strength, precision, circular).float()
+        energy = fixed_order_mean(target.square()).clamp_min(1e-12)  # a relative error: readable whatever the layer
+        terms = [Term("swap", 1.0, lambda fe, x, t=target, e=energy: fixed_order_mse(fe[layer].float(), t) / e)]
+        return terms + tv_terms(tv_weight, circular), [layer]
 
-    return run_pyramid(make_terms, lambda hw: resize_image(c, hw).clone(), out_hw, vgg_factory=make_vgg, gen=gen,
-                       **run)
+    return run_pyramid(make_terms, lambda hw: fit(c, hw).clone(), out_hw, vgg_factory=make_vgg, gen=gen, **run)
 
 
 @functools.lru_cache(maxsize=2)
-def _shared_vgg(layer: str, pooling: str, weights: Optional[str], device: str) -> VGG19:
+def _shared_vgg(layer: str, pooling: str, weights: Optional[str], device: str, circular: bool = False) -> VGG19:
     # Building VGG-19 copies all its weights (0.3 s); a frozen one is safe to share between calls.
-    return VGG19((layer,), pooling=pooling, weights=weights).to(device)
+    return VGG19((layer,), pooling=pooling, circular=circular, weights=weights).to(device)
 
 
 @torch.no_grad()
 def _one_pass(c: torch.Tensor, s: torch.Tensor, vgg: VGG19, net: InverseNet, layer: str, patch_size: int,
-              stride: int, strength: float, precision: str) -> torch.Tensor:
+              stride: int, strength: float, precision: str, circular: bool = False) -> torch.Tensor:
     # channels_last: oneDNN's convolutions run 20-35% faster in it on a CPU (measured at 512 px)
     cl = torch.channels_last
     net = net.to(memory_format=cl)
     cf = vgg(c.contiguous(memory_format=cl), (layer,))[layer].float()
     sf = vgg(s.contiguous(memory_format=cl), (layer,))[layer].float()
-    target = swap_target(cf, sf, patch_size, stride, strength, precision)
+    target = _swap(cf, sf, patch_size, stride, strength, precision, circular)
     del cf, sf
+    # tileable: the decoder sees DECODER_WRAP cells of wrap-around on each side (more than its
+    # receptive field reaches), so its reflection padding never reaches the cropped output
+    wrap = DECODER_WRAP if circular else 0
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=target.is_cuda):
-        out = net(target)
-    out = out.float()
+        out = net(circular_pad(target, wrap).contiguous(memory_format=cl))
+    out = crop(out.float(), wrap * net.factor)
     if tuple(out.shape[-2:]) != tuple(c.shape[-2:]):  # sides not multiples of 2**pools lose a few pixels
         out = F.interpolate(out, size=c.shape[-2:], mode="bilinear", align_corners=False)
     return out.contiguous().clamp_(0.0, 1.0)

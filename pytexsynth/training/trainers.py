@@ -20,9 +20,12 @@ from ..devices import resolve_device
 from ..io import ImageArg, as_image, resize_image
 from ..losses import DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_STYLE_LAYERS, GramStyleLoss, HistogramStyleLoss
 from ..models import VGG19
+from ..models.vgg import LAYER_NAMES, check_layers
 from ..networks.base import save_model
+from ..networks.memory import generator_memory
 from ..networks.texture import StylizationGenerator, TextureGenerator
 from ..ops.checks import check_count, check_weights
+from ..synthesis.memory import layer_feature_bytes, refuse_unless_fits
 from .data import ContentFolder
 from .loop import default_device, process_group, train
 
@@ -66,6 +69,18 @@ def seeded(seed: int, make: Callable[[], Any]) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         return make()
+
+
+def require_training_memory(what: str, net, batch_size: int, size, layers: Sequence[str], device) -> None:
+    """MemoryError before training when a batch (the generator's and VGG-19's activations with
+    their gradients) would not fit ``device``."""
+    h, w = net.check_size(size)
+    deepest = max(check_layers(layers), key=LAYER_NAMES.index)
+    parts = {"the generator's activations": generator_memory(net, batch_size, (h, w), training=True),
+             "VGG-19's activations": int(batch_size * 2.5 * layer_feature_bytes(h, w, deepest)),
+             "the weights": 100 * 2**20}
+    refuse_unless_fits(f"{what} at {w}x{h} px, batch {batch_size},", parts, device,
+                       "choose a smaller --size or --batch-size")
 
 
 def fit(net, loss_fn, batches, *, rank: int, output, metadata: Dict[str, Any],
@@ -136,6 +151,7 @@ def train_texture_network(exemplar: ImageArg, *, size: int = 128, steps: int = 1
         raise TypeError(f"train_texture_network: model must be a TextureGenerator, got {type(net).__name__}")
     net.check_training_size(size, batch_size)
     with training_device(device) as (rank, dev):
+        require_training_memory("train-texture", net, batch_size, size, (*style_layers, *histogram_layers), dev)
         vgg = VGG19(tuple(dict.fromkeys((*style_layers, *histogram_layers))), pooling=pooling, circular=True,
                     weights=weights).to(dev)
         terms, layers = style_losses(vgg, ex.to(dev), style_layers, style_weight, histogram_layers,
@@ -213,6 +229,7 @@ def train_stylization_network(style: ImageArg, content_dir: Union[str, os.PathLi
     folder = ContentFolder(content_dir, size)
     with training_device(device) as (rank, dev):
         all_layers = tuple(dict.fromkeys((*style_layers, *histogram_layers, *content_layers)))
+        require_training_memory("train-stylizer", net, batch_size, size, all_layers, dev)
         vgg = VGG19(all_layers, pooling=pooling, weights=weights).to(dev)
         terms, style_feat_layers = style_losses(vgg, st.to(dev), style_layers, style_weight, histogram_layers,
                                                  histogram_weight)
