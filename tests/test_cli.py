@@ -84,7 +84,7 @@ def test_demo_runs(tmp_path, capsys):
     assert main(["demo", "--output-dir", str(out), "--quiet", "--device", "cpu"]) == 0
     for name in ("texture.png", "texture-tiled-2x2.png", "stylize.png"):
         assert (out / name).is_file()
-    assert Image.open(out / "texture.png").size == (256, 256) and Image.open(out / "stylize.png").size == (256, 256)
+    assert Image.open(out / "texture.png").size == (256, 256) and max(Image.open(out / "stylize.png").size) == 256
     assert "demo done" in capsys.readouterr().out
 
 
