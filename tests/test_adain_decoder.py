@@ -85,6 +85,31 @@ def test_short_training_lowers_the_loss(tmp_path):
 
 
 @needs_vgg
+def test_short_gram_training_lowers_the_loss(tmp_path):
+    contents, styles = _folder(tmp_path / "c"), _folder(tmp_path / "s", seed=2)
+    net = train_adain_decoder(contents, styles, size=16, steps=40, batch_size=2, lr=1e-3, width=0.125,
+                              style_loss="gram", lr_schedule="constant", progress=False, device="cpu",
+                              output=tmp_path / "dec.pt")
+    first, last = np.mean(net.losses[:5]), np.mean(net.losses[-5:])
+    assert last < 0.6 * first, (first, last)
+    meta = torch.load(tmp_path / "dec.pt", weights_only=True)["metadata"]
+    assert meta["style_loss"] == "gram" and meta["style_weight"] == 1.0
+
+
+def test_relative_gram_loss_is_zero_at_the_target_and_scale_free():
+    from pytexsynth.ops import gram
+    from pytexsynth.training.adain import relative_gram_loss
+
+    f = {"relu1_1": torch.rand(2, 4, 5, 6), "relu2_1": torch.rand(2, 8, 3, 3)}
+    t = {n: gram(v) for n, v in f.items()}
+    assert float(relative_gram_loss(f, t)) == pytest.approx(0.0, abs=1e-10)
+    g = {n: 2 * v for n, v in f.items()}  # Gram x4: relative error (4 - 1)^2 = 9 per layer
+    assert float(relative_gram_loss(g, t)) == pytest.approx(18.0, rel=1e-5)
+    assert float(relative_gram_loss({n: 10 * v for n, v in g.items()}, {n: 100 * v for n, v in t.items()})) == \
+        pytest.approx(18.0, rel=1e-5)
+
+
+@needs_vgg
 def test_checkpoints_resume_exactly(tmp_path):
     contents, styles = _folder(tmp_path / "c"), _folder(tmp_path / "s", seed=2)
     kw = dict(size=16, steps=4, batch_size=1, progress=False, device="cpu", checkpoint_every=2, width=0.125)
@@ -115,5 +140,7 @@ def test_training_argument_errors(tmp_path):
         train_adain_decoder(contents, contents, size=16, steps=1, style_weight=-1.0, progress=False)
     with pytest.raises(NotADirectoryError, match="is not a folder"):
         train_adain_decoder(contents, tmp_path / "missing", size=16, steps=1, progress=False)
+    with pytest.raises(ValueError, match="style_loss must be one of"):
+        train_adain_decoder(contents, contents, size=16, steps=1, style_loss="histogram", progress=False)
     with pytest.raises(TypeError, match="model must be an AdaINDecoder"):
         train_adain_decoder(contents, contents, size=16, steps=1, model=torch.nn.Conv2d(1, 1, 1), progress=False)

@@ -20,7 +20,7 @@ import torch
 from ..io import ImageLoadError
 from ..models.vgg import WeightsNotFoundError
 
-__all__ = ["CLIError", "UsageError", "USER_ERRORS", "positive_int", "unit_interval", "size_arg", "check_output",
+__all__ = ["CLIError", "UsageError", "USER_ERRORS", "positive_int", "nonnegative_int", "unit_interval", "size_arg", "check_output",
            "add_run_options", "default_threads", "apply_threads", "progress", "report_every", "load_network"]
 
 
@@ -46,6 +46,17 @@ def positive_int(v: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}") from None
     if i < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}")
+    return i
+
+
+def nonnegative_int(v: str) -> int:
+    """argparse type: an int >= 0."""
+    try:
+        i = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v!r}") from None
+    if i < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v!r}")
     return i
 
 

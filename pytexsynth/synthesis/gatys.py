@@ -51,7 +51,7 @@ def style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, his
 def _texture_init(init, exemplar: torch.Tensor, gen: torch.Generator, dev):
     if isinstance(init, torch.Tensor):
         image = as_image(init, "init", dev)
-        return lambda hw: resize_image(image, hw)
+        return lambda hw: resize_image(image, hw).clone(memory_format=torch.contiguous_format)  # any strides
     if init != "noise":
         raise ValueError(f"init must be 'noise' or an image tensor, got {init!r}")
     mean = exemplar.mean(dim=(2, 3), keepdim=True)
@@ -167,7 +167,7 @@ def _content_terms(vgg: VGG19, content: torch.Tensor, layers, weight: float, lay
 def _transfer_init(init, content: torch.Tensor, gen: torch.Generator, dev):
     if isinstance(init, torch.Tensor):
         image = as_image(init, "init", dev)
-        return lambda hw: resize_image(image, hw)
+        return lambda hw: resize_image(image, hw).clone(memory_format=torch.contiguous_format)  # any strides
     if init == "content":
         return lambda hw: resize_image(content, hw).clone()
     if init == "noise":

@@ -9,7 +9,12 @@ trains the decoder on
     L_style = sum over relu1_1..relu4_1 of mse(mu(phi(g(t))), mu(phi(s))) + mse(sigma(..), sigma(..))
 
 with per-channel means and standard deviations: the paper's losses (its Eq. 11-12, mean squared
-errors as in its code). Checkpoints, ``resume=``, the seed, the progress bar and DDP under
+errors as in its code). ``style_loss="gram"`` uses Gatys et al.'s statistics instead, scale-free:
+
+    L = mse(f(g(t)), t) / mean(t^2)
+        + style_weight * sum over relu1_1..relu5_1 of ||G(phi(g(t))) - G(phi(s))||_F^2 / ||G(phi(s))||_F^2
+
+(G = F F^T / (H W) per image), so the decoder learns to give each output the style's Gram matrices. Checkpoints, ``resume=``, the seed, the progress bar and DDP under
 torchrun come from :func:`pytexsynth.training.train`.
 """
 
@@ -24,12 +29,15 @@ import torch.nn.functional as F
 
 from ..models import VGG19
 from ..networks.adain import ADAIN_LAYER, ADAIN_STYLE_LAYERS, AdaINDecoder
-from ..ops import adain
+from ..losses import DEFAULT_STYLE_LAYERS
+from ..ops import adain, gram
 from ..ops.checks import check_count, check_weights
 from .data import ContentFolder, augment
 from .trainers import fit, seeded, training_device
 
-__all__ = ["train_adain_decoder", "mean_std", "adain_style_loss"]
+__all__ = ["train_adain_decoder", "mean_std", "adain_style_loss", "relative_gram_loss", "STYLE_LOSSES"]
+
+STYLE_LOSSES = ("mean_std", "gram")
 
 PathArg = Union[str, os.PathLike]
 
@@ -50,7 +58,45 @@ def adain_style_loss(feats: Dict[str, torch.Tensor], targets: Dict[str, tuple]) 
     return total
 
 
-def _check(name: str, size: int, batch_size: int, style_weight: float, jitter: float, load_size) -> int:
+def relative_gram_loss(feats: Dict[str, torch.Tensor], targets: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum over layers of the batch mean of ||G(f) - G_t||_F^2 / ||G_t||_F^2 (per-image Gram matrices)."""
+    total = None
+    for name, g_t in targets.items():
+        g = gram(feats[name].float())
+        term = ((g - g_t).square().sum((1, 2)) / g_t.square().sum((1, 2)).clamp_min(1e-12)).mean()
+        total = term if total is None else total + term
+    return total
+
+
+def _loss_fn(vgg: VGG19, style_loss: str, style_weight: float):
+    """The training loss of (decoder, (content, style) batch): the paper's or the Gram variant."""
+    layers = ADAIN_STYLE_LAYERS if style_loss == "mean_std" else DEFAULT_STYLE_LAYERS
+
+    def loss_fn(runner, batch):
+        c, s = batch
+        with torch.no_grad():
+            fc = vgg(c, (ADAIN_LAYER,))[ADAIN_LAYER].float()
+            fs = vgg(s, layers)
+            t = adain(fc, fs[ADAIN_LAYER].float())
+            if style_loss == "mean_std":
+                targets = {n: mean_std(f) for n, f in fs.items()}
+            else:
+                targets = {n: gram(f.float()) for n, f in fs.items()}
+        feats = vgg(runner(t), layers)
+        if style_loss == "mean_std":
+            content = F.mse_loss(feats[ADAIN_LAYER].float(), t)
+            style = adain_style_loss(feats, targets)
+        else:
+            content = F.mse_loss(feats[ADAIN_LAYER].float(), t) / t.square().mean().clamp_min(1e-12)
+            style = relative_gram_loss(feats, targets)
+        return content + style_weight * style, {"content": content.detach(), "style": style.detach()}
+
+    return loss_fn
+
+
+def _check(name: str, size: int, batch_size: int, style_weight: float, jitter: float, load_size, style_loss) -> int:
+    if style_loss not in STYLE_LOSSES:
+        raise ValueError(f"{name}: style_loss must be one of {STYLE_LOSSES}, got {style_loss!r}")
     for arg, v in (("size", size), ("batch_size", batch_size)):
         check_count(v, f"{name}: {arg}")
     if size % 8 or size < 16:
@@ -66,7 +112,8 @@ def _check(name: str, size: int, batch_size: int, style_weight: float, jitter: f
 
 def train_adain_decoder(content_dir: PathArg, style_dir: PathArg, *, size: int = 256, steps: int = 2000,
                         batch_size: int = 4, lr: float = 1e-4, lr_schedule: str = "cosine", lr_decay: float = 0.5,
-                        lr_decay_every: Optional[int] = None, style_weight: float = 10.0, jitter: float = 0.1,
+                        lr_decay_every: Optional[int] = None, style_weight: Optional[float] = None,
+                        style_loss: str = "mean_std", jitter: float = 0.1,
                         load_size: Optional[int] = None, padding: str = "reflect", width: float = 1.0,
                         model: Optional[AdaINDecoder] = None, output: Optional[PathArg] = None,
                         checkpoint: Optional[PathArg] = None, checkpoint_every: int = 100,
@@ -82,7 +129,11 @@ def train_adain_decoder(content_dir: PathArg, style_dir: PathArg, *, size: int =
         steps, lr, lr_schedule, lr_decay, lr_decay_every: Adam training (see
             :func:`pytexsynth.training.train`); the paper's lr is 1e-4.
         batch_size: content images per step, and as many style images.
-        style_weight: weight of the style loss (the paper's lambda = 10).
+        style_weight: weight of the style loss (default: the paper's lambda = 10 with
+            ``"mean_std"``, 1 with ``"gram"``).
+        style_loss: ``"mean_std"`` (the paper's: per-channel means and standard deviations at
+            relu1_1..relu4_1) or ``"gram"`` (relative Gram matrix errors at relu1_1..relu5_1,
+            with a relative content term; see the module's docstring).
         jitter: colour jitter amplitude (0: off); see :func:`pytexsynth.training.augment`.
         load_size: images are first scaled so their shorter side is this and cropped square
             (default 2 * size); each crop is then zoomed to a random sub-crop of ``size``.
@@ -101,34 +152,27 @@ def train_adain_decoder(content_dir: PathArg, style_dir: PathArg, *, size: int =
         >>> net = train_adain_decoder("photos/", "paintings/", steps=20000, output="adain.pt")  # doctest: +SKIP
     """
     name = "train_adain_decoder"
-    load_size = _check(name, size, batch_size, style_weight, jitter, load_size)
+    if style_weight is None:
+        style_weight = 10.0 if style_loss == "mean_std" else 1.0
+    load_size = _check(name, size, batch_size, style_weight, jitter, load_size, style_loss)
     net = model if model is not None else seeded(seed, lambda: AdaINDecoder(padding=padding, width=width))
     if not isinstance(net, AdaINDecoder):
         raise TypeError(f"{name}: model must be an AdaINDecoder, got {type(net).__name__}")
     contents, styles = ContentFolder(content_dir, load_size), ContentFolder(style_dir, load_size)
     with training_device(device) as (rank, dev):
-        vgg = VGG19(ADAIN_STYLE_LAYERS, weights=weights).to(dev)
+        vgg = VGG19(ADAIN_STYLE_LAYERS if style_loss == "mean_std" else DEFAULT_STYLE_LAYERS, weights=weights).to(dev)
 
         def batches(gen: torch.Generator, step: int):
             c = augment(contents.batch(batch_size, gen), size, gen, jitter)
             s = augment(styles.batch(batch_size, gen), size, gen, jitter)
             return c.to(dev), s.to(dev)
 
-        def loss_fn(runner, batch):
-            c, s = batch
-            with torch.no_grad():
-                fc = vgg(c, (ADAIN_LAYER,))[ADAIN_LAYER].float()
-                fs = vgg(s, ADAIN_STYLE_LAYERS)
-                targets = {n: mean_std(f) for n, f in fs.items()}
-                t = adain(fc, fs[ADAIN_LAYER].float())
-            feats = vgg(runner(t), ADAIN_STYLE_LAYERS)
-            content = F.mse_loss(feats[ADAIN_LAYER].float(), t)
-            style = adain_style_loss(feats, targets)
-            return content + style_weight * style, {"content": content.detach(), "style": style.detach()}
-
+        loss_fn = _loss_fn(vgg, style_loss, float(style_weight))
         settings = {"kind": "adain", "content_dir": str(Path(content_dir).resolve()),
                     "style_dir": str(Path(style_dir).resolve()), "size": size, "load_size": load_size,
                     "batch_size": batch_size, "style_weight": float(style_weight), "jitter": float(jitter)}
+        if style_loss != "mean_std":  # recorded only when not the paper's, so older checkpoints still resume
+            settings["style_loss"] = style_loss
         meta = {**settings, "content_images": len(contents), "style_images": len(styles)}
 
         def skipped():
