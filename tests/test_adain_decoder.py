@@ -144,3 +144,17 @@ def test_training_argument_errors(tmp_path):
         train_adain_decoder(contents, contents, size=16, steps=1, style_loss="histogram", progress=False)
     with pytest.raises(TypeError, match="model must be an AdaINDecoder"):
         train_adain_decoder(contents, contents, size=16, steps=1, model=torch.nn.Conv2d(1, 1, 1), progress=False)
+
+
+@needs_vgg
+def test_train_adain_command(tmp_path, capsys):
+    from pytexsynth.cli import main
+
+    contents, styles = _folder(tmp_path / "c"), _folder(tmp_path / "s", seed=2)
+    out = tmp_path / "dec.pt"
+    argv = ["train-adain", str(contents), str(styles), "-o", str(out), "--size", "16", "--steps", "3",
+            "--batch-size", "1", "--width", "0.125", "--style-loss", "gram", "--quiet", "--device", "cpu"]
+    assert main(argv) == 0
+    assert "saved" in capsys.readouterr().out and isinstance(load_model(out), AdaINDecoder)
+    assert main(argv) != 0  # the model exists: refused without --force
+    assert "exists" in capsys.readouterr().err
