@@ -7,13 +7,22 @@ versions), :mod:`~pytexsynth.losses` and :mod:`~pytexsynth.nn` (modules over the
 and the trainers), :mod:`~pytexsynth.io` (images, atomic writes), :mod:`~pytexsynth.cli`.
 """
 
-from . import nn, ops, reference
-from ._info import __version__, has_cuda, has_extension, info
-from . import io, losses, models, networks, synthesis, training
-from .models import VGG19
-from .networks import InverseNet, load_model, save_model
-from .synthesis import style_swap_transfer, synthesize_texture, transfer_style, transfer_style_fast
-from .training import train_adain_decoder, train_inverse_network, train_stylization_network, train_texture_network
+import os as _os
+
+# MKL's strict conditional numerical reproducibility: its GEMMs (the Winograd planes, the Gram
+# tiles) then sum in an order that does not depend on the thread count, so an image depends only
+# on the command, the seed and the machine (README, "Reproducibility"). It must be set before
+# MKL's first call in the process; a value the user set is kept.
+_os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+from . import nn, ops, reference  # noqa: E402
+from ._info import __version__, has_cuda, has_extension, info  # noqa: E402
+from . import io, losses, models, networks, synthesis, training  # noqa: E402
+from .models import VGG19  # noqa: E402
+from .networks import InverseNet, load_model, save_model  # noqa: E402
+from .synthesis import style_swap_transfer, synthesize_texture, transfer_style, transfer_style_fast  # noqa: E402
+from .training import (train_adain_decoder, train_inverse_network, train_stylization_network,  # noqa: E402
+                       train_texture_network)
 
 __all__ = [
     "__version__", "has_cuda", "has_extension", "info", "nn", "ops", "reference",

@@ -85,7 +85,9 @@ def _style_rows(stats: HistogramStats, planes: int, channels: int, dtype: torch.
     """The style statistics of each plane's channel: lo, step (P, 1) and cdf (P, bins + 1)."""
     bins = stats.bins
     lo = stats.lo.to(dtype)
-    step = (stats.hi.to(dtype) - lo) / bins
+    hi = stats.hi.to(dtype)
+    width = hi - lo
+    step = torch.where(torch.isinf(width), hi / bins - lo / bins, width / bins)  # as csrc/common/histogram.h
     idx = torch.arange(planes, device=lo.device) % channels
     return lo[idx, None], step[idx, None], stats.cdf.to(dtype)[idx].contiguous()
 
@@ -97,7 +99,10 @@ def _style_inverse(u: torch.Tensor, lo, step, cdf, bins: int) -> torch.Tensor:
     c0 = cdf.gather(1, k)
     c1 = cdf.gather(1, k + 1)
     f = torch.where(c1 > c0, (u - c0) / (c1 - c0), torch.zeros_like(u)).clamp(0, 1)
-    return lo + (k.to(u.dtype) + f) * step
+    kf = k.to(u.dtype) + f
+    offset = kf * step
+    half_offset = kf * (step * 0.5)  # where the offset overflows (a style range near the float range)
+    return torch.where(offset <= torch.finfo(u.dtype).max, lo + offset, (lo + half_offset) + half_offset)
 
 
 def histogram_match(x: torch.Tensor, stats: HistogramStats) -> torch.Tensor:
@@ -105,24 +110,28 @@ def histogram_match(x: torch.Tensor, stats: HistogramStats) -> torch.Tensor:
     each value's quantile u in the plane's own piecewise-linear CDF (cum[b] + frac * count[b]) / n,
     then the style value at u by inverting the style CDF with linear interpolation. A constant plane
     maps to the style median (u = 0.5); NaN stays NaN and is left out of the counts. Computed in
-    float32 (float64 for float64 x), returned in x's dtype. No gradient (R is a constant)."""
+    float32 (float64 for float64 x), returned in x's dtype. No gradient (R is a constant).
+    +-inf are left out of the range and the counts and go to the style's extremes (quantile 1 for
+    +inf, 0 for -inf); the finite values are matched among themselves."""
     bins = stats.bins
     if x.shape[-2] * x.shape[-1] == 0:  # empty planes: nothing to match
         return x.detach().clone()
     xf = _planes(x)
     dt = xf.dtype
     nan = torch.isnan(xf)
-    lo = torch.where(nan, torch.full_like(xf, float("inf")), xf).amin(dim=1, keepdim=True)
-    hi = torch.where(nan, torch.full_like(xf, float("-inf")), xf).amax(dim=1, keepdim=True)
+    finite = torch.isfinite(xf)
+    lo = torch.where(finite, xf, torch.full_like(xf, float("inf"))).amin(dim=1, keepdim=True)
+    hi = torch.where(finite, xf, torch.full_like(xf, float("-inf"))).amax(dim=1, keepdim=True)
     varies = hi > lo
     b, frac = bin_position(xf, lo, hi, bins)
-    valid = ~nan & varies
+    valid = finite & varies
     counts = torch.zeros(xf.shape[0], bins, dtype=torch.long, device=xf.device)
     counts.scatter_add_(1, b, valid.long())
     cum = torch.cat([counts.new_zeros(xf.shape[0], 1), counts.cumsum(1)], dim=1)
     n = cum[:, -1:].to(dt)
     u = ((cum.gather(1, b).to(dt) + frac * counts.gather(1, b).to(dt)) / n).clamp(max=1)
     u = torch.where(varies, u, torch.full_like(u, 0.5))
+    u = torch.where(finite | nan, u, (xf > 0).to(dt))
     s_lo, s_step, s_cdf = _style_rows(stats, xf.shape[0], x.shape[-3], dt)
     r = _style_inverse(u, s_lo, s_step, s_cdf, bins)
     r = torch.where(nan, xf, r)
@@ -132,17 +141,19 @@ def histogram_match(x: torch.Tensor, stats: HistogramStats) -> torch.Tensor:
 def histogram_match_exact(x: torch.Tensor, stats: HistogramStats) -> torch.Tensor:
     """Sort-based matching: the value of rank r (0-based, ties broken by position) in its plane of
     M values goes to the style quantile u = (r + 0.5) / M. With as many values as the style, the
-    histogram of the result equals the style's exactly. NaN stays NaN. No gradient."""
+    histogram of the result equals the style's exactly. NaN stays NaN and takes no quantile (M counts
+    the other values); -inf and +inf rank first and last. No gradient."""
     bins = stats.bins
     if x.shape[-2] * x.shape[-1] == 0:  # empty planes: nothing to match
         return x.detach().clone()
     xf = _planes(x)
     dt = xf.dtype
     m = xf.shape[1]
-    order = torch.sort(xf, dim=1, stable=True).indices  # NaN sorts last
+    order = torch.sort(xf, dim=1, stable=True).indices  # -inf first, +inf then NaN last
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(m, device=xf.device).expand_as(order))
-    u = (ranks.to(dt) + 0.5) / m
+    counted = (~torch.isnan(xf)).sum(dim=1, keepdim=True).clamp_min(1).to(dt)  # NaN takes no quantile
+    u = ((ranks.to(dt) + 0.5) / counted).clamp(max=1)
     s_lo, s_step, s_cdf = _style_rows(stats, xf.shape[0], x.shape[-3], dt)
     r = _style_inverse(u, s_lo, s_step, s_cdf, bins)
     r = torch.where(torch.isnan(xf), xf, r)
@@ -161,9 +172,8 @@ def style_swap(content: torch.Tensor, style: torch.Tensor, patch_size: int = 3, 
     """Style-swap (Chen & Schmidt 2016) the way it is usually written, one image at a time.
 
     conv2d of the content with the normalised style patches as filters -> argmax over the
-    style patches -> one-hot -> conv_transpose2d with the raw patches, divided by a
-    conv_transpose2d of ones (the overlap count). It materialises an n_content x n_style
-    score tensor and a one-hot of the same size: the memory problem the kernels avoid.
+    style patches -> the chosen raw patches folded back, divided by the overlap count. It
+    materialises the n_content x n_style score tensor: the memory problem the kernels avoid.
     Pixels no patch covers (when (H - patch_size) % stride != 0) are 0. ``precision="bf16"``
     rounds the GEMM operands to bfloat16 (products in float32); "tf32" computes in full
     float32 here.
@@ -182,12 +192,17 @@ def style_swap(content: torch.Tensor, style: torch.Tensor, patch_size: int = 3, 
             x = x.to(torch.bfloat16).to(ct)
             filters = filters.to(torch.bfloat16).to(ct)
         scores = F.conv2d(x, filters, stride=s)  # (1, ns, nH, nW)
+        # A NaN score (a non-finite style patch, or content) never wins, as in the kernels;
+        # torch.argmax would pick it.
+        scores = torch.where(torch.isnan(scores), torch.full_like(scores, float("-inf")), scores)
         idx = scores.argmax(dim=1)  # (1, nH, nW)
-        one_hot = torch.zeros_like(scores).scatter_(1, idx.unsqueeze(1), 1.0)
-        extra = ((H - k) % s, (W - k) % s)
-        out = F.conv_transpose2d(one_hot, patches.to(one_hot.dtype), stride=s, output_padding=extra)
-        count = F.conv_transpose2d(one_hot, torch.ones_like(patches[:, :1], dtype=one_hot.dtype), stride=s,
-                                   output_padding=extra)
+        # Decode: every chosen patch added where it lies (fold), divided by the overlap count. A
+        # gather, not conv_transpose2d of a one-hot, whose 0 * NaN would spread an unchosen
+        # non-finite patch everywhere.
+        cols = F.unfold(sty.to(ct), k, stride=s)[0]  # (C * k * k, ns)
+        chosen = cols[:, idx.flatten()].unsqueeze(0)  # (1, C * k * k, nc)
+        out = F.fold(chosen, (H, W), k, stride=s)
+        count = F.fold(torch.ones_like(chosen[:, :k * k]), (H, W), k, stride=s)
         outs.append(torch.where(count > 0, out / count.clamp_min(1), torch.zeros_like(out)).to(content.dtype))
         indices.append(idx)
     out = torch.cat(outs) if outs else content.new_empty(content.shape)

@@ -86,7 +86,7 @@ inline Problem make_problem(const at::Tensor& x, const at::Tensor& out, int32_t 
 }
 
 // The statistics in the kernels' accumulation dtype, contiguous; step = (hi - lo) / nb per
-// channel with the same rounded division on every device.
+// channel with the same rounded division on every device (and in reference.py).
 struct StyleTensors {
   at::Tensor lo, step, cdf;
 };
@@ -96,7 +96,10 @@ inline StyleTensors style_tensors(const at::Tensor& lo, const at::Tensor& hi, co
   StyleTensors s;
   s.lo = lo.to(acc).contiguous();
   const at::Tensor h = hi.to(acc);
-  s.step = at::div(at::sub(h, s.lo), static_cast<double>(nb)).contiguous();
+  const at::Tensor width = at::sub(h, s.lo);
+  const double bins = static_cast<double>(nb);
+  // A width that overflows (float32 [-3e38, 3e38]) is divided before the subtraction.
+  s.step = at::where(at::isinf(width), at::sub(at::div(h, bins), at::div(s.lo, bins)), at::div(width, bins)).contiguous();
   s.cdf = cdf.to(acc).contiguous();
   return s;
 }

@@ -12,6 +12,7 @@
 #include <c10/macros/Macros.h>
 
 #include <cstdint>
+#include <limits>
 
 namespace pytexsynth {
 namespace histogram {
@@ -40,12 +41,31 @@ struct BinPos {
   acc_t frac;  // position inside the bin, in [0, 1]
 };
 
-// Bin of v in an nb-bin histogram of [lo, hi] (hi > lo): t = (v - lo) / (hi - lo) * nb,
+// Non-finite input (the op's defined behaviour, the same on every backend and in the reference):
+// NaN stays NaN and is left out of the counts; +-inf are left out of the plane's range and counts
+// and map to the style's extremes (quantile 1 for +inf, 0 for -inf); the finite values are matched
+// among themselves. NaN fails both comparisons.
+template <typename acc_t>
+C10_HOST_DEVICE inline bool is_finite_value(acc_t v) {
+  return v >= -std::numeric_limits<acc_t>::max() && v <= std::numeric_limits<acc_t>::max();
+}
+
+// Bin of v in an nb-bin histogram of [lo, hi] (hi > lo, both finite): t = (v - lo) / (hi - lo) * nb,
 // bin = floor(t) clamped to [0, nb - 1], so v == hi lands in the last bin with frac 1.
-// NaN gives bin 0 (callers skip NaN values before counting).
+// A range whose width overflows (float32 [-3e38, 3e38]) is measured in halves, which do not
+// (halving is exact for the normal numbers such a range holds at its ends).
+// NaN gives bin 0 (callers skip non-finite values before counting).
 template <typename acc_t>
 C10_HOST_DEVICE inline BinPos<acc_t> bin_position(acc_t v, acc_t lo, acc_t hi, int32_t nb) {
-  const acc_t t = mul_rn(div_rn(sub_rn(v, lo), sub_rn(hi, lo)), static_cast<acc_t>(nb));
+  const acc_t width = sub_rn(hi, lo);
+  acc_t t;
+  if (width <= std::numeric_limits<acc_t>::max()) {
+    t = mul_rn(div_rn(sub_rn(v, lo), width), static_cast<acc_t>(nb));
+  } else {
+    const acc_t half = acc_t(0.5);
+    t = mul_rn(div_rn(sub_rn(mul_rn(v, half), mul_rn(lo, half)), sub_rn(mul_rn(hi, half), mul_rn(lo, half))),
+               static_cast<acc_t>(nb));
+  }
   const int32_t b = t >= acc_t(0) ? (t < static_cast<acc_t>(nb) ? static_cast<int32_t>(t) : nb - 1) : 0;
   acc_t frac = sub_rn(t, static_cast<acc_t>(b));
   frac = frac < acc_t(0) ? acc_t(0) : (frac > acc_t(1) ? acc_t(1) : frac);
@@ -85,15 +105,20 @@ C10_HOST_DEVICE inline acc_t style_value(const acc_t* cdf, acc_t u, int32_t k, a
   const acc_t c1 = cdf[k + 1];
   acc_t f = c1 > c0 ? div_rn(sub_rn(u, c0), sub_rn(c1, c0)) : acc_t(0);
   f = f < acc_t(0) ? acc_t(0) : (f > acc_t(1) ? acc_t(1) : f);
-  return add_rn(lo, mul_rn(add_rn(static_cast<acc_t>(k), f), step));
+  const acc_t kf = add_rn(static_cast<acc_t>(k), f);
+  const acc_t offset = mul_rn(kf, step);
+  if (offset <= std::numeric_limits<acc_t>::max()) return add_rn(lo, offset);
+  // A style range whose width overflows (step near max / nb): the offset overflows, its half does not.
+  const acc_t half_offset = mul_rn(kf, mul_rn(step, acc_t(0.5)));
+  return add_rn(add_rn(lo, half_offset), half_offset);
 }
 
 // One channel of the input being matched: its range and cumulative bin counts.
 template <typename acc_t, typename count_t>
 struct InputPlane {
-  acc_t lo, hi;        // min and max of the plane's non-NaN values
+  acc_t lo, hi;        // min and max of the plane's finite values
   const count_t* cum;  // nb + 1 cumulative counts, cum[0] = 0, cum[nb] = n
-  acc_t n;             // number of non-NaN values
+  acc_t n;             // number of finite values
   int32_t nb;
 };
 
@@ -110,8 +135,9 @@ struct FullSearch {
   C10_HOST_DEVICE inline void operator()(int32_t /*bin*/, int32_t& /*k0*/, int32_t& /*k1*/) const {}
 };
 
-// R(v): the style value at v's quantile u in its plane. NaN stays NaN (so the loss is NaN); a
-// constant plane (hi <= lo, also a plane of NaN only) puts every value at the median, u = 0.5.
+// R(v): the style value at v's quantile u in its plane. NaN stays NaN (so the loss is NaN), +-inf
+// go to quantile 1 / 0; a constant plane (hi <= lo, also a plane without finite values) puts every
+// finite value at the median, u = 0.5.
 // narrow(bin, k0, k1) may shrink the style-bin search interval [0, nb - 1] to the interval of
 // v's input bin (the CPU precomputes them): the search is monotone in u, so the result is the same.
 template <typename acc_t, typename count_t, typename Narrow = FullSearch>
@@ -120,7 +146,9 @@ C10_HOST_DEVICE inline acc_t remap_value(acc_t v, const InputPlane<acc_t, count_
   if (v != v) return v;
   int32_t k0 = 0, k1 = st.nb - 1;
   acc_t u = acc_t(0.5);
-  if (in.hi > in.lo) {
+  if (!is_finite_value(v)) {
+    u = v > acc_t(0) ? acc_t(1) : acc_t(0);
+  } else if (in.hi > in.lo) {
     const BinPos<acc_t> p = bin_position(v, in.lo, in.hi, in.nb);
     narrow(p.bin, k0, k1);
     u = cdf_position(in.cum[p.bin], in.cum[p.bin + 1] - in.cum[p.bin], p.frac, in.n);

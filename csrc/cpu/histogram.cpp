@@ -41,7 +41,7 @@ struct Scratch {
   explicit Scratch(int32_t nb) : cum(nb + 1), k0(nb), k1(nb) {}
 };
 
-// Pass 2 of a plane whose values vary (hi > lo): s.cum = the cumulative counts of its non-NaN
+// Pass 2 of a plane whose values vary (hi > lo): s.cum = the cumulative counts of its finite
 // values per bin, cum[0] = 0.
 template <typename scalar_t, typename acc_t>
 void count_bins(const scalar_t* x, const Problem& p, acc_t lo, acc_t hi, Scratch& s) {
@@ -53,7 +53,7 @@ void count_bins(const scalar_t* x, const Problem& p, acc_t lo, acc_t hi, Scratch
     const acc_t v = static_cast<acc_t>(v_);
     if (v == lo) {
       ++at_lo;
-    } else if (v == v) {
+    } else if (is_finite_value(v)) {
       counts[bin_position(v, lo, hi, p.nb).bin] += 1;
     }
   });
@@ -81,12 +81,13 @@ double match_plane(const scalar_t* x, scalar_t* out, const Problem& p, const Sty
                    Scratch& s) {
   using acc_t = at::opmath_type<scalar_t>;
   const int32_t nb = p.nb;
-  // Pass 1: range of the non-NaN values (NaN fails both comparisons).
+  // Pass 1: range of the finite values (NaN and +-inf are left out; see histogram_math.h).
   acc_t lo = std::numeric_limits<acc_t>::infinity(), hi = -std::numeric_limits<acc_t>::infinity();
   for_each_value(x, p, [&](scalar_t v_, int64_t, int64_t) {
     const acc_t v = static_cast<acc_t>(v_);
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
+    const bool finite = is_finite_value(v);
+    lo = finite && v < lo ? v : lo;
+    hi = finite && v > hi ? v : hi;
   });
   // Pass 2: counts (a constant plane has none: every value maps to u = 0.5).
   std::fill(s.cum.begin(), s.cum.end(), int64_t(0));

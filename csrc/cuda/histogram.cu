@@ -1,6 +1,6 @@
 // Histogram matching and the histogram loss on CUDA. Per (n, c) plane, split over gridDim.x
 // blocks (so 64 large planes still fill the GPU):
-//   1. minmax_kernel: per-block partial min/max of the plane (NaN ignored);
+//   1. minmax_kernel: per-block partial min/max of the plane's finite values;
 //   2. histogram_kernel: every block folds the partials (same order: same result), builds an
 //      int32 histogram of its share in shared memory (lanes holding the same bin, like the many
 //      ReLU zeros, are merged with __match_any_sync before one atomicAdd), then adds it to the
@@ -74,8 +74,10 @@ minmax_kernel(const scalar_t* __restrict__ x, const Geom g, acc_t* __restrict__ 
     acc_t lo = std::numeric_limits<acc_t>::infinity(), hi = -std::numeric_limits<acc_t>::infinity();
     for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < g.M; i += step) {
       const acc_t v = static_cast<acc_t>(x[x_offset(g, pb, i)]);
-      lo = min_ignore_nan(lo, v);
-      hi = max_ignore_nan(hi, v);
+      if (is_finite_value(v)) {  // NaN and +-inf are left out of the range (histogram_math.h)
+        lo = min_ignore_nan(lo, v);
+        hi = max_ignore_nan(hi, v);
+      }
     }
     constexpr acc_t inf = std::numeric_limits<acc_t>::infinity();
     lo = cuda::block_reduce<kThreads>(lo, inf, [](acc_t a, acc_t b) { return min_ignore_nan(a, b); });
@@ -127,7 +129,7 @@ histogram_kernel(const scalar_t* __restrict__ x, const Geom g, const acc_t* __re
         int key = -1;
         if (i < g.M) {
           const acc_t v = static_cast<acc_t>(x[x_offset(g, pb, i)]);
-          if (v == v) key = bin_position(v, lo, hi, g.nb).bin;
+          if (is_finite_value(v)) key = bin_position(v, lo, hi, g.nb).bin;
         }
         const unsigned peers = __match_any_sync(0xffffffffu, key);
         if (key >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hist[key], __popc(peers));

@@ -109,26 +109,22 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     """--quiet and --threads: every command that computes."""
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads (default: the idle cores, i.e. the usable cores minus the 1-minute load "
-                        "average, at least 1; OMP_NUM_THREADS, when set, is respected)")
+                   help="CPU threads (default: the cores this process may use; OMP_NUM_THREADS, when set, is "
+                        "respected). The result is the same for every thread count (README, Reproducibility)")
 
 
 def default_threads() -> int:
-    """CPU threads for a run: the cores this process may use minus the 1-minute load average,
-    at least 1 and at most torch's default. OpenMP threads that outnumber the idle cores wait
-    for each other at every parallel region while the OS runs other jobs on their cores: on
-    the shared 2-core CI machine the demo took 123 s with 2 threads and 37 s with 1."""
+    """CPU threads for a run: the cores this process may use, at most torch's default. Not the
+    idle cores: a default that followed the load average gave another image for the same command
+    on a busy machine (thread counts change the order of PyTorch's reductions; see README,
+    "Reproducibility"). On a machine shared with other jobs, --threads 1 is often faster."""
     import torch
 
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        load = 0.0
-    return max(1, min(torch.get_num_threads(), cpus - int(load + 0.5)))
+    return max(1, min(torch.get_num_threads(), cpus))
 
 
 def apply_threads(args: argparse.Namespace) -> None:

@@ -290,15 +290,17 @@ class VGG19(nn.Module):
         return x.flip(1) * self._scale + self._shift
 
     def forward(self, x: torch.Tensor, layers: Optional[Iterable[str]] = None) -> Dict[str, torch.Tensor]:
-        """Features of ``x`` (N, 3, H, W) RGB in [0, 1] at ``layers`` (default: those given at init).
+        """Features of ``x`` (N, 3, H, W) RGB in [0, 1] at ``layers`` (default: those given at init);
+        (N, 1, H, W) is a grey image, the same in R, G and B (its gradient is their sum).
 
         Returns:
             dict layer name -> (N, C, H', W') tensor, in the order asked.
         """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"VGG19: x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"VGG19: x must be an (N, 3, H, W) RGB image batch, got shape {tuple(x.shape)}")
+        if x.dim() != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"VGG19: x must be an (N, 3, H, W) RGB (or (N, 1, H, W) grey) image batch, got shape "
+                             f"{tuple(x.shape)}")
         wanted = self.layers if layers is None else check_layers(layers)
         last = max(_LAYER_INDEX[n] for n in wanted)
         pools = sum(1 for n in LAYER_NAMES[:last] if n.startswith("pool"))
@@ -309,7 +311,7 @@ class VGG19(nn.Module):
         out: Dict[str, torch.Tensor] = {}
         on_cuda = x.is_cuda
         use_autocast = on_cuda and (self.autocast if self.autocast is not None else True)
-        h = self.preprocess(x)
+        h = self.preprocess(x.expand(-1, 3, -1, -1))
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         names = LAYER_NAMES[: last + 1]

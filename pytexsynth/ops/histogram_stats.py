@@ -66,8 +66,10 @@ torch.serialization.add_safe_globals([HistogramStats])
 def bin_position(v: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int):
     """(bin, frac) of values v in ``bins`` bins over [lo, hi] (hi > lo), as
     csrc/common/histogram_math.h:bin_position: t = (v - lo) / (hi - lo) * bins, bin = floor(t)
-    clamped to [0, bins - 1] (v == hi lands in the last bin with frac 1). NaN gives bin 0."""
-    t = (v - lo) / (hi - lo) * bins
+    clamped to [0, bins - 1] (v == hi lands in the last bin with frac 1). NaN gives bin 0. A range
+    whose width overflows is measured in halves (as the kernels)."""
+    width = hi - lo
+    t = torch.where(torch.isinf(width), (v * 0.5 - lo * 0.5) / (hi * 0.5 - lo * 0.5) * bins, (v - lo) / width * bins)
     b = torch.nan_to_num(t.floor(), nan=0.0).clamp(0, bins - 1)
     frac = (t - b).clamp(0, 1)
     return b.long(), frac

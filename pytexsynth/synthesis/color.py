@@ -4,9 +4,30 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["yiq", "rgb", "match_color", "luminance_image", "match_luminance", "with_chrominance"]
+__all__ = ["is_grey", "grey_images", "yiq", "rgb", "match_color", "luminance_image", "match_luminance", "with_chrominance"]
 
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+# Largest channel difference of a grey image: half a level of an 8-bit file.
+GREY_TOLERANCE = 0.5 / 255
+
+
+def is_grey(x: torch.Tensor) -> bool:
+    """Whether an (N, 3, H, W) RGB image has R = G = B everywhere (to half an 8-bit level): a
+    grayscale file, or one saved as RGB. One wait for the device."""
+    return bool((x.amax(1) - x.amin(1)).max() <= GREY_TOLERANCE) if x.numel() else True
+
+
+def grey_images(*images: torch.Tensor):
+    """The (N, 1, H, W) grey channel of each image when every one is grey (R = G = B), else None.
+
+    Synthesis from grey inputs optimises this one channel (VGG19 takes it as R = G = B), so the
+    result is exactly grey: optimising RGB lets the pixels wander off grey in colour directions
+    that the VGG statistics barely constrain (coloured speckle, chroma std 20 on 0..255 at 128 px)."""
+    if not all(is_grey(x) for x in images):
+        return None
+    return [x.mean(1, keepdim=True) for x in images]
 
 
 def yiq(x: torch.Tensor) -> torch.Tensor:

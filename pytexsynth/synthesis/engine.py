@@ -13,6 +13,7 @@ function evaluation. With L-BFGS the loss of the clamped image (the one delivere
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -35,7 +36,7 @@ class SynthesisProgress:
     """What the callback receives at each report step.
 
     ``image`` is the current image (1, 3, h, w) in [0, 1] at this level's resolution
-    (a detached copy); ``loss`` is the total (balanced) loss and ``terms`` each term's
+    (a detached copy; R = G = B when a grey image is optimised); ``loss`` is the total (balanced) loss and ``terms`` each term's
     weighted value, as floats (reading them is the only host sync of the loop).
     """
 
@@ -167,8 +168,11 @@ class _Evaluations:
         x, lv = self.x, self.level
         x.grad = None
         # L-BFGS with clamp: the loss of the image that will be delivered, clamp(x), is what is
-        # minimised (a pixel pushed out of range stops pulling); Adam clamps x after each step.
-        xin = x.clamp(0.0, 1.0) if self.clamp_input else x
+        # minimised, with the gradient passed straight through the clamp: with clamp's own
+        # (zero) gradient a pixel pushed out of range would never come back (stuck black and
+        # white dots, and twice the exemplar's energy near the Nyquist frequency on a brick
+        # texture at 128 px). Adam clamps x after each step.
+        xin = x + (x.clamp(0.0, 1.0) - x).detach() if self.clamp_input else x
         feats = lv.vgg(xin, lv.layers)
         values = [s * t.fn(feats, xin) for s, t in zip(lv.scales, lv.terms)]
         loss = torch.stack(values).sum()
@@ -212,7 +216,7 @@ class _Evaluations:
             level=lv.index, levels=lv.levels, size=tuple(self.x.shape[-2:]), iteration=it, iterations=lv.iterations,
             step=lv.step0 + it, total_steps=lv.iterations if lv.total_steps is None else lv.total_steps,
             loss=self.last_loss, terms={t.name: float(v.detach()) for t, v in zip(lv.terms, values)},
-            image=self.x.detach().clamp(0, 1).clone()))
+            image=self.x.detach().clamp(0, 1).expand(-1, 3, -1, -1).clone()))
 
     def report_upto(self, n: int) -> None:
         """Reports every mark up to ``n`` not yet reported, with the evaluation at x (a line
@@ -262,6 +266,41 @@ def optimise_lbfgs(x: torch.Tensor, level: Level, lr: Optional[float] = None, cl
     without a callback nothing is read on the host but what L-BFGS reads itself)."""
     iterations = level.iterations
     ev = _Evaluations(x, level, clamp, callback, report_every)
+    with _optimizer_math_on_one_thread(ev):
+        return _lbfgs_steps(ev, level, lr, callback, report_every)
+
+
+@contextlib.contextmanager
+def _optimizer_math_on_one_thread(ev: "_Evaluations"):
+    """L-BFGS's own vector math (its dot products: BLAS, whose summation order follows the thread
+    count) on one thread, the evaluations (VGG) on all of them: the path L-BFGS takes, and so the
+    image, is then the same for every --threads. The math is O(pixels x history), a few ms."""
+    threads = torch.get_num_threads()
+    if ev.x.device.type != "cpu" or threads == 1:
+        yield
+        return
+    evaluate = ev.closure
+
+    def closure():
+        torch.set_num_threads(threads)
+        try:
+            return evaluate()
+        finally:
+            torch.set_num_threads(1)
+
+    ev.closure = closure
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        ev.closure = evaluate
+        torch.set_num_threads(threads)
+
+
+def _lbfgs_steps(ev: "_Evaluations", level: Level, lr: Optional[float], callback: Optional[Callback],
+                 report_every: int) -> Tuple[torch.Tensor, Optional[float]]:
+    """The body of :func:`optimise_lbfgs`."""
+    iterations = level.iterations
     opt = torch.optim.LBFGS([ev.x], lr=1.0 if lr is None else lr, max_iter=iterations, max_eval=iterations,
                             history_size=50, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
     group = opt.param_groups[0]

@@ -20,7 +20,7 @@ from ..losses import (DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_
 from ..masks import label_masks
 from ..models.vgg import VGG19, check_layers
 from ..ops.checks import check_weights
-from .color import luminance_image, match_color, match_luminance, with_chrominance
+from .color import grey_images, luminance_image, match_color, match_luminance, with_chrominance
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, run_pyramid
 from .memory import require_memory
@@ -48,14 +48,27 @@ def style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, his
     return terms
 
 
+def _image_init(init, channels: int, dev):
+    """The init image resized to each level (its grey channel for a grey run)."""
+    image = as_image(init, "init", dev)
+    if channels == 1:
+        image = image.mean(1, keepdim=True)
+    return lambda hw: resize_image(image, hw).clone(memory_format=torch.contiguous_format)  # any strides
+
+
 def _texture_init(init, exemplar: torch.Tensor, gen: torch.Generator, dev):
     if isinstance(init, torch.Tensor):
-        image = as_image(init, "init", dev)
-        return lambda hw: resize_image(image, hw).clone(memory_format=torch.contiguous_format)  # any strides
+        return _image_init(init, exemplar.shape[1], dev)
     if init != "noise":
         raise ValueError(f"init must be 'noise' or an image tensor, got {init!r}")
     mean = exemplar.mean(dim=(2, 3), keepdim=True)
-    return lambda hw: (mean + 0.2 * torch.randn((1, 3, *hw), generator=gen).to(dev)).clamp(0, 1)
+    shape = exemplar.shape[:2]
+    return lambda hw: (mean + 0.2 * torch.randn((*shape, *hw), generator=gen).to(dev)).clamp(0, 1)
+
+
+def _rgb(x: torch.Tensor) -> torch.Tensor:
+    """A grey run's (1, 1, H, W) result as RGB (an RGB one unchanged)."""
+    return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
 
 
 def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None, optimizer: str = "lbfgs",
@@ -105,6 +118,7 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
     check_weights(style_weight=style_weight, histogram_weight=histogram_weight, tv_weight=tv_weight)
     dev = resolve_device(device)
     ex = as_image(exemplar, "exemplar", dev)
+    ex = (grey_images(ex) or [ex])[0]  # a grey exemplar: a grey image is optimised
     out_hw = output_size(size)
     style_layers = check_layers(style_layers)
     hist_layers = check_layers(histogram_layers) if histogram_weight else ()
@@ -122,9 +136,9 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
                             layer_weights=style_layer_weights)
         return terms + tv_terms(tv_weight, tileable), all_layers
 
-    return run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
-                       optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg, report_every=report_every,
-                       callback=callback, gen=gen, clamp=True)
+    return _rgb(run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
+                            optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg,
+                            report_every=report_every, callback=callback, gen=gen, clamp=True))
 
 
 def _style_images(style, blend, dev) -> List[torch.Tensor]:
@@ -166,12 +180,11 @@ def _content_terms(vgg: VGG19, content: torch.Tensor, layers, weight: float, lay
 
 def _transfer_init(init, content: torch.Tensor, gen: torch.Generator, dev):
     if isinstance(init, torch.Tensor):
-        image = as_image(init, "init", dev)
-        return lambda hw: resize_image(image, hw).clone(memory_format=torch.contiguous_format)  # any strides
+        return _image_init(init, content.shape[1], dev)
     if init == "content":
         return lambda hw: resize_image(content, hw).clone()
     if init == "noise":
-        return lambda hw: torch.rand((1, 3, *hw), generator=gen).to(dev)
+        return lambda hw: torch.rand((1, content.shape[1], *hw), generator=gen).to(dev)
     raise ValueError(f"init must be 'content', 'noise' or an image tensor, got {init!r}")
 
 
@@ -231,6 +244,9 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
     if check_memory:
         require_memory(dev, out_hw, all_layers, (round(target_long), round(target_long)), optimizer)
     styles, content_for_loss = _colour_inputs(preserve_color, styles, c)
+    grey = grey_images(content_for_loss, *styles)  # all grey: a grey image is optimised
+    if grey:
+        content_for_loss, styles = grey[0], grey[1:]
     gen = generator(seed)
     init_fn = _transfer_init(init, content_for_loss, gen, dev)
     make_vgg = vgg_factory(all_layers, pooling, tileable, weights, dev)
@@ -247,4 +263,5 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
     out = run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
                       optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg, report_every=report_every,
                       callback=callback, gen=gen, clamp=True)
+    out = _rgb(out)
     return with_chrominance(out, c) if preserve_color == "luminance" else out
