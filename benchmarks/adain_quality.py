@@ -15,7 +15,7 @@ relative Gram error over relu1_1..relu5_1 against the style and the relu4_2 cont
 against the content, both images at the run's size (benchmarks/quality_inputs.py).
 
     OMP_NUM_THREADS=1 PYTHONPATH=.:benchmarks python benchmarks/adain_quality.py --sizes 256 512 \\
-        --threads 1 --out docs/adain/results.json --sheet docs/adain/contact_sheet.png
+        --threads 1 --gatys-pairs 2 --out docs/adain/results.json --sheet docs/adain/contact_sheet.png
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def timed(fn, c, s, repeats: int):
     return img, best
 
 
-def run(sizes, pairs, threads: int, refine, gatys_sizes, repeats: int):
+def run(sizes, pairs, threads: int, refine, gatys_sizes, repeats: int, gatys_pairs: int):
     torch.set_num_threads(threads)
     judge = Judge()
     fns = methods(threads, refine, bool(gatys_sizes))
@@ -84,10 +84,10 @@ def run(sizes, pairs, threads: int, refine, gatys_sizes, repeats: int):
             fn(warm_c, warm_s)
     rows, images = [], {}
     for size in sizes:
-        for cname, sname in pairs:
+        for k, (cname, sname) in enumerate(pairs):
             c, s = image(cname, size), image(sname, size)
             for name, fn in fns.items():
-                if name == "gatys" and size not in gatys_sizes:
+                if name == "gatys" and (size not in gatys_sizes or k >= gatys_pairs):
                     continue
                 one_pass = name in ("stlite", "adain", "style-swap")
                 out, secs = timed(fn, c, s, repeats if one_pass else 1)
@@ -122,7 +122,31 @@ def summary(rows) -> str:
                      f"{a['gram_error']:.3f} / {a['content_error']:.3f} | "
                      + ", ".join(f"{v['method'][6:]}: {v['gram_error']:.3f} / {v['content_error']:.3f}" for v in refined)
                      + " |")
+    lines += ["", acceptance(rows)]
     return "\n".join(lines)
+
+
+def acceptance(rows) -> str:
+    """Issue 16's checks per size: adain's mean errors and time vs stlite's; pairs where each
+    refinement beats stlite on both errors."""
+    key = {(r["size"], r["content"], r["style"], r["method"]): r for r in rows}
+    out = []
+    for size in sorted({r["size"] for r in rows}):
+        pairs = [(c, s) for (sz, c, s, m) in key if sz == size and m == "stlite"]
+
+        def mean(m, f):
+            return statistics.mean(key[(size, c, s, m)][f] for c, s in pairs)
+
+        if all((size, c, s, "adain") in key for c, s in pairs):
+            g, e, t = (mean("adain", f) / mean("stlite", f) for f in ("gram_error", "content_error", "seconds"))
+            out.append(f"- {size} px, adain one pass / stlite (means over {len(pairs)} pairs): Gram error {g:.3f}, "
+                       f"content error {e:.3f}, time {t:.2f}")
+        for m in sorted({m for (sz, _, _, m) in key if sz == size and m.startswith("adain+")}):
+            wins = sum(key[(size, c, s, m)]["gram_error"] < key[(size, c, s, "stlite")]["gram_error"]
+                       and key[(size, c, s, m)]["content_error"] < key[(size, c, s, "stlite")]["content_error"]
+                       for c, s in pairs)
+            out.append(f"- {size} px, {m}: better than stlite on both errors on {wins} of {len(pairs)} pairs")
+    return "\n".join(out)
 
 
 def contact_sheet(images, size: int, pairs, names, path: Path, tile: int = 192) -> None:
@@ -148,12 +172,13 @@ def main() -> None:
     p.add_argument("--refine", type=int, nargs="*", default=[20])
     p.add_argument("--gatys-sizes", type=int, nargs="*", default=[256])
     p.add_argument("--pairs", type=int, default=len(PAIRS), help="the first N of the harness's pairs")
+    p.add_argument("--gatys-pairs", type=int, default=len(PAIRS), help="Gatys on the first N pairs only (it is slow)")
     p.add_argument("--repeats", type=int, default=3, help="one-pass runs per pair (the fastest counts)")
     p.add_argument("--out", type=Path, required=True, help="results .json (a .md summary beside it)")
     p.add_argument("--sheet", type=Path, default=None, help="contact sheet .png (at the smallest size)")
     a = p.parse_args()
     pairs = PAIRS[: a.pairs]
-    rows, images = run(a.sizes, pairs, a.threads, a.refine, a.gatys_sizes, a.repeats)
+    rows, images = run(a.sizes, pairs, a.threads, a.refine, a.gatys_sizes, a.repeats, a.gatys_pairs)
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     meta = {"cpu": cpu, "threads": a.threads, "torch": torch.__version__, "sizes": a.sizes}
