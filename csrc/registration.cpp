@@ -85,6 +85,12 @@ TORCH_LIBRARY(pytexsynth, m) {
   // (grad_x, grad_U), each an empty (0,) tensor where output_mask says it is not needed.
   m.def("_winograd_conv3x3_backward(Tensor grad_output, Tensor x, Tensor U, int padding, int chunk_bytes, "
         "bool[2] output_mask) -> (Tensor, Tensor)");
+  // ---- adain (Huang & Belongie 2017) ----
+  // content (N, C, H, W) or (C, H, W), style of the same N and C (any H, W): per (n, c) plane,
+  // out = alpha * (sigma_s (x - mu_x) / sigma_x + mu_s) + (1 - alpha) x, sigma = sqrt(var + eps)
+  // with the biased variance. The backward returns (grad_content, grad_style).
+  m.def("adain(Tensor content, Tensor style, float alpha=1.0, float eps=1e-5) -> Tensor");
+  m.def("_adain_backward(Tensor grad_output, Tensor content, Tensor style, float alpha, float eps) -> (Tensor, Tensor)");
   // ---- style_swap ----
   // content (B, C, H, W), style (1 or B, C, Hs, Ws) -> (swapped (B, C, H, W), indices
   // (B, nH, nW) int64 of the chosen style patches). precision: ieee | tf32 | bf16;

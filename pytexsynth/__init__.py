@@ -20,13 +20,14 @@ from ._info import __version__, has_cuda, has_extension, info  # noqa: E402
 from . import io, losses, models, networks, synthesis, training  # noqa: E402
 from .models import VGG19  # noqa: E402
 from .networks import InverseNet, load_model, save_model  # noqa: E402
-from .synthesis import style_swap_transfer, synthesize_texture, transfer_style  # noqa: E402
-from .training import train_inverse_network, train_stylization_network, train_texture_network  # noqa: E402
+from .synthesis import style_swap_transfer, synthesize_texture, transfer_style, transfer_style_fast  # noqa: E402
+from .training import (train_adain_decoder, train_inverse_network, train_stylization_network,  # noqa: E402
+                       train_texture_network)
 
 __all__ = [
     "__version__", "has_cuda", "has_extension", "info", "nn", "ops", "reference",
     "io", "losses", "models", "networks", "synthesis", "training", "VGG19",
     "load_model", "save_model", "train_stylization_network", "train_texture_network",
     "synthesize_texture", "transfer_style",
-    "InverseNet", "train_inverse_network", "style_swap_transfer",
+    "InverseNet", "train_inverse_network", "style_swap_transfer", "transfer_style_fast", "train_adain_decoder",
 ]

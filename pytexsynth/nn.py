@@ -1,4 +1,4 @@
-"""Module twins of the functional ops, for building networks: CircularPad2d, CircularConv2d, StyleSwap."""
+"""Module twins of the functional ops, for building networks: CircularPad2d, CircularConv2d, StyleSwap, AdaIN."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import torch.nn.functional as F
 
 from . import ops
 from .losses import GramLoss, HistogramLoss
+from .ops.adain import check_adain_args
 from .ops.checks import normalize_pad
 from .ops.style_swap import check_style_swap_args
 
 # GramLoss and HistogramLoss live in pytexsynth.losses (one family with the other losses) and
 # are re-exported here, where they were first published.
-__all__ = ["CircularPad2d", "CircularConv2d", "GramLoss", "HistogramLoss", "StyleSwap"]
+__all__ = ["AdaIN", "CircularPad2d", "CircularConv2d", "GramLoss", "HistogramLoss", "StyleSwap"]
 
 IntPair = Union[int, Tuple[int, int]]
 
@@ -127,3 +128,28 @@ class StyleSwap(nn.Module):
     def extra_repr(self) -> str:
         return (f"style_shape={tuple(self.style.shape)}, patch_size={self.patch_size}, stride={self.stride}, "
                 f"precision={self.precision!r}")
+
+
+class AdaIN(nn.Module):
+    """Adaptive instance normalisation (see :func:`pytexsynth.ops.adain`).
+
+    Args:
+        alpha: default style strength in [0, 1]; ``forward`` may override it per call.
+        eps: > 0, added to the variances.
+
+    Example:
+        >>> AdaIN(alpha=0.8)(torch.rand(2, 8, 10, 10), torch.rand(2, 8, 6, 6)).shape
+        torch.Size([2, 8, 10, 10])
+    """
+
+    def __init__(self, alpha: float = 1.0, eps: float = 1e-5):
+        super().__init__()
+        probe = torch.zeros(1, 1, 1, 1)
+        check_adain_args(probe, probe, alpha, eps, "AdaIN")
+        self.alpha, self.eps = float(alpha), float(eps)
+
+    def forward(self, content: torch.Tensor, style: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
+        return ops.adain(content, style, self.alpha if alpha is None else alpha, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, eps={self.eps}"

@@ -245,3 +245,21 @@ def winograd_conv3x3(x: torch.Tensor, U: torch.Tensor, bias=None, padding: int =
     if bias is not None:
         y = y + bias.view(1, -1, 1, 1)
     return y.contiguous(memory_format=torch.channels_last)
+
+
+# ---- adain ---------------------------------------------------------------------------------
+
+def adain(content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0, eps: float = 1e-5) -> torch.Tensor:
+    """Adaptive instance normalisation (Huang & Belongie 2017), the PyTorch composite.
+
+    Per (n, c) plane: ``y = sigma_s (x - mu_x) / sigma_x + mu_s`` with ``sigma = sqrt(var + eps)``
+    (biased variance), returned as ``alpha * y + (1 - alpha) * x``; computed in float32 for
+    half inputs (float64 for float64) and cast back.
+    """
+    cd = compute_dtype(content.dtype)
+    x, s = content.to(cd), style.to(cd)
+    mu_x, mu_s = x.mean((-2, -1), keepdim=True), s.mean((-2, -1), keepdim=True)
+    sig_x = (x.var((-2, -1), unbiased=False, keepdim=True) + eps).sqrt()
+    sig_s = (s.var((-2, -1), unbiased=False, keepdim=True) + eps).sqrt()
+    y = sig_s * (x - mu_x) / sig_x + mu_s
+    return (alpha * y + (1.0 - alpha) * x).to(content.dtype)

@@ -21,7 +21,7 @@ from ..io import ImageLoadError
 from ..models.vgg import WeightsNotFoundError
 
 __all__ = ["CLIError", "UsageError", "USER_ERRORS", "PREVIEW_SIZE", "PREVIEW_ITERATIONS", "preview_path",
-           "positive_int", "unit_interval", "size_arg", "check_output", "add_bits_option",
+           "positive_int", "nonnegative_int", "unit_interval", "size_arg", "check_output", "add_bits_option",
            "add_run_options", "default_threads", "apply_threads", "progress", "report_every", "load_network"]
 
 
@@ -62,6 +62,17 @@ def positive_int(v: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}") from None
     if i < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}")
+    return i
+
+
+def nonnegative_int(v: str) -> int:
+    """argparse type: an int >= 0."""
+    try:
+        i = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v!r}") from None
+    if i < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v!r}")
     return i
 
 

@@ -114,6 +114,42 @@ def _refuse_unless_samples_fit(net, a: argparse.Namespace) -> None:
                        "make fewer samples at once (-n) or choose a smaller --size")
 
 
+def _cmd_train_adain(a: argparse.Namespace) -> int:
+    from ..training import train_adain_decoder
+
+    net = train_adain_decoder(a.content_dir, a.style_dir, size=a.size, steps=a.steps, batch_size=a.batch_size,
+                              lr=a.lr, lr_schedule=a.lr_schedule, style_weight=a.style_weight, style_loss=a.style_loss,
+                              jitter=a.jitter,
+                              padding=a.padding, width=a.width, **_training_run_kwargs(a))
+    print(f"saved {a.output} (final loss {net.losses[-1]:.4g}; {len(net.skipped_images)} unreadable image(s) "
+          f"skipped); try: pytexsynth stylize photo.jpg painting.jpg --method adain --decoder {a.output} -o out.png")
+    return 0
+
+
+def _add_train_adain(sub) -> None:
+    p = sub.add_parser("train-adain", help="train an AdaIN decoder on folders of content and style images",
+                       description="Train the decoder that `stylize --method adain` runs features through "
+                                   "(Huang & Belongie 2017). Any folders of images work; nothing is downloaded.")
+    p.add_argument("content_dir", help="folder of content images")
+    p.add_argument("style_dir", help="folder of style images")
+    p.add_argument("-o", "--output", required=True, help="the trained decoder (.pt)")
+    p.add_argument("--size", type=positive_int, default=256, help="training crop size, a multiple of 8 (default 256)")
+    p.add_argument("--steps", type=positive_int, default=2000, help="optimisation steps (default 2000)")
+    p.add_argument("--batch-size", type=positive_int, default=4, help="content (and style) images per step")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 0.0001, the paper's)")
+    p.add_argument("--lr-schedule", choices=("cosine", "step", "constant"), default="cosine")
+    p.add_argument("--style-loss", choices=("mean_std", "gram"), default="mean_std",
+                   help="mean_std: the paper's per-channel mean and std losses (default); gram: relative Gram errors")
+    p.add_argument("--style-weight", type=float, default=None,
+                   help="style loss weight (default 10 with mean_std, the paper's; 1 with gram)")
+    p.add_argument("--jitter", type=float, default=0.1, help="colour jitter amplitude (default 0.1; 0: off)")
+    p.add_argument("--padding", choices=("reflect", "circular"), default="reflect", help="decoder padding")
+    p.add_argument("--width", type=float, default=1.0, help="decoder channel multiplier in (0, 1] (default 1)")
+    _add_training_run_options(p)
+    add_run_options(p)
+    p.set_defaults(func=_cmd_train_adain)
+
+
 def _cmd_generate(a: argparse.Namespace) -> int:
     from ..io import save_image
     from ..networks import TextureGenerator
@@ -204,3 +240,4 @@ def add_network_commands(sub) -> None:
     _add_training_run_options(p)
     add_run_options(p)
     p.set_defaults(func=_cmd_train_inverse)
+    _add_train_adain(sub)

@@ -4,6 +4,8 @@
   (:func:`pytexsynth.cli.synthesis.stylize_gatys`);
 - ``--method style-swap``: style-swap (Chen & Schmidt 2016), one pass through a decoder, or
   ``--optimize``;
+- ``--method adain``: AdaIN (Huang & Belongie 2017), one pass through a decoder, ``--alpha``,
+  ``--refine K`` Gatys iterations after it (:func:`pytexsynth.transfer_style_fast`);
 - ``--model MODEL``: one pass through a trained stylisation network, no STYLE
   (:func:`pytexsynth.cli.networks.stylize_model`).
 """
@@ -13,8 +15,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import (PREVIEW_ITERATIONS, PREVIEW_SIZE, CLIError, UsageError, check_output, positive_int, preview_path,
-                     progress, report_every, unit_interval)
+from .common import (PREVIEW_ITERATIONS, PREVIEW_SIZE, CLIError, UsageError, check_output, nonnegative_int,
+                     positive_int, preview_path, progress, report_every, unit_interval)
 from .networks import stylize_model
 from .options import add_content_options, style_option_kwargs
 from .synthesis import add_optimisation_options, check_snapshots, stylize_gatys
@@ -38,9 +40,81 @@ _NOT_MODEL = (("weights", None, "--weights"), ("iterations", None, "--iterations
               ("raw_weights", False, "--raw-weights"), ("save_every", None, "--save-every"))
 
 
+# Options of the adain method only, with their defaults; the style-swap ones it refuses; those of
+# the Gatys refinement, which need --refine K (dest, default).
+_ADAIN_ONLY = (("alpha", 1.0, "--alpha"), ("refine", 0, "--refine"), ("precision", "auto", "--precision"))
+_NOT_ADAIN = ("optimize", "strength", "patch_size", "stride", "layer", "style_size")
+_REFINE_ONLY = (("optimizer", "lbfgs"), ("lr", None), ("style_weight", None), ("histogram_weight", None),
+                ("tv_weight", None), ("style_layers", None), ("content_weight", None), ("pooling", "max"),
+                ("raw_weights", False), ("save_every", None))
+
+
+def _adain_usage(a: argparse.Namespace, defaults: dict) -> None:
+    """One-line usage errors of --method adain: options of other methods, refinement options without --refine."""
+    changed = [f"--{d.replace('_', '-')}" for d in _NOT_ADAIN if getattr(a, d) != defaults[d]]
+    changed += [flag for flag, on in (("--model", a.model is not None), ("--iterations", a.iterations is not None),
+                                      ("--no-pyramid", a.no_pyramid), ("--init", a.init != "content")) if on]
+    if changed:
+        hint = " (the refinement's iterations are --refine K)" if "--iterations" in changed else ""
+        raise UsageError(f"{', '.join(changed)} do(es) not apply to --method adain{hint}")
+    if not a.refine:
+        refine_only = [f"--{d.replace('_', '-')}" for d, default in _REFINE_ONLY if getattr(a, d) != default]
+        if refine_only:
+            raise UsageError(f"{', '.join(refine_only)} apply to the refinement only: add --refine K")
+    if not a.styles:
+        raise UsageError("the following arguments are required: STYLE")
+    if a.blend is not None and len(a.blend) != len(a.styles):
+        raise CLIError(f"--blend has {len(a.blend)} weights for {len(a.styles)} style images")
+
+
+def _refine_kwargs(a: argparse.Namespace) -> dict:
+    kw = dict(optimizer=a.optimizer, lr=a.lr, pooling=a.pooling, balance=not a.raw_weights,
+              report_every=report_every(a))
+    for name in ("style_weight", "histogram_weight", "style_layers", "content_weight", "tv_weight"):
+        if getattr(a, name, None) is not None:
+            kw[name] = getattr(a, name)
+    return kw
+
+
+def _stylize_adain(a: argparse.Namespace, defaults: dict) -> int:
+    from ..io import load_image, save_image
+    from ..synthesis import transfer_style_fast
+
+    _adain_usage(a, defaults)
+    out = check_output(a.output, a.force, bits=a.bits)
+    check_snapshots(a, out)
+    content = load_image(a.content)
+    styles = [load_image(s) for s in a.styles]
+    size = a.size if a.size else min(512, max(content.shape[-2:]))
+    if not 0 < a.style_scale <= 16:
+        raise CLIError(f"--style-scale must be in (0, 16], got {a.style_scale}")
+    style_size = None if a.style_scale == 1.0 else max(16, round(a.style_scale * size))
+    extra = _refine_kwargs(a) if a.refine else {}
+    t0 = time.perf_counter()
+    callback, close = progress(a, out, "adain refine") if a.refine else (None, lambda: None)
+    try:
+        img = transfer_style_fast(content, styles, "adain", alpha=a.alpha, refine=a.refine, blend=a.blend,
+                                  preserve_color=a.preserve_color, tileable=a.tileable, decoder=a.decoder,
+                                  size=size, style_size=style_size, precision=a.precision, device=a.device,
+                                  seed=a.seed, callback=callback, **extra)
+    except (TypeError, FileNotFoundError) as exc:  # a decoder file of another kind, or none shipped
+        raise CLIError(str(exc)) from exc
+    finally:
+        close()
+    save_image(img, out, force=a.force, bits=a.bits)
+    how = f"one pass + {a.refine} refinement evaluations" if a.refine else "one pass"
+    print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, adain by {how}, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
 def _cmd_stylize(a: argparse.Namespace, defaults: dict) -> int:
     if a.preview:  # small and quick, beside the output: OUT stem + .preview
         a.output = str(preview_path(a.output))
+    if a.method == "adain":
+        return _stylize_adain(a, defaults)
+    adain_only = [flag for dest, default, flag in _ADAIN_ONLY if getattr(a, dest) != default]
+    if adain_only:
+        raise UsageError(f"{', '.join(adain_only)} need --method adain")
     if a.method == "style-swap":
         if a.model is not None:
             raise UsageError("--model and --method style-swap are exclusive")
@@ -128,13 +202,21 @@ def add_stylize_command(sub) -> None:
                         "then run without --preview")
     p.add_argument("--model", default=None, help="a trained stylisation network (train-stylizer): one pass, no STYLE")
     g = p.add_argument_group("style-swap (Chen & Schmidt 2016): any style, one pass through a decoder")
-    g.add_argument("--method", choices=("gatys", "style-swap"), default="gatys",
-                   help="gatys: optimise Gram statistics (default); style-swap: swap VGG patches with the style's")
+    g.add_argument("--method", choices=("gatys", "style-swap", "adain"), default="gatys",
+                   help="gatys: optimise Gram statistics (default); style-swap: swap VGG patches with the style's; "
+                        "adain: match each VGG channel's mean and std to the style's (one pass)")
+    g.add_argument("--alpha", type=unit_interval, default=1.0, help="adain: style strength 0..1 (default 1)")
+    g.add_argument("--refine", type=nonnegative_int, default=0, metavar="K",
+                   help="adain: K Gatys iterations at the output size after the one pass (default 0); "
+                        "--optimizer, --style-weight, ... then apply to them")
+    g.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="adain: the one pass in bfloat16 where the hardware has it (auto, default) or float32")
     g.add_argument("--optimize", action="store_true",
                    help="style-swap by optimising the pixels (uses --iterations, --optimizer, --tv-weight (default "
                         "0.05 here), ...) instead of one pass through the decoder")
     g.add_argument("--decoder", default=None, metavar="MODEL",
-                   help="an inverse network from `pytexsynth train-inverse` (default: the one shipped)")
+                   help="style-swap: an inverse network from `pytexsynth train-inverse`; adain: a decoder from "
+                        "`pytexsynth train-adain` (default: the one shipped)")
     g.add_argument("--strength", type=unit_interval, default=1.0,
                    help="0..1: blend of the content's features (0) and the swapped ones (1, default)")
     g.add_argument("--patch-size", type=positive_int, default=3, help="style-swap patch size (default 3)")

@@ -1,14 +1,15 @@
-"""Feed-forward networks (architectures only): Texture Networks generators and the style-swap
-inverse network. Their trainers are in :mod:`pytexsynth.training`.
+"""Feed-forward networks (architectures only): Texture Networks generators, the style-swap
+inverse network and the AdaIN decoder. Their trainers are in :mod:`pytexsynth.training`.
 
 Every network here records its architecture; :func:`load_model` rebuilds any of them from a file.
 """
 
+from .adain import AdaINDecoder
 from .base import SavableNetwork, load_model, network_classes, register_network, save_model
 from .inverse import InverseNet
 from .texture import StylizationGenerator, TextureGenerator
 
-__all__ = ["InverseNet", "SavableNetwork", "StylizationGenerator", "TextureGenerator", "load_model",
+__all__ = ["AdaINDecoder", "InverseNet", "SavableNetwork", "StylizationGenerator", "TextureGenerator", "load_model",
            "network_classes", "register_network", "save_model"]
 
 # Where the trainers lived before pytexsynth.training: the old import paths still work.

@@ -23,14 +23,14 @@ import torch.nn.functional as F
 from ..models.vgg import LAYER_NAMES, layer_channels
 from .base import SavableNetwork, register_network
 
-__all__ = ["InverseNet", "INVERSE_LAYERS"]
+__all__ = ["InverseNet", "INVERSE_LAYERS", "vgg_path"]
 
 # layers an inverse network can start from: the ReLUs (what style-swap matches)
 INVERSE_LAYERS = tuple(n for n in LAYER_NAMES if n.startswith("relu"))
 _NORMS = ("none", "instance")
 
 
-def _vgg_path(layer: str) -> List[tuple]:
+def vgg_path(layer: str) -> List[tuple]:
     """VGG-19's layers up to ``layer``: ("conv", cin, cout) and ("pool",) entries, in order."""
     out: List[tuple] = []
     cin = 3
@@ -80,7 +80,7 @@ class InverseNet(SavableNetwork):
             raise ValueError(f"InverseNet: input_scale must be a positive number, got {input_scale!r}")
         super().__init__(layer=layer, norm=norm, input_scale=float(input_scale))
         self.layer, self.norm, self.input_scale = layer, norm, float(input_scale)
-        path = _vgg_path(layer)
+        path = vgg_path(layer)
         self.in_channels = path[-1][2]
         self.factor = 2 ** sum(1 for p in path if p[0] == "pool")
         mods: List[nn.Module] = []

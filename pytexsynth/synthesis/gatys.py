@@ -96,7 +96,7 @@ def _image_init(init, channels: int, dev, fit=resize_image):
     image = as_image(init, "init", dev)
     if channels == 1:
         image = image.mean(1, keepdim=True)
-    return lambda hw: fit(image, hw)
+    return lambda hw: fit(image, hw).clone(memory_format=torch.contiguous_format)  # any strides
 
 
 def _fit(tileable: bool):
