@@ -16,6 +16,8 @@ buffers: ``.to(device)`` moves them and ``state_dict()`` saves them.
 
 from __future__ import annotations
 
+import math
+
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
@@ -87,8 +89,12 @@ class ContentLoss(nn.Module):
         super().__init__()
         self.layers = list(targets)
         if isinstance(layer_weights, str) and layer_weights == "auto":
-            layer_weights = {n: 1.0 / (len(self.layers) * max(float(t.float().square().mean()), 1e-12))
-                             for n, t in targets.items()}
+            energy = {n: float(fixed_order_mean(t.float().square())) for n, t in targets.items()}
+            bad = [n for n, e in energy.items() if not math.isfinite(e)]
+            if bad:
+                raise FloatingPointError(f"ContentLoss: the content features at {', '.join(bad)} are not finite; "
+                                         "check that the images are finite")
+            layer_weights = {n: 1.0 / (len(self.layers) * max(e, 1e-12)) for n, e in energy.items()}
         self.weights = per_layer_weights(self.layers, layer_weights, "ContentLoss", "layer_weights", kind="content")
         for i, n in enumerate(self.layers):
             self.register_buffer(f"target_{i}", targets[n].detach().float())
