@@ -90,13 +90,13 @@ def load_image(path: PathLike, size: Optional[Union[int, Tuple[int, int]]] = Non
     try:
         with open(p, "rb") as fh:
             colour_png16 = png16_colour_type(fh.read(26))
-        if colour_png16 in (2, 4, 6):  # 16-bit colour or grey+alpha: Pillow would keep 8 bits
-            with open(p, "rb") as fh:
+            fh.seek(0)
+            if colour_png16 in (2, 4, 6):  # 16-bit colour or grey+alpha: Pillow would keep 8 bits
                 arr = _png16_to_rgb(*read_png16(fh))
-        else:
-            with Image.open(p) as img:
-                img.load()
-                arr = _to_rgb_array(img)
+            else:
+                with Image.open(fh) as img:
+                    img.load()
+                    arr = _to_rgb_array(img)
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(f"cannot read image {str(p)!r}: it declares more pixels than Pillow's safety limit "
                              f"({Image.MAX_IMAGE_PIXELS} x 2): {exc}") from exc

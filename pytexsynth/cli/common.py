@@ -54,26 +54,24 @@ def preview_path(output: Union[str, Path]) -> Path:
     return out.with_name(f"{out.stem}.preview{out.suffix}")
 
 
-def positive_int(v: str) -> int:
-    """argparse type: an int >= 1."""
+def _int_at_least(v: str, lowest: int, expected: str) -> int:
     try:
         i = int(v)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}") from None
-    if i < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}")
+        i = lowest - 1
+    if i < lowest:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {v!r}") from None
     return i
+
+
+def positive_int(v: str) -> int:
+    """argparse type: an int >= 1."""
+    return _int_at_least(v, 1, "a positive integer")
 
 
 def nonnegative_int(v: str) -> int:
     """argparse type: an int >= 0."""
-    try:
-        i = int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v!r}") from None
-    if i < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v!r}")
-    return i
+    return _int_at_least(v, 0, "an integer >= 0")
 
 
 def unit_interval(v: str) -> float:
