@@ -135,6 +135,8 @@ class GramLoss(nn.Module):
         style_masks: one (1, K, Hs, Ws) mask per style image (required with output_masks).
         dtype: None keeps the features' dtype; ``torch.float32`` casts style and output
             features to it first (what synthesis does under bf16 autocast).
+        targets: instead of ``style_features``: a dict layer -> (C, C) target Gram matrix, made
+            with this loss's normalize and precision (what tiled synthesis computes tile by tile).
 
     Example:
         >>> style = {"relu1_1": torch.rand(1, 4, 8, 8), "relu2_1": torch.rand(1, 8, 4, 4)}
@@ -147,25 +149,42 @@ class GramLoss(nn.Module):
 
     def __init__(self, style_features, weights: LayerWeights = 1.0, normalize: str = "hw", precision: str = "ieee",
                  *, blend: Optional[Sequence[float]] = None, output_masks: Optional[torch.Tensor] = None,
-                 style_masks: Optional[Sequence[torch.Tensor]] = None, dtype: Optional[torch.dtype] = None):
+                 style_masks: Optional[Sequence[torch.Tensor]] = None, dtype: Optional[torch.dtype] = None,
+                 targets: Optional[Mapping[str, torch.Tensor]] = None):
         super().__init__()
         what = type(self).__name__
         check_gram_options(normalize, precision, what)
         self.normalize, self.precision, self.dtype = normalize, precision, dtype
-        self.keyed, self.layers, styles = style_layers(style_features, what)
-        blend = blend_weights(blend, len(styles), what)
-        self.masked = output_masks is not None
-        if self.masked:
-            check_masks(output_masks, style_masks, len(styles), what)
-            self.register_buffer("output_masks", output_masks.float())
-        with torch.no_grad():
-            for i in range(len(self.layers)):
-                self.register_buffer(f"target_{i}", self._target([s[i] for s in styles], blend, style_masks))
+        if targets is not None:
+            self._set_targets(targets, style_features, output_masks, what)
+        else:
+            self.keyed, self.layers, styles = style_layers(style_features, what)
+            blend = blend_weights(blend, len(styles), what)
+            self.masked = output_masks is not None
+            if self.masked:
+                check_masks(output_masks, style_masks, len(styles), what)
+                self.register_buffer("output_masks", output_masks.float())
+            with torch.no_grad():
+                for i in range(len(self.layers)):
+                    self.register_buffer(f"target_{i}", self._target([s[i] for s in styles], blend, style_masks))
         if isinstance(weights, str) and weights == "auto":
             self.weights = {n: 1.0 / (len(self.layers) * max(float(fixed_order_mean(t.square())), 1e-12))
                             for n, t in zip(self.layers, self.targets())}
         else:
             self.weights = per_layer_weights(self.layers, weights, what, self.weights_arg)
+
+    def _set_targets(self, targets: Mapping[str, torch.Tensor], style_features, output_masks, what: str) -> None:
+        """The Gram matrices given themselves (computed elsewhere, e.g. tile by tile)."""
+        if style_features is not None or output_masks is not None:
+            raise ValueError(f"{what}: give style_features or targets, not both (targets take no masks)")
+        if not isinstance(targets, Mapping) or not targets:
+            raise TypeError(f"{what}: targets must be a non-empty dict layer -> (C, C) Gram matrix")
+        self.keyed, self.layers, self.masked = True, list(targets), False
+        for i, n in enumerate(self.layers):
+            t = targets[n].detach()
+            if t.dim() != 2 or t.shape[0] != t.shape[1]:
+                raise ValueError(f"{what}: targets[{n!r}] must be a (C, C) Gram matrix, got shape {tuple(t.shape)}")
+            self.register_buffer(f"target_{i}", t if self.dtype is None else t.to(self.dtype))
 
     def _target(self, feats: List[torch.Tensor], blend: List[float], style_masks) -> torch.Tensor:
         target = None
@@ -330,16 +349,17 @@ class GramStyleLoss(GramLoss):
         style_feats: list of layer -> style features, one dict per style image.
         blend: weights of the styles (default equal).
         layer_weights: ``"auto"`` (default), None (equal, summing to 1), a float, a list or a dict.
-        output_masks, style_masks: as in :class:`GramLoss`.
+        output_masks, style_masks, targets: as in :class:`GramLoss`.
     """
 
     weights_arg = "layer_weights"
 
-    def __init__(self, style_feats: Sequence[Mapping[str, torch.Tensor]], blend: Optional[Sequence[float]] = None,
+    def __init__(self, style_feats: Optional[Sequence[Mapping[str, torch.Tensor]]], blend: Optional[Sequence[float]] = None,
                  layer_weights: LayerWeights = "auto", output_masks: Optional[torch.Tensor] = None,
-                 style_masks: Optional[Sequence[torch.Tensor]] = None):
-        super().__init__(list(style_feats), layer_weights, blend=blend, output_masks=output_masks,
-                         style_masks=style_masks, dtype=torch.float32)
+                 style_masks: Optional[Sequence[torch.Tensor]] = None,
+                 targets: Optional[Mapping[str, torch.Tensor]] = None):
+        super().__init__(None if style_feats is None else list(style_feats), layer_weights, blend=blend,
+                         output_masks=output_masks, style_masks=style_masks, dtype=torch.float32, targets=targets)
 
 
 class HistogramStyleLoss(HistogramLoss):

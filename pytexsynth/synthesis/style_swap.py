@@ -41,7 +41,7 @@ from ..ops.checks import check_count, check_weights
 from ..ops.fixed_order import fixed_order_mean, fixed_order_mse
 from .common import ImageArg, Size, check_common, generator, output_size, tv_terms, vgg_factory
 from .engine import Callback, Term, run_pyramid
-from .memory import one_pass_parts, refuse_unless_fits, require_memory
+from .memory import memory_for_run, one_pass_parts, refuse_unless_fits
 from ..periodic import circular_pad, crop, periodic_component, periodic_resize, round_to_multiple
 
 __all__ = ["style_swap_transfer", "default_decoder_path", "load_default_decoder", "swap_target", "METHODS",
@@ -150,7 +150,8 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
                         tv_weight: float = 0.05, pooling: str = "max", precision: str = "ieee",
                         seed: Optional[int] = 0, balance: bool = True, device=None, weights=None,
                         callback: Optional[Callback] = None, report_every: int = 10,
-                        check_memory: bool = True, tileable: bool = False) -> torch.Tensor:
+                        check_memory: bool = True, tileable: bool = False, tile="auto",
+                        halo="exact") -> torch.Tensor:
     """Renders ``content`` in the style of ``style`` by style-swap (Chen & Schmidt 2016).
 
     Args:
@@ -178,6 +179,8 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
         tileable: a periodic output that tiles seamlessly: the content made periodic (its
             periodic component), circular padding in VGG, in the patch swap and (one pass) in
             the decoder; one pass rounds the sides to multiples of the decoder's factor (4 at relu3_1).
+        tile, halo: ``"optimize"`` only: as in :func:`pytexsynth.synthesize_texture` (the swap
+            term reads whole-image maps at ``layer``, its gradient exact in tiles).
 
     Returns:
         (1, 3, height, width) float32 RGB in [0, 1] on ``device``.
@@ -214,13 +217,12 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
         return _one_pass(c, s, vgg, net, layer, patch_size, stride, float(strength), precision, bool(tileable))
     if decoder is not None:
         raise ValueError("style_swap_transfer: decoder is used by method='inverse' only")
-    if check_memory:
-        require_memory(dev, out_hw, (layer,), tuple(s.shape[-2:]), optimizer)
+    memory = memory_for_run(out_hw, (layer,), tile, halo, dev, optimizer, tuple(s.shape[-2:]), (layer,), check_memory)
     return _optimize(c, s, layer, patch_size, stride, float(strength), precision, float(tv_weight),
                      vgg_factory((layer,), pooling, tileable, weights, dev), generator(seed), out_hw,
                      pyramid=pyramid, min_side=max(min_side, _min_side(layer, patch_size)), iterations=iterations,
                      optimizer=optimizer, lr=lr, balance=balance, report_every=report_every, callback=callback,
-                     clamp=optimizer == "adam", circular=bool(tileable))
+                     clamp=optimizer == "adam", circular=bool(tileable), memory=memory)
 
 
 def _optimize(c: torch.Tensor, s: torch.Tensor, layer: str, patch_size: int, stride: int, strength: float,
@@ -238,7 +240,7 @@ def _optimize(c: torch.Tensor, s: torch.Tensor, layer: str, patch_size: int, str
             sf = vgg(resize_image(s, long), (layer,))[layer]
             target = _swap(cf, sf, patch_size, stride, strength, precision, circular).float()
         energy = fixed_order_mean(target.square()).clamp_min(1e-12)  # a relative error: readable whatever the layer
-        terms = [Term("swap", 1.0, lambda fe, x, t=target, e=energy: fixed_order_mse(fe[layer].float(), t) / e)]
+        terms = [Term("swap", 1.0, lambda fe, x, t=target, e=energy: fixed_order_mse(fe[layer].float(), t) / e, (layer,))]
         return terms + tv_terms(tv_weight, circular), [layer]
 
     return run_pyramid(make_terms, lambda hw: fit(c, hw).clone(), out_hw, vgg_factory=make_vgg, gen=gen, **run)
