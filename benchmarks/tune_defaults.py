@@ -8,7 +8,8 @@ outputs from the harness's cache (benchmarks/quality.py --cache: run there once 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/tune_defaults.py --textures --config "it=40,40,60"
 
 A config is space-separated key=value: w (style weight), it (L-BFGS evaluations per level,
-coarse to fine), tol (stop_tol), init (content or noise). CPU seconds are this process's own
+coarse to fine), tol (stop_tol), init (content or noise),
+min (the pyramid's min_side), cl (content layers, comma-separated). CPU seconds are this process's own
 (time.process_time, one thread), without the CLI's start-up (about 5-6 s: importing torch).
 """
 
@@ -40,6 +41,10 @@ def parse(config: str) -> dict:
             kw["stop_tol"] = float(v)
         elif k == "init":
             kw["init"] = v
+        elif k == "min":
+            kw["min_side"] = int(v)
+        elif k == "cl":
+            kw["content_layers"] = tuple(v.split(","))
         else:
             raise SystemExit(f"unknown key {k!r} in {config!r}")
     return kw
