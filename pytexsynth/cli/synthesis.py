@@ -26,7 +26,7 @@ def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[
     p.add_argument("--iterations", type=positive_int, default=None,
                    help="iterations at the finest level; each coarser level gets twice as many (L-BFGS "
                         "counts function evaluations; default with L-BFGS: texture 60 at the finest level and 40 at "
-                        "each coarser one, stylize 40 and 20 (its coarsest level at least 128 px), "
+                        "each coarser one, stylize 30 and 20 (its coarsest level at least 128 px), "
                         "each level stopping early once 10 evaluations gained under 1%%; Adam: 200)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     p.add_argument("--lr", type=float, default=None, help="step size (default 1.0 L-BFGS, 0.02 Adam)")

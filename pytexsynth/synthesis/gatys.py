@@ -47,7 +47,7 @@ PRESERVE_COLOR = (None, "luminance", "histogram")
 TRANSFER_STYLE_WEIGHT = 6.0
 TRANSFER_MIN_SIDE = 128
 TRANSFER_ITERATIONS = 20
-TRANSFER_FINEST_ITERATIONS = 40
+TRANSFER_FINEST_ITERATIONS = 30
 TRANSFER_STOP_TOL = 0.01
 # synthesize_texture's L-BFGS evaluations: TEXTURE_FINEST_ITERATIONS at the finest level,
 # TEXTURE_ITERATIONS at each coarser one, the same stopping rule
@@ -295,7 +295,7 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
         style: one image (tensor or path) or a list of them.
         size: output size: None keeps the content's; an int is the longer side; or (H, W).
         blend: weights of several styles (default equal).
-        iterations: as in :func:`synthesize_texture`, but by default TRANSFER_FINEST_ITERATIONS = 40
+        iterations: as in :func:`synthesize_texture`, but by default TRANSFER_FINEST_ITERATIONS = 30
             L-BFGS evaluations at the finest level and TRANSFER_ITERATIONS = 20 at each coarser
             one (each coarser level costs 4x less).
         content_layers, content_weight: feature MSE layers and weight; content_layer_weights:
