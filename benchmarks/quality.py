@@ -278,6 +278,9 @@ def write_report(pairs, textures, out: Path, cmd: str, threads: int, seconds: fl
         "convolutions): Gram error = mean over relu1_1..relu5_1 of ||G(out)-G(style)||_F / ||G(style)||_F "
         "(G = F F^T / HW); content error = ||F(out)-F(content)|| / ||F(content)|| at relu4_2. Lower is better. "
         f"pastiche {PASTICHE_STEPS} L-BFGS steps at its defaults; ours `pytexsynth stylize` at its defaults.", "",
+        *([f"pastiche's outputs and times for {cached} of {len(pairs)} pairs came from the cache (--cache: "
+           "run earlier on this machine, same command, inputs, threads and pastiche version), not from this run.", ""]
+          if (cached := sum(bool(r["rows"][0].get("cached")) for r in pairs)) else []),
         "## Summary", "", summary(pairs, textures), "", "## Pairs", "",
         *[pair_table(r) for r in pairs], "## Textures", "", *[texture_table(r) for r in textures]])
     out.mkdir(parents=True, exist_ok=True)
