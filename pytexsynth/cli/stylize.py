@@ -199,7 +199,7 @@ def add_stylize_command(sub) -> None:
     p.add_argument("--content-weight", type=float, default=None, help="content loss weight (default 1)")
     p.add_argument("--style-strength", type=float, default=None, metavar="S",
                    help="how strongly the style pulls against the content: 1 (default) is the tuned balance, 2 twice "
-                        "as strong, 0.5 half (the style weight is S x 4; see docs/quality/README.md)")
+                        "as strong, 0.5 half (the style weight is S x 6; see docs/quality/README.md)")
     p.add_argument("--preserve-color", choices=("luminance", "histogram"), default=None,
                    help="keep the content's colours: transfer luminance only, or recolour the style")
     add_content_options(p)

@@ -26,14 +26,15 @@ def add_optimisation_options(p: argparse.ArgumentParser, default_size: Optional[
                                                                  " (default: the content's, at most 512)"))
     p.add_argument("--iterations", type=positive_int, default=None,
                    help="iterations at the finest level; each coarser level gets twice as many (L-BFGS "
-                        "counts function evaluations; default with L-BFGS: texture 40, stylize 20, at every level, "
+                        "counts function evaluations; default with L-BFGS: texture 60 at the finest level and 40 at "
+                        "each coarser one, stylize 30 and 20 (its coarsest level at least 128 px), "
                         "each level stopping early once 10 evaluations gained under 1%%; Adam: 200)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     p.add_argument("--lr", type=float, default=None, help="step size (default 1.0 L-BFGS, 0.02 Adam)")
     p.add_argument("--no-pyramid", action="store_true", help="optimise at the final size only")
     p.add_argument("--style-weight", type=float, default=None,
                    help="Gram (style) loss weight (stylize: of the Gram matrices' squared relative error against the "
-                        "content's, default 4; texture: default 1)")
+                        "content's, default 6; texture: default 1)")
     p.add_argument("--histogram-weight", type=float, default=None, help="histogram loss weight (0: off)")
     p.add_argument("--tv-weight", type=float, default=None,
                    help="total-variation weight (default 0; 0.05 with --method style-swap --optimize)")

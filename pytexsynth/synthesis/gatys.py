@@ -32,23 +32,36 @@ from .tiles import exact_halo, grid_stride
 from ..periodic import periodic_component, periodic_resize
 
 __all__ = ["synthesize_texture", "transfer_style", "style_terms", "check_style_options", "PRESERVE_COLOR",
-           "TRANSFER_STYLE_WEIGHT", "TRANSFER_ITERATIONS", "TRANSFER_STOP_TOL", "TEXTURE_ITERATIONS"]
+           "TRANSFER_STYLE_WEIGHT", "TRANSFER_MIN_SIDE", "TRANSFER_ITERATIONS", "TRANSFER_FINEST_ITERATIONS",
+           "TRANSFER_STOP_TOL", "TEXTURE_ITERATIONS", "TEXTURE_FINEST_ITERATIONS", "default_iterations"]
 
 PRESERVE_COLOR = (None, "luminance", "histogram")
-# transfer_style's defaults, tuned with benchmarks/quality.py (docs/quality/README.md): the loss
-# is content relative error^2 + TRANSFER_STYLE_WEIGHT x the mean over the style layers of the
-# Gram matrices' relative error^2 (each layer's term divided by its style Gram's squared norm, so
-# the strength does not depend on the style's contrast; no gradient balancing), L-BFGS for
-# TRANSFER_ITERATIONS evaluations at every pyramid level (a coarser level costs 4x less), a level
-# stopping early once its best loss improved by less than TRANSFER_STOP_TOL over the last 10
-# evaluations.
-TRANSFER_STYLE_WEIGHT = 4.0
+# transfer_style's defaults, tuned with benchmarks/quality.py and benchmarks/tune_defaults.py
+# (docs/quality/tuning.md): the loss is content relative error^2 + TRANSFER_STYLE_WEIGHT x the
+# mean over the style layers of the Gram matrices' relative error^2 (each layer's term divided
+# by its style Gram's squared norm, so the strength does not depend on the style's contrast; no
+# gradient balancing); L-BFGS for TRANSFER_FINEST_ITERATIONS evaluations at the finest pyramid
+# level, where the result is decided, and TRANSFER_ITERATIONS at each coarser one (4x cheaper
+# each), a level stopping early once its best loss improved by less than TRANSFER_STOP_TOL over
+# the last 10 evaluations. The pyramid's coarsest level is at least TRANSFER_MIN_SIDE px: at 64
+# px relu4_2 is 8x8 and relu5_1 4x4, too coarse to hold a face against the style's Gram
+# statistics, which then paint their own objects (a coffee cup) over it, and the finer levels
+# start from that.
+TRANSFER_STYLE_WEIGHT = 6.0
+TRANSFER_MIN_SIDE = 128
 TRANSFER_ITERATIONS = 20
+TRANSFER_FINEST_ITERATIONS = 30
 TRANSFER_STOP_TOL = 0.01
-# synthesize_texture's L-BFGS evaluations at every pyramid level, same stopping rule (on the
-# mosaic exemplar at 256 px: Gram error 0.080 with 25 at the finest level and x2 per coarser one,
-# 0.063 with 50, 50, 40 in about the same time, its own mirror image's 0.069)
+# synthesize_texture's L-BFGS evaluations: TEXTURE_FINEST_ITERATIONS at the finest level,
+# TEXTURE_ITERATIONS at each coarser one, the same stopping rule
 TEXTURE_ITERATIONS = 40
+TEXTURE_FINEST_ITERATIONS = 60
+
+
+def default_iterations(levels: int, coarse: int, finest: int) -> List[int]:
+    """The default L-BFGS schedule, coarse to fine: ``coarse`` evaluations at each coarser level,
+    ``finest`` at the last."""
+    return [coarse] * (levels - 1) + [finest]
 
 
 def style_terms(vgg: VGG19, styles: List[torch.Tensor], blend, style_layers, hist_layers, style_weight,
@@ -160,8 +173,8 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
         size: output size: an int (square) or (height, width).
         iterations: per pyramid level (coarse to fine) as a list, or one int: the finest
             level's count, each coarser level getting twice as many (default: L-BFGS
-            TEXTURE_ITERATIONS = 40 at every level, a coarser one costing 4x less; Adam 200 at the
-            finest). For L-BFGS these are function evaluations (one VGG
+            TEXTURE_FINEST_ITERATIONS = 60 at the finest level and TEXTURE_ITERATIONS = 40 at
+            each coarser one (4x cheaper each); Adam 200 at the finest). For L-BFGS these are function evaluations (one VGG
             forward and backward each); its strong-Wolfe line search makes 1.0-1.2 per step.
         optimizer: ``"lbfgs"`` or ``"adam"``.  lr: Adam's (default 0.02) or L-BFGS' step (1.0).
         pyramid: coarse-to-fine (halving down to ``min_side``); False runs one level.
@@ -214,7 +227,8 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
     ex = (grey_images(ex) or [ex])[0]  # a grey exemplar: a grey image is optimised
     out_hw = output_size(size)
     if iterations is None and optimizer == "lbfgs":
-        iterations = [TEXTURE_ITERATIONS] * len(pyramid_sizes(out_hw, pyramid, min_side))
+        iterations = default_iterations(len(pyramid_sizes(out_hw, pyramid, min_side)), TEXTURE_ITERATIONS,
+                                        TEXTURE_FINEST_ITERATIONS)
     style_layers = check_layers(style_layers)
     hist_layers = check_layers(histogram_layers) if histogram_weight else ()
     scales = check_style_options(style_layers, style_layer_scales, histogram_bins, histogram_mode)
@@ -299,7 +313,7 @@ def _transfer_init(init, content: torch.Tensor, gen: torch.Generator, dev, fit=r
 
 def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]], size: Optional[Size] = None, *,
                    blend: Optional[Sequence[float]] = None, iterations=None, optimizer: str = "lbfgs",
-                   lr: Optional[float] = None, pyramid: bool = True, min_side: int = 64,
+                   lr: Optional[float] = None, pyramid: bool = True, min_side: int = TRANSFER_MIN_SIDE,
                    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS, content_weight: float = 1.0,
                    content_layer_weights="auto",
                    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS, style_weight: float = TRANSFER_STYLE_WEIGHT,
@@ -320,14 +334,15 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
         style: one image (tensor or path) or a list of them.
         size: output size: None keeps the content's; an int is the longer side; or (H, W).
         blend: weights of several styles (default equal).
-        iterations: as in :func:`synthesize_texture`, but by default TRANSFER_ITERATIONS = 20
-            L-BFGS evaluations at every pyramid level (each coarser level costs 4x less).
+        iterations: as in :func:`synthesize_texture`, but by default TRANSFER_FINEST_ITERATIONS = 30
+            L-BFGS evaluations at the finest level and TRANSFER_ITERATIONS = 20 at each coarser
+            one (each coarser level costs 4x less).
         content_layers, content_weight: feature MSE layers and weight; content_layer_weights:
             per layer (default ``"auto"``: each layer's term its squared relative error
             ``||F - F_content||^2 / ||F_content||^2``, averaged over the layers).
         style_weight: with the defaults (``"auto"`` layer weights, no ``balance``) the weight of
             the mean squared relative Gram error against the content's term (default
-            TRANSFER_STYLE_WEIGHT = 4; the CLI's ``--style-strength S`` is S x 4).
+            TRANSFER_STYLE_WEIGHT = 6; the CLI's ``--style-strength S`` is S x 6).
         balance: as in :func:`synthesize_texture`, default False (the terms are relative errors).
         style_layer_weights, style_layer_scales, histogram_bins, histogram_mode: as in
             :func:`synthesize_texture`.
@@ -392,7 +407,8 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
         return terms + tv_terms(tv_weight, tileable), all_layers
 
     if iterations is None and optimizer == "lbfgs":
-        iterations = [TRANSFER_ITERATIONS] * len(pyramid_sizes(out_hw, pyramid, min_side))
+        iterations = default_iterations(len(pyramid_sizes(out_hw, pyramid, min_side)), TRANSFER_ITERATIONS,
+                                        TRANSFER_FINEST_ITERATIONS)
     out = run_pyramid(make_terms, init_fn, out_hw, pyramid=pyramid, min_side=min_side, iterations=iterations,
                       optimizer=optimizer, lr=lr, balance=balance, vgg_factory=make_vgg, report_every=report_every,
                       callback=callback, gen=gen, clamp=True, stop_tol=stop_tol, circular=tileable, memory=memory)
