@@ -74,7 +74,6 @@ def main() -> None:
         if args.textures:
             names = [n for n in qi.TEXTURES if args.only is None or n in args.only]
             for name in names:
-                ex = qi.image(name, args.size)
                 x = q.load(qi.write_inputs([name], args.size, work)[name])
                 t = torch.from_numpy(__import__("numpy").asarray(x)).permute(2, 0, 1)[None].float() / 255
                 mirror, rot = judge.gram_error(t.flip(-1), t), judge.gram_error(t.rot90(1, (2, 3)), t)
