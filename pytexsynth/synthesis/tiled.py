@@ -237,14 +237,10 @@ class TiledLoss:
                  checkpoint: bool = False):
         self.vgg, self.layers, self.hw, self.checkpoint = vgg, tuple(layers), tuple(hw), checkpoint
         self.tiles = plan_tiles(self.hw, tile, halo, self.layers, vgg.circular)
-        self.tile = max(t.rows[1] - t.rows[0] for t in self.tiles)
         if vgg.circular and halo >= min(self.hw):
             raise ValueError(f"tile: the halo ({halo} px) must be shorter than the image's sides ({self.hw[1]}x{self.hw[0]})")
         rank, size = world()
         self.mine = [i for i in range(len(self.tiles)) if i % size == rank]
-
-    def describe(self) -> str:
-        return f"{len(self.tiles)} tiles of {self.tile} px + {_halo_of(self.tiles)} px halo"
 
     def __call__(self, x: torch.Tensor, terms, scales) -> Tuple[torch.Tensor, List[torch.Tensor], torch.Tensor]:
         """(loss, each term's weighted value, d loss / d x) at the image ``x`` (1, C, H, W)."""
@@ -296,11 +292,6 @@ class TiledLoss:
                 h, w = t.in_rows[1] - t.in_rows[0], t.in_cols[1] - t.in_cols[0]
                 add_tile(grad, stack[i, :, :h, :w][None], t)
         return grad
-
-
-def _halo_of(tiles: List[Tile]) -> int:
-    return max(max(t.rows[0] - t.in_rows[0], t.in_rows[1] - t.rows[1], t.cols[0] - t.in_cols[0],
-                   t.in_cols[1] - t.cols[1]) for t in tiles)
 
 
 def features_in_tiles(vgg: VGG19, image: torch.Tensor, layers: Sequence[str], tile: int, halo: int,
