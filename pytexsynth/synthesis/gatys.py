@@ -234,7 +234,8 @@ def synthesize_texture(exemplar: ImageArg, size: Size = 256, *, iterations=None,
     scales = check_style_options(style_layers, style_layer_scales, histogram_bins, histogram_mode)
     all_layers = tuple(dict.fromkeys((*style_layers, *hist_layers)))
     ex_hw = (max(1, round(ex.shape[-2] * style_scale)), max(1, round(ex.shape[-1] * style_scale)))
-    memory = memory_for_run(out_hw, all_layers, tile, halo, dev, optimizer, ex_hw, hist_layers, check_memory)
+    memory = memory_for_run(out_hw, all_layers, tile, halo, dev, optimizer, ex_hw, hist_layers, check_memory,
+                            bool(tileable))
     gen = generator(seed)
     init_fn = _texture_init(init, ex, gen, dev, _fit(tileable))
     make_vgg = vgg_factory(all_layers, pooling, tileable, weights, dev)
@@ -385,7 +386,7 @@ def transfer_style(content: ImageArg, style: Union[ImageArg, Sequence[ImageArg]]
     map_layers = (*(content_layers if content_weight else ()), *hist_layers,
                   *(style_layers if masks is not None and style_weight else ()))
     memory = memory_for_run(out_hw, all_layers, tile, halo, dev, optimizer, (round(target_long), round(target_long)),
-                            tuple(dict.fromkeys(map_layers)), check_memory)
+                            tuple(dict.fromkeys(map_layers)), check_memory, bool(tileable))
     styles, content_for_loss = _colour_inputs(preserve_color, styles, c)
     grey = grey_images(content_for_loss, *styles)  # all grey: a grey image is optimised
     if grey:

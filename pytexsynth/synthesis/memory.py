@@ -8,6 +8,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 
 from ..models.vgg import LAYER_NAMES, check_layers, layer_channels, winograd_weight_bytes
+from .split import split_applies
 from .tiled import DEFAULT_HISTORY, MemoryPlan, exact_halo, grid_stride, map_size, world
 
 __all__ = ["estimate_memory", "memory_parts", "available_memory", "require_memory", "layer_feature_bytes", "one_pass_parts",
@@ -20,9 +21,11 @@ __all__ = ["estimate_memory", "memory_parts", "available_memory", "require_memor
 ACTIVATION_FACTOR = 1.0
 # A forward without autograd (the style's and the content's features) holds a few maps at a time
 STYLE_FACTOR = 0.5
-# Activations kept with checkpointing, as a fraction of a plain forward and backward's: measured
-# 1.78 vs 2.18 GB above the process's baseline for one evaluation at 1024 px (VGG-19 to relu5_1,
-# Gram + content terms, 1 thread, AMD EPYC): the first block's full-resolution maps dominate both.
+# A checkpointed evaluation's peak as a fraction of a plain one's. SplitLoss (VGG's first blocks
+# recomputed on tiles): measured 0.87 vs 2.35 GB above the process's RSS at 1024 px (VGG-19 to
+# relu5_1, Gram + content terms, 1 thread, AMD EPYC), 0.37x, rounded up. VGG19's per-convolution
+# checkpointing, where SplitLoss cannot split (tileable, a side off its 4 px grid): 1.78 vs 2.18 GB.
+SPLIT_FRACTION = 0.45
 CHECKPOINT_FRACTION = 0.85
 TILE_WORKSPACE = 64 * 2**20
 # Interior sides "auto" tries, largest first (multiples of 16, VGG-19's grid to relu5_1)
@@ -95,25 +98,26 @@ def check_tile(tile, halo) -> None:
 
 def plan_memory(size: Tuple[int, int], layers: Sequence[str], tile, halo, device, optimizer: str,
                 style_size: Optional[Tuple[int, int]] = None, map_layers: Sequence[str] = (),
-                check_memory: bool = True) -> MemoryPlan:
+                check_memory: bool = True, circular: bool = False) -> MemoryPlan:
     """How a level of ``size`` is evaluated (see :func:`pytexsynth.synthesis.transfer_style`'s
     ``tile``): "auto" keeps the whole image when it fits the free memory, else checkpointing when
     that fits, else the largest tile of TILE_SIDES that fits (with L-BFGS's history shortened
     to what is left, at least MIN_HISTORY); MemoryError when not even that fits. Under a process
-    group of several ranks "auto" tiles so that every rank has a tile."""
+    group of several ranks "auto" tiles so that every rank has a tile. ``circular``: the
+    image is tileable (how much checkpointing saves depends on it, see SPLIT_FRACTION)."""
     halo_px = exact_halo(layers) if halo == "exact" else -(-halo // grid_stride(layers)) * grid_stride(layers)
     if isinstance(tile, int):
         return _with_history(MemoryPlan(tile=tile, halo=halo_px) if tile < max(size) else MemoryPlan(), size, layers,
-                             style_size, optimizer, map_layers, device, check_memory)
+                             style_size, optimizer, map_layers, device, check_memory, circular)
     if tile == "checkpoint":
         return _with_history(MemoryPlan(checkpoint=True), size, layers, style_size, optimizer, map_layers, device,
-                             check_memory)
+                             check_memory, circular)
     if tile is None or (not check_memory and world()[1] == 1):
         return MemoryPlan()
     have = available_memory(torch.device(device)) if check_memory else None
     whole = sum(memory_parts(size, layers, style_size, optimizer, device).values())
     fits_whole = have is None or whole <= have
-    args = (size, layers, style_size, optimizer, map_layers, device, check_memory)
+    args = (size, layers, style_size, optimizer, map_layers, device, check_memory, circular)
     if world()[1] > 1:  # every rank a share of the tiles, where the level is large enough to share
         for side in TILE_SIDES:
             count = -(-size[0] // side) * -(-size[1] // side)
@@ -123,7 +127,7 @@ def plan_memory(size: Tuple[int, int], layers: Sequence[str], tile, halo, device
                     return plan
     if fits_whole:
         return MemoryPlan()
-    if whole - (1 - CHECKPOINT_FRACTION) * _acts(size, layers) <= have:
+    if whole - (1 - _checkpoint_fraction(size, circular)) * _acts(size, layers) <= have:
         return MemoryPlan(checkpoint=True)
     for least in (DEFAULT_HISTORY, MIN_HISTORY):  # the largest tile with the whole history, else a shorter one
         for side in TILE_SIDES:
@@ -135,7 +139,8 @@ def plan_memory(size: Tuple[int, int], layers: Sequence[str], tile, halo, device
 
 
 def memory_for_run(out_hw: Tuple[int, int], layers: Sequence[str], tile, halo, device, optimizer: str,
-                   style_size: Optional[Tuple[int, int]], map_layers: Sequence[str], check_memory: bool):
+                   style_size: Optional[Tuple[int, int]], map_layers: Sequence[str], check_memory: bool,
+                   circular: bool = False):
     """run_pyramid's ``memory`` callable (None for ``tile=None``: the whole image, refused by
     :func:`require_memory` when it does not fit), after checking the arguments and that the
     finest level can run: MemoryError before any work."""
@@ -144,16 +149,21 @@ def memory_for_run(out_hw: Tuple[int, int], layers: Sequence[str], tile, halo, d
         if check_memory:
             require_memory(device, out_hw, layers, style_size, optimizer)
         return None
-    plan_memory(out_hw, layers, tile, halo, device, optimizer, style_size, map_layers, check_memory)
-    return lambda hw: plan_memory(hw, layers, tile, halo, device, optimizer, style_size, map_layers, check_memory)
+    plan_memory(out_hw, layers, tile, halo, device, optimizer, style_size, map_layers, check_memory, circular)
+    return lambda hw: plan_memory(hw, layers, tile, halo, device, optimizer, style_size, map_layers, check_memory,
+                                  circular)
 
 
 def _acts(size: Tuple[int, int], layers: Sequence[str]) -> float:
     return ACTIVATION_FACTOR * layer_feature_bytes(size[0], size[1], max(check_layers(layers), key=LAYER_NAMES.index))
 
 
+def _checkpoint_fraction(size: Tuple[int, int], circular: bool) -> float:
+    return SPLIT_FRACTION if split_applies(size, circular) else CHECKPOINT_FRACTION
+
+
 def _with_history(plan: MemoryPlan, size, layers, style_size, optimizer, map_layers, device, check_memory,
-                  refuse: bool = True, least: int = MIN_HISTORY) -> Optional[MemoryPlan]:
+                  circular: bool, refuse: bool = True, least: int = MIN_HISTORY) -> Optional[MemoryPlan]:
     """``plan`` with L-BFGS's history as long as the free memory allows (DEFAULT_HISTORY at most);
     None (or, with ``refuse``, MemoryError) when not even ``least`` entries fit."""
     have = available_memory(torch.device(device)) if check_memory else None
@@ -166,7 +176,7 @@ def _with_history(plan: MemoryPlan, size, layers, style_size, optimizer, map_lay
         p = memory_parts(size, layers, style_size, optimizer, device)
         p["output"] += _state_bytes(size, optimizer, history) - _state_bytes(size, optimizer, DEFAULT_HISTORY)
         if plan.checkpoint:
-            p["output"] -= int((1 - CHECKPOINT_FRACTION) * _acts(size, layers))
+            p["output"] -= int((1 - _checkpoint_fraction(size, circular)) * _acts(size, layers))
         return p
 
     if optimizer != "lbfgs":

@@ -217,7 +217,8 @@ def style_swap_transfer(content: ImageArg, style: ImageArg, layer: str = "relu3_
         return _one_pass(c, s, vgg, net, layer, patch_size, stride, float(strength), precision, bool(tileable))
     if decoder is not None:
         raise ValueError("style_swap_transfer: decoder is used by method='inverse' only")
-    memory = memory_for_run(out_hw, (layer,), tile, halo, dev, optimizer, tuple(s.shape[-2:]), (layer,), check_memory)
+    memory = memory_for_run(out_hw, (layer,), tile, halo, dev, optimizer, tuple(s.shape[-2:]), (layer,), check_memory,
+                            bool(tileable))
     return _optimize(c, s, layer, patch_size, stride, float(strength), precision, float(tv_weight),
                      vgg_factory((layer,), pooling, tileable, weights, dev), generator(seed), out_hw,
                      pyramid=pyramid, min_side=max(min_side, _min_side(layer, patch_size)), iterations=iterations,

@@ -31,8 +31,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from .. import ops
-from ..models.vgg import VGG19, layer_channels
-from ..ops.fixed_order import fixed_order_sum
+from ..models.vgg import VGG19
+from .parts import RanksLostError, all_reduce, crops_of, make_part, world
 from .tiles import Tile, add_tile, exact_halo, grid_stride, layer_stride, map_size, plan_tiles, read_tile
 
 __all__ = ["Tile", "plan_tiles", "exact_halo", "grid_stride", "TiledLoss", "MemoryPlan", "world", "layer_stride",
@@ -66,160 +66,6 @@ class MemoryPlan:
         return ", ".join(what)
 
 
-def world() -> Tuple[int, int]:
-    """(rank, world size) of the initialised default process group, else (0, 1)."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-class RanksLostError(ConnectionError):
-    """A collective of the tiled evaluation failed: another rank died or timed out."""
-
-
-def _all_reduce(t: torch.Tensor) -> torch.Tensor:
-    """Sum over the ranks, in place (nothing with one process); RanksLostError, in one line,
-    when a rank has gone (its process died, or the group's timeout passed)."""
-    rank, size = world()
-    if size > 1:
-        try:
-            torch.distributed.all_reduce(t)
-        except (RuntimeError, ConnectionError) as exc:  # gloo and NCCL raise DistBackendError (a RuntimeError)
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise RanksLostError(f"tiled synthesis: rank {rank} of {size} lost the other ranks in an all-reduce "
-                                 f"({first}); every rank stops") from None
-    return t
-
-
-def _crops(feats: Dict[str, torch.Tensor], t: Tile) -> Dict[str, torch.Tensor]:
-    return {n: f[(..., *t.interior(layer_stride(n)))] for n, f in feats.items()}
-
-
-class _GramPart:
-    """A Gram term: partial Gram matrices of the interiors in pass 1; in pass 2 the loss of
-    ``G + P_tile - P_tile.detach()``, whose value is the whole loss and whose gradient with
-    respect to the tile's features is the whole loss's."""
-
-    needs_features = True
-    dx = None
-
-    def __init__(self, scale: torch.Tensor, gram, hw: Tuple[int, int]):
-        self.scale, self.gram = scale, gram
-        self.layers = list(gram.layers)
-        self.weights = [gram.weights[n] for n in self.layers]
-        self.targets = gram.targets()
-        self.divisors = []
-        for n, target in zip(self.layers, self.targets):
-            rows, cols = map_size(hw, n)
-            self.divisors.append({"hw": rows * cols, "chw": target.shape[-1] * rows * cols, "none": 1}[gram.normalize])
-
-    def _partial(self, f: torch.Tensor, i: int) -> torch.Tensor:
-        if self.gram.dtype is not None:
-            f = f.to(self.gram.dtype)
-        return ops.gram(f, "none", self.gram.precision)[0] / self.divisors[i]
-
-    def begin(self, tiles: int) -> None:
-        self.sums = [None] * len(self.layers)
-        self.stacks = [None] * len(self.layers) if world()[1] > 1 else None
-        self.tiles = tiles
-
-    def gather(self, index: int, t: Tile, crops: Dict[str, torch.Tensor]) -> None:
-        for i, n in enumerate(self.layers):
-            p = self._partial(crops[n], i)
-            if self.stacks is not None:  # summed in tile order after the all-reduce
-                if self.stacks[i] is None:
-                    self.stacks[i] = torch.zeros((self.tiles, *p.shape), dtype=p.dtype, device=p.device)
-                self.stacks[i][index] = p
-            else:
-                self.sums[i] = p if self.sums[i] is None else self.sums[i] + p
-
-    def finish(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stacks is not None:
-            for i, stack in enumerate(self.stacks):
-                c = self.targets[i].shape[-1]
-                if stack is None:  # this rank had no tile
-                    stack = torch.zeros((self.tiles, c, c), dtype=self.targets[i].dtype, device=x.device)
-                _all_reduce(stack)
-                total = stack[0].clone()
-                for k in range(1, self.tiles):
-                    total += stack[k]
-                self.sums[i] = total
-            self.stacks = None
-        return (self.scale * self._loss(self.sums)).detach()
-
-    def _loss(self, grams: List[torch.Tensor]) -> torch.Tensor:
-        total = None
-        for g, target, w in zip(grams, self.targets, self.weights):
-            term = w * (g - target).square().mean()
-            total = term if total is None else total + term
-        return total
-
-    def surrogate(self, t: Tile, crops: Dict[str, torch.Tensor]) -> torch.Tensor:
-        grams = []
-        for i, n in enumerate(self.layers):
-            p = self._partial(crops[n], i)
-            grams.append(self.sums[i] + (p - p.detach()))
-        return self.scale * self._loss(grams)
-
-
-class _MapPart:
-    """Any other term (content, histogram, masked Gram, style-swap, an image term): its layers'
-    interior features gathered into maps of the whole image in pass 1, its value and gradients
-    (with respect to those maps and to the image) computed on them once; ``<dL/dF, F_tile>`` in
-    pass 2."""
-
-    def __init__(self, scale: torch.Tensor, term, layers: Sequence[str], hw: Tuple[int, int]):
-        self.scale, self.term, self.hw = scale, term, hw
-        self.layers = list(layers)
-        self.needs_features = bool(self.layers)
-        self.dx: Optional[torch.Tensor] = None
-
-    def begin(self, tiles: int) -> None:
-        self.maps: Dict[str, torch.Tensor] = {}
-
-    def gather(self, index: int, t: Tile, crops: Dict[str, torch.Tensor]) -> None:
-        for n in self.layers:
-            f = crops[n]
-            if n not in self.maps:
-                # contiguous (NCHW) whatever the features' layout: what an all-reduce takes
-                self.maps[n] = torch.zeros((*f.shape[:2], *map_size(self.hw, n)), dtype=f.dtype, device=f.device)
-            self.maps[n][(..., *t.in_image(layer_stride(n)))] = f
-
-    def finish(self, x: torch.Tensor) -> torch.Tensor:
-        leaves = {}
-        for n in self.layers:
-            m = self.maps.get(n)
-            if m is None:  # this rank had no tile: zeros, the other ranks' interiors arrive by the all-reduce
-                m = torch.zeros((1, layer_channels(n), *map_size(self.hw, n)), dtype=x.dtype, device=x.device)
-            leaves[n] = _all_reduce(m).requires_grad_(True)
-        image = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            value = self.scale * self.term.fn(leaves, image)
-            inputs = [*leaves.values(), image]
-            grads = torch.autograd.grad(value, inputs, allow_unused=True)
-        self.dF = {n: (torch.zeros_like(leaves[n]) if g is None else g) for n, g in zip(self.layers, grads)}
-        self.dx = grads[-1]
-        self.maps = {}
-        return value.detach()
-
-    def surrogate(self, t: Tile, crops: Dict[str, torch.Tensor]) -> torch.Tensor:
-        total = None
-        for n in self.layers:
-            d = self.dF[n][(..., *t.in_image(layer_stride(n)))]
-            term = fixed_order_sum(d * crops[n].to(d.dtype))
-            total = term if total is None else total + term
-        return total
-
-
-def _part(term, scale: torch.Tensor, layers: Sequence[str], hw: Tuple[int, int]):
-    gram = getattr(term, "gram", None)
-    if gram is not None and not gram.masked and gram.keyed:
-        return _GramPart(scale, gram, hw)
-    used = layers if getattr(term, "layers", None) is None else term.layers
-    return _MapPart(scale, term, used, hw)
-
-
 class TiledLoss:
     """A level's loss and its exact gradient, tile by tile (see the module's docstring).
 
@@ -244,7 +90,7 @@ class TiledLoss:
 
     def __call__(self, x: torch.Tensor, terms, scales) -> Tuple[torch.Tensor, List[torch.Tensor], torch.Tensor]:
         """(loss, each term's weighted value, d loss / d x) at the image ``x`` (1, C, H, W)."""
-        parts = [_part(t, s, self.layers, self.hw) for t, s in zip(terms, scales)]
+        parts = [make_part(t, s, self.layers, self.hw) for t, s in zip(terms, scales)]
         for p in parts:
             p.begin(len(self.tiles))
         reading = [p for p in parts if p.needs_features]
@@ -252,7 +98,7 @@ class TiledLoss:
             with torch.no_grad():
                 for i in self.mine:
                     t = self.tiles[i]
-                    crops = _crops(self.vgg(read_tile(x, t), self.layers), t)
+                    crops = crops_of(self.vgg(read_tile(x, t), self.layers), t)
                     for p in reading:
                         p.gather(i, t, crops)
                     del crops  # this tile's maps, before the next tile's forward
@@ -276,7 +122,7 @@ class TiledLoss:
             t = self.tiles[i]
             xt = read_tile(x, t).detach().clone().requires_grad_(True)
             with torch.enable_grad():
-                crops = _crops(self.vgg(xt, self.layers, checkpoint=self.checkpoint), t)
+                crops = crops_of(self.vgg(xt, self.layers, checkpoint=self.checkpoint), t)
                 surrogate = None
                 for p in reading:
                     v = p.surrogate(t, crops)
@@ -287,7 +133,7 @@ class TiledLoss:
             else:
                 stack[i, :, : g.shape[-2], : g.shape[-1]] = g[0]
         if stack is not None:
-            _all_reduce(stack)
+            all_reduce(stack)
             for i, t in enumerate(self.tiles):
                 h, w = t.in_rows[1] - t.in_rows[0], t.in_cols[1] - t.in_cols[0]
                 add_tile(grad, stack[i, :, :h, :w][None], t)
@@ -306,7 +152,7 @@ def features_in_tiles(vgg: VGG19, image: torch.Tensor, layers: Sequence[str], ti
     grams: Dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for t in plan_tiles(hw, tile, halo, wanted, vgg.circular):
-            crops = _crops(vgg(read_tile(image, t), wanted), t)
+            crops = crops_of(vgg(read_tile(image, t), wanted), t)
             for n in layers:
                 if n not in maps:
                     maps[n] = torch.zeros((*crops[n].shape[:2], *map_size(hw, n)), dtype=crops[n].dtype,
